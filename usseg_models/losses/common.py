@@ -1,0 +1,45 @@
+"""Loss pieces shared by DSANet and IntraSense-Net: soft Dice and the F3Net structure loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["soft_dice_loss", "structure_loss"]
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Binary soft Dice loss ``1 - mean_b(2 Σ p g / (Σ p + Σ g + smooth))`` on sigmoid probabilities.
+
+    Args:
+        logits: ``(B, 1, H, W)`` raw scores.
+        target: ``(B, 1, H, W)`` in {0, 1} (float).
+        smooth: additive constant of numerator-free form used by the DSANet release (``+1`` in the denominator).
+    """
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
+    prob = torch.sigmoid(logits.float()).flatten(1)
+    tgt = target.float().flatten(1)
+    inter = (prob * tgt).sum(1)
+    dice = 2 * inter / (prob.sum(1) + tgt.sum(1) + smooth)
+    return 1 - dice.mean()
+
+
+def structure_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """F3Net structure loss: boundary-weighted BCE + weighted IoU (DSANet reference, Sec. loss).
+
+    ``w = 1 + 5 |avgpool_31(g) - g|``; ``wbce = Σ w·bce / Σ w``;
+    ``wiou = 1 - (Σ w p g + 1) / (Σ w (p + g) - Σ w p g + 1)``; both averaged over the batch.
+    """
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
+    logits = logits.float()
+    target = target.float()
+    weit = 1 + 5 * torch.abs(F.avg_pool2d(target, kernel_size=31, stride=1, padding=15) - target)
+    wbce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    wbce = (weit * wbce).sum(dim=(2, 3)) / weit.sum(dim=(2, 3))
+    prob = torch.sigmoid(logits)
+    inter = (prob * target * weit).sum(dim=(2, 3))
+    union = ((prob + target) * weit).sum(dim=(2, 3))
+    wiou = 1 - (inter + 1) / (union - inter + 1)
+    return (wbce + wiou).mean()
