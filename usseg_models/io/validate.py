@@ -1,0 +1,286 @@
+"""Validation of untrusted image files in pure Python, before any native reader sees them.
+
+A stock MONAI Label server aborted inside ITK on a DICOM whose header said ``BitsAllocated = 7``
+(``../shared/notes/environment.md``). Every file that enters this project is therefore checked here first, with
+pydicom (DICOM), nibabel (NIfTI), pynrrd (NRRD) and Pillow's header parser (PNG/JPEG); a file that fails raises
+:class:`~usseg_models.errors.UltrasoundIOError` (or its subclass :class:`~usseg_models.errors.MissingDecoderError`)
+with a message naming the file and the problem. That is the one documented exception type for bad input.
+
+DICOM checks (:func:`validate_dicom`):
+    - the file is DICOM (``DICM`` prefix and a parseable data set), not truncated in its header;
+    - it has *Pixel Data*, ``NumberOfFrames >= 1``, ``Rows``/``Columns >= 1``;
+    - ``BitsAllocated`` in {1, 8, 16, 32}, ``1 <= BitsStored <= BitsAllocated``, ``PixelRepresentation`` in {0, 1};
+    - ``SamplesPerPixel`` agrees with ``PhotometricInterpretation`` (a supported one, palette tables present);
+    - native pixel data holds at least ``Rows x Columns x Samples x Frames x BitsAllocated / 8`` bytes,
+      encapsulated pixel data holds one fragment group per frame;
+    - the transfer syntax is one this project decodes, and a decoder for it is installed
+      (otherwise :class:`~usseg_models.errors.MissingDecoderError` names the package to install);
+    - a modality other than ``US`` is accepted with a warning.
+
+Examples::
+
+    >>> from usseg_models.io.validate import sniff_format, validate_dicom
+    >>> sniff_format("clip.dcm")                   # doctest: +SKIP
+    'dicom'
+    >>> ds = validate_dicom("clip.dcm")            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import pydicom
+from pydicom import config as pydicom_config
+from pydicom import uid as dcm_uid
+from pydicom.encaps import generate_pixel_data_frame
+from pydicom.errors import InvalidDicomError
+from pydicom.pixel_data_handlers.util import get_expected_length
+
+from usseg_models.errors import MissingDecoderError, UltrasoundIOError
+
+__all__ = [
+    "SUPPORTED_TRANSFER_SYNTAXES",
+    "DECODER_PACKAGES",
+    "SUPPORTED_PHOTOMETRIC",
+    "sniff_format",
+    "validate_dicom",
+    "check_decoder_available",
+]
+
+logger = logging.getLogger(__name__)
+
+_NATIVE = (
+    dcm_uid.ImplicitVRLittleEndian,
+    dcm_uid.ExplicitVRLittleEndian,
+    dcm_uid.DeflatedExplicitVRLittleEndian,
+    dcm_uid.ExplicitVRBigEndian,
+)
+
+#: Transfer syntax UID -> packages (pip names) that can decode it through a pydicom pixel data handler.
+DECODER_PACKAGES: dict[str, tuple[str, ...]] = {
+    **{str(ts): ("numpy",) for ts in _NATIVE},
+    str(dcm_uid.RLELossless): ("numpy",),
+    str(dcm_uid.JPEGBaseline8Bit): ("pillow", "python-gdcm", "pylibjpeg + pylibjpeg-libjpeg"),
+    str(dcm_uid.JPEGExtended12Bit): ("pillow", "python-gdcm", "pylibjpeg + pylibjpeg-libjpeg"),
+    str(dcm_uid.JPEGLosslessP14): ("python-gdcm", "pylibjpeg + pylibjpeg-libjpeg"),
+    str(dcm_uid.JPEGLosslessSV1): ("python-gdcm", "pylibjpeg + pylibjpeg-libjpeg"),
+    str(dcm_uid.JPEGLSLossless): ("python-gdcm", "pylibjpeg + pylibjpeg-libjpeg", "CharPyLS"),
+    str(dcm_uid.JPEGLSNearLossless): ("python-gdcm", "pylibjpeg + pylibjpeg-libjpeg", "CharPyLS"),
+    str(dcm_uid.JPEG2000Lossless): ("pillow (with OpenJPEG)", "python-gdcm", "pylibjpeg + pylibjpeg-openjpeg"),
+    str(dcm_uid.JPEG2000): ("pillow (with OpenJPEG)", "python-gdcm", "pylibjpeg + pylibjpeg-openjpeg"),
+}
+
+#: Transfer syntaxes this project reads (MPEG/HEVC video and JPIP are not supported).
+SUPPORTED_TRANSFER_SYNTAXES: frozenset[str] = frozenset(DECODER_PACKAGES)
+
+#: Photometric interpretation -> samples per pixel it requires.
+SUPPORTED_PHOTOMETRIC: dict[str, int] = {
+    "MONOCHROME1": 1,
+    "MONOCHROME2": 1,
+    "PALETTE COLOR": 1,
+    "RGB": 3,
+    "YBR_FULL": 3,
+    "YBR_FULL_422": 3,
+    "YBR_ICT": 3,
+    "YBR_RCT": 3,
+}
+
+_ALLOWED_BITS_ALLOCATED = (1, 8, 16, 32)
+
+
+def _fail(path: str | os.PathLike, problem: str) -> UltrasoundIOError:
+    return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
+
+
+def sniff_format(path: str | os.PathLike) -> str:
+    """Identify a file's format from its content (magic bytes), never from its name alone.
+
+    Args:
+        path: file to inspect.
+
+    Returns:
+        one of ``"dicom"``, ``"png"``, ``"jpeg"``, ``"nifti"``, ``"nrrd"``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UltrasoundIOError: the file is empty, a directory, or of no supported format.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(2, "No such file", os.fspath(path))
+    if p.is_dir():
+        raise _fail(path, "is a directory, not an image file")
+    with open(p, "rb") as fh:
+        head = fh.read(1024)
+    if not head:
+        raise _fail(path, "file is empty")
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"NRRD000"):
+        return "nrrd"
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(p, "rb") as gz:
+                head = gz.read(544)
+        except (OSError, EOFError) as exc:
+            raise _fail(path, f"corrupt gzip stream ({exc})") from exc
+    if _looks_like_nifti(head):
+        return "nifti"
+    suffix = "".join(p.suffixes[-2:]).lower()
+    if suffix.endswith((".dcm", ".dicom")):
+        raise _fail(path, "not a DICOM file (no 'DICM' prefix at byte 128)")
+    raise _fail(path, "unsupported or unrecognised file format (expected DICOM, PNG, JPEG, NIfTI or NRRD)")
+
+
+def _looks_like_nifti(head: bytes) -> bool:
+    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return int.from_bytes(head[:4], "little") == 348 or int.from_bytes(head[:4], "big") == 348
+    if len(head) >= 540 and head[4:8] in (b"n+2\x00", b"ni2\x00"):
+        return int.from_bytes(head[:4], "little") == 540 or int.from_bytes(head[:4], "big") == 540
+    return False
+
+
+def check_decoder_available(transfer_syntax: str, path: str | os.PathLike = "<dataset>") -> None:
+    """Raise unless an installed pydicom pixel data handler decodes ``transfer_syntax``.
+
+    Args:
+        transfer_syntax: Transfer Syntax UID.
+        path: file name used in the message.
+
+    Raises:
+        UltrasoundIOError: the transfer syntax is not supported by this project.
+        MissingDecoderError: supported, but no installed handler decodes it; the message names the package(s).
+    """
+    ts = dcm_uid.UID(str(transfer_syntax))
+    if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
+        raise _fail(
+            path, f"unsupported transfer syntax {ts} ({ts.name}); supported: native, RLE, JPEG, JPEG-LS, JPEG 2000"
+        )
+    handlers = [h for h in pydicom_config.pixel_data_handlers if h.supports_transfer_syntax(ts)]
+    if not any(h.is_available() for h in handlers):
+        packages = " or ".join(DECODER_PACKAGES[str(ts)])
+        raise MissingDecoderError(
+            f"{os.fspath(path)}: transfer syntax {ts.name} needs a decoder that is not installed: "
+            f"pip install {packages}"
+        )
+
+
+def validate_dicom(path: str | os.PathLike, check_decoder: bool = True) -> pydicom.Dataset:
+    """Read and check a DICOM file with pydicom; return the data set (pixel data not decoded).
+
+    Args:
+        path: DICOM file.
+        check_decoder: also require an installed decoder for the transfer syntax.
+
+    Returns:
+        the parsed :class:`pydicom.Dataset` (``filename`` set), safe to hand to a decoder.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UltrasoundIOError: any problem listed in the module docstring (message names the file and the problem).
+        MissingDecoderError: no installed decoder for its transfer syntax.
+    """
+    if sniff_format(path) != "dicom":
+        raise _fail(path, "not a DICOM file (no 'DICM' prefix at byte 128)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about vendor quirks it tolerates
+            ds = pydicom.dcmread(os.fspath(path), force=False)
+    except InvalidDicomError as exc:
+        raise _fail(path, f"not a valid DICOM file ({exc})") from exc
+    except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, NotImplementedError) as exc:
+        raise _fail(path, f"truncated or corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
+    _check_dataset(ds, path, check_decoder)
+    modality = str(ds.get("Modality", "") or "")
+    if modality != "US":
+        msg = f"{os.fspath(path)}: modality is {modality or 'missing'!r}, not 'US'; reading it as an ultrasound image"
+        logger.warning(msg)
+        warnings.warn(msg, UserWarning, stacklevel=2)
+    return ds
+
+
+def _int_element(ds: pydicom.Dataset, keyword: str, path, default: int | None = None) -> int:
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        raise _fail(path, f"missing {keyword}")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise _fail(path, f"{keyword} is not an integer ({value!r})") from exc
+
+
+def _check_dataset(ds: pydicom.Dataset, path, check_decoder: bool) -> None:
+    file_meta = getattr(ds, "file_meta", None)
+    ts = getattr(file_meta, "TransferSyntaxUID", None) if file_meta is not None else None
+    if not ts:
+        raise _fail(path, "missing TransferSyntaxUID in the file meta information")
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise _fail(path, "float pixel data is not supported")
+        raise _fail(path, "DICOM file has no pixel data (PixelData element missing)")
+    if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
+        raise _fail(path, f"unsupported transfer syntax {ts} ({dcm_uid.UID(str(ts)).name})")
+
+    rows = _int_element(ds, "Rows", path)
+    cols = _int_element(ds, "Columns", path)
+    if rows < 1 or cols < 1:
+        raise _fail(path, f"image size is {rows}x{cols} (Rows x Columns must be >= 1)")
+    frames = _int_element(ds, "NumberOfFrames", path, default=1)
+    if frames < 1:
+        raise _fail(path, f"NumberOfFrames is {frames}: the file has zero frames")
+    bits_alloc = _int_element(ds, "BitsAllocated", path)
+    if bits_alloc not in _ALLOWED_BITS_ALLOCATED:
+        allowed = ", ".join(map(str, _ALLOWED_BITS_ALLOCATED))
+        raise _fail(path, f"invalid BitsAllocated {bits_alloc} (allowed: {allowed})")
+    bits_stored = _int_element(ds, "BitsStored", path, default=bits_alloc)
+    if not 1 <= bits_stored <= bits_alloc:
+        raise _fail(path, f"BitsStored {bits_stored} is inconsistent with BitsAllocated {bits_alloc}")
+    pixel_rep = _int_element(ds, "PixelRepresentation", path, default=0)
+    if pixel_rep not in (0, 1):
+        raise _fail(path, f"invalid PixelRepresentation {pixel_rep}")
+    samples = _int_element(ds, "SamplesPerPixel", path, default=1)
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
+    if photometric not in SUPPORTED_PHOTOMETRIC:
+        raise _fail(path, f"unsupported PhotometricInterpretation {photometric or 'missing'!r}")
+    if samples != SUPPORTED_PHOTOMETRIC[photometric]:
+        raise _fail(path, f"SamplesPerPixel {samples} is inconsistent with PhotometricInterpretation {photometric}")
+    if photometric == "PALETTE COLOR":
+        needed = [f"{c}PaletteColorLookupTableDescriptor" for c in ("Red", "Green", "Blue")]
+        if any(k not in ds for k in needed) or not (
+            all(f"{c}PaletteColorLookupTableData" in ds for c in ("Red", "Green", "Blue"))
+            or "SegmentedRedPaletteColorLookupTableData" in ds
+        ):
+            raise _fail(path, "PALETTE COLOR image without complete palette colour lookup tables")
+
+    pixel_data = ds.PixelData
+    if pixel_data is None or len(pixel_data) == 0:
+        raise _fail(path, "PixelData element is empty")
+    if str(ts) in {str(t) for t in _NATIVE}:
+        try:
+            expected = get_expected_length(ds, "bytes")
+        except Exception as exc:  # noqa: BLE001 - pydicom raises various types on nonsense headers
+            raise _fail(path, f"cannot compute the expected pixel data length ({exc})") from exc
+        if len(pixel_data) < expected:
+            raise _fail(
+                path,
+                f"pixel data has {len(pixel_data)} bytes but Rows {rows} x Columns {cols} x SamplesPerPixel {samples}"
+                f" x NumberOfFrames {frames} x BitsAllocated {bits_alloc} needs {expected} (truncated file or wrong"
+                " header)",
+            )
+    else:
+        try:
+            found = sum(1 for _ in generate_pixel_data_frame(pixel_data, frames))
+        except Exception as exc:  # noqa: BLE001 - broken encapsulation raises ValueError/KeyError/struct.error
+            raise _fail(path, f"corrupt or truncated encapsulated pixel data ({exc})") from exc
+        if found < frames:
+            raise _fail(path, f"encapsulated pixel data holds {found} frame(s), NumberOfFrames says {frames}")
+    if check_decoder:
+        check_decoder_available(str(ts), path)
