@@ -1,0 +1,157 @@
+"""Running server inference on a clip (whole clip in chunks, with progress) or on one frame.
+
+A clip held in Slicer is sent as NIfTI files with its IJK→RAS; the label that comes back is placed on the clip's
+voxel grid with :func:`USSegClipLib.labels.fit_label_to_clip`.
+
+Long clips are sent in chunks of frames so the GUI can show real progress. DSANet segments frame t from frames
+t, t-1 and t-2, so each chunk after the first also carries ``context_frames`` frames before it; their results are
+dropped. With ``context_frames`` at least the model's temporal reach, chunked results equal a whole-clip run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .client import MonaiLabelClient
+from .errors import ClipGeometryError
+from .geometry import Clip
+from .labels import fit_label_to_clip
+from .volumeio import read_volume, write_nifti
+
+__all__ = ["frame_chunks", "infer_clip", "infer_frame", "infer_image"]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def frame_chunks(num_frames: int, chunk_frames: int | None, context_frames: int = 2) -> list[tuple[int, int, int]]:
+    """Split ``num_frames`` frames into chunks.
+
+    Returns:
+        list of ``(first_sent, first_kept, stop)``: frames ``first_sent:stop`` are sent and the results of
+        ``first_kept:stop`` are kept; the kept ranges tile ``0:num_frames`` exactly once.
+
+    Raises:
+        ValueError: non-positive frame or chunk counts, negative context.
+
+    Examples::
+
+        frame_chunks(10, 4, 2)  # [(0, 0, 4), (2, 4, 8), (6, 8, 10)]
+    """
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    if context_frames < 0:
+        raise ValueError(f"context_frames must be >= 0, got {context_frames}")
+    if chunk_frames is None or chunk_frames >= num_frames:
+        return [(0, 0, num_frames)]
+    if chunk_frames <= 0:
+        raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
+    chunks = []
+    for start in range(0, num_frames, chunk_frames):
+        stop = min(start + chunk_frames, num_frames)
+        chunks.append((max(0, start - context_frames), start, stop))
+    return chunks
+
+
+def _frames(clip: Clip, start: int, stop: int) -> Clip:
+    """Frames ``start:stop`` of a frames-last clip as a clip placed where they were."""
+    m = clip.ijk_to_ras.copy()
+    m[:3, 3] = (clip.ijk_to_ras @ np.array([0.0, 0.0, start, 1.0]))[:3]
+    return Clip(clip.voxels[:, :, start:stop], m, 2)
+
+
+def infer_clip(
+    client: MonaiLabelClient,
+    model: str,
+    clip: Clip,
+    chunk_frames: int | None = None,
+    context_frames: int = 2,
+    progress: ProgressCallback | None = None,
+    params: dict[str, Any] | None = None,
+    workdir: str | None = None,
+) -> Clip:
+    """Segment every frame of ``clip`` with ``model`` on the server.
+
+    Args:
+        client: the server client.
+        model: model name, e.g. ``"dsanet"``.
+        clip: the clip (any frame axis).
+        chunk_frames: frames per request (None: the whole clip in one request).
+        context_frames: earlier frames sent along with each chunk and then dropped.
+        progress: called as ``progress(frames_done, num_frames)`` after each chunk (and with 0 first); raise in
+            it to cancel.
+        params: extra inference parameters sent with each request.
+        workdir: directory for the temporary files (a new temporary directory by default).
+
+    Returns:
+        The label clip on ``clip``'s grid and matrix (frame axis as ``clip``).
+
+    Raises:
+        ServerError: any server failure (message from the server).
+        ClipGeometryError: a returned label does not match the frames sent.
+    """
+    last = clip.with_frames_last()
+    n = last.num_frames
+    chunks = frame_chunks(n, chunk_frames, context_frames)
+    out = np.zeros(last.voxels.shape, dtype=np.uint8)
+    if progress:
+        progress(0, n)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for index, (first_sent, first_kept, stop) in enumerate(chunks):
+            part = _frames(last, first_sent, stop)
+            path = write_nifti(part, os.path.join(tmp, f"clip_{index:04d}.nii.gz"))
+            result = client.infer(model, file=path, params=params)
+            label = fit_label_to_clip(read_volume(result.save_label(tmp), 2), part)
+            out[:, :, first_kept:stop] = label.voxels[:, :, first_kept - first_sent :]
+            logger.info("%s: frames %d-%d of %d segmented", model, first_kept, stop - 1, n)
+            if progress:
+                progress(stop, n)
+    if clip.frame_axis != 2:
+        order = [a for a in range(3) if a != clip.frame_axis] + [clip.frame_axis]
+        out = out.transpose(np.argsort(order))
+    return Clip(out, clip.ijk_to_ras.copy(), clip.frame_axis)
+
+
+def infer_frame(
+    client: MonaiLabelClient,
+    model: str,
+    clip: Clip,
+    frame_index: int,
+    params: dict[str, Any] | None = None,
+    workdir: str | None = None,
+) -> Clip:
+    """Segment one frame of ``clip`` with an image model (e.g. ``"intrasense"``).
+
+    The frame is sent as a one-slice NIfTI ``(X, Y, 1)`` with the frame's own matrix (as Slicer sends 2-D images).
+
+    Returns:
+        A one-frame label clip ``(X, Y, 1)`` placed at the frame (``Clip.single_frame`` geometry).
+    """
+    if not 0 <= frame_index < clip.num_frames:
+        raise ClipGeometryError(f"frame {frame_index} out of range: the clip has {clip.num_frames} frames")
+    frame = clip.single_frame(frame_index)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = write_nifti(frame, os.path.join(tmp, f"frame_{frame_index:04d}.nii.gz"))
+        result = client.infer(model, file=path, params=params)
+        return fit_label_to_clip(read_volume(result.save_label(tmp), 2), frame)
+
+
+def infer_image(
+    client: MonaiLabelClient,
+    model: str,
+    image_id: str,
+    frame_axis: int = 2,
+    params: dict[str, Any] | None = None,
+    workdir: str | None = None,
+) -> Clip:
+    """Segment a datastore image by id; returns the label as the server wrote it (its own matrix)."""
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        result = client.infer(model, image_id=image_id, params=params)
+        return read_volume(result.save_label(tmp), frame_axis)

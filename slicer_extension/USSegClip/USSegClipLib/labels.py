@@ -1,0 +1,127 @@
+"""Label values and names: the server's label table, labelmaps from per-segment masks, and fitting a returned
+label onto the clip it belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import ClipGeometryError, LabelFileError
+from .geometry import Clip
+
+__all__ = ["compose_labelmap", "fit_label_to_clip", "model_labels", "split_labelmap"]
+
+logger = logging.getLogger(__name__)
+
+
+def model_labels(info: Mapping[str, Any], model: str | None = None) -> dict[str, int]:
+    """Label name → value from a ``GET /info/`` answer, background (0) excluded.
+
+    Args:
+        info: the server's ``/info/`` JSON.
+        model: take the labels of this model (``info["models"][model]["labels"]``); None: the app-level labels.
+
+    MONAI Label gives labels as a dict ``{name: value}`` or as a list of names (values 1, 2, ... in order).
+
+    Raises:
+        LabelFileError: the model is unknown, or the server lists no labels.
+    """
+    if model is not None:
+        models = info.get("models", {})
+        if model not in models:
+            raise LabelFileError(f"the server has no model {model!r}; it has: {', '.join(models) or 'none'}")
+        labels = models[model].get("labels")
+    else:
+        labels = info.get("labels")
+    if not labels:
+        raise LabelFileError(f"the server lists no labels for {model or 'the app'}")
+    if isinstance(labels, Mapping):
+        table = {str(k): int(v) for k, v in labels.items()}
+    else:
+        table = {str(name): i + 1 for i, name in enumerate(labels)}
+    return {k: v for k, v in table.items() if v != 0 and k.lower() != "background"}
+
+
+def compose_labelmap(masks: Mapping[str, np.ndarray], label_values: Mapping[str, int],
+                     dtype=np.uint8) -> np.ndarray:
+    """One labelmap from per-segment binary masks, each painted with the server's value for its name.
+
+    Args:
+        masks: segment name → boolean mask (all the same shape), e.g. from Slicer's segments.
+        label_values: name → value (from :func:`model_labels`).
+        dtype: output type.
+
+    Raises:
+        LabelFileError: a segment name the server does not know, masks of different shapes, overlapping segments,
+            or no masks.
+    """
+    if not masks:
+        raise LabelFileError("no segments to submit")
+    unknown = [n for n in masks if n not in label_values]
+    if unknown:
+        raise LabelFileError(f"segment name(s) {unknown} are not server labels {sorted(label_values)}; "
+                             "rename the segments to the server's label names")
+    shapes = {np.shape(m) for m in masks.values()}
+    if len(shapes) != 1:
+        raise LabelFileError(f"segment masks differ in shape: {sorted(shapes)}")
+    out = np.zeros(shapes.pop(), dtype=dtype)
+    taken = np.zeros(out.shape, dtype=bool)
+    for name, mask in masks.items():
+        m = np.asarray(mask).astype(bool)
+        overlap = int(np.count_nonzero(taken & m))
+        if overlap:
+            raise LabelFileError(f"segment {name!r} overlaps another segment in {overlap} voxels")
+        out[m] = label_values[name]
+        taken |= m
+    return out
+
+
+def split_labelmap(labelmap: np.ndarray, label_values: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`compose_labelmap`: name → boolean mask for every server label.
+
+    Raises:
+        LabelFileError: the labelmap holds values that are no server label.
+    """
+    arr = np.asarray(labelmap)
+    known = set(label_values.values()) | {0}
+    extra = sorted(int(v) for v in np.unique(arr) if int(v) not in known)
+    if extra:
+        raise LabelFileError(f"label values {extra} are not among the server labels {dict(label_values)}")
+    return {name: arr == value for name, value in label_values.items()}
+
+
+def fit_label_to_clip(label: Clip, clip: Clip, atol: float = 1e-3) -> Clip:
+    """Put a label returned by the server onto the voxel grid of ``clip``.
+
+    The server returns the label on the grid of the image it was given, so the voxel arrays must match one to one
+    (after moving a one-frame label's axis). The label's own matrix is compared with the clip's; a difference is
+    logged (e.g. a DICOM read by the server with ultrasound-region calibration while Slicer used another spacing)
+    and the clip's matrix is kept, because voxel correspondence is what the server guarantees.
+
+    Args:
+        label: the label volume read from the server's file.
+        clip: the clip shown in Slicer.
+        atol: tolerance (mm) for calling the two matrices equal.
+
+    Returns:
+        A :class:`Clip` with the label's voxels, the clip's matrix and the clip's frame axis.
+
+    Raises:
+        ClipGeometryError: the voxel shapes cannot be matched.
+    """
+    voxels = np.asarray(label.voxels)
+    if voxels.shape != clip.voxels.shape:
+        squeezed = np.squeeze(voxels)
+        target = np.squeeze(clip.voxels)
+        if squeezed.shape == target.shape:
+            voxels = squeezed.reshape(clip.voxels.shape)
+        else:
+            raise ClipGeometryError(f"label shape {label.voxels.shape} does not match the clip {clip.voxels.shape}")
+    elif not np.allclose(label.ijk_to_ras, clip.ijk_to_ras, atol=atol):
+        logger.warning("label geometry differs from the clip's; keeping the clip's.\nlabel:\n%s\nclip:\n%s",
+                       np.array2string(label.ijk_to_ras, precision=4), np.array2string(clip.ijk_to_ras, precision=4))
+    return Clip(voxels, clip.ijk_to_ras.copy(), clip.frame_axis)
