@@ -1,0 +1,1 @@
+"""Building blocks of the usseg MONAI Label app (configs, infer/train tasks, strategies, scoring, datastores)."""
