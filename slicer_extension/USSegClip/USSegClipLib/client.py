@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -148,6 +149,12 @@ class MonaiLabelClient:
             raise ServerTimeoutError(f"MONAI Label server at {self.base_url} did not answer {method} {path} "
                                      f"within {timeout or self.timeout:g} s") from e
         except requests.exceptions.ConnectionError as e:
+            # after urllib3 retries a read timeout arrives as ConnectionError(MaxRetryError(reason=ReadTimeoutError))
+            reason = getattr(e.args[0], "reason", None) if e.args else None
+            timed_out = isinstance(reason, urllib3.exceptions.TimeoutError)
+            if timed_out and not isinstance(reason, urllib3.exceptions.NewConnectionError):  # the latter: refused
+                raise ServerTimeoutError(f"MONAI Label server at {self.base_url} did not answer {method} {path} "
+                                         f"within {timeout or self.timeout:g} s") from e
             raise ServerUnavailableError(
                 f"cannot reach the MONAI Label server at {self.base_url} ({type(e).__name__}); "
                 "is it running and is the address right?"

@@ -1,0 +1,202 @@
+"""USSegClipLib client over real HTTP, without MONAI Label: multipart parsing of the exact encoding MONAI Label
+uses (``requests_toolbelt.MultipartEncoder``), connection failures, error messages, retries and timeouts.
+
+The HTTP server here is the standard library's ``ThreadingHTTPServer`` answering on loopback; it stands in only
+for the error and retry paths. The complete flow against a real MONAI Label server is in
+``test_slicer_server_flow.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" / "USSegClip"))
+
+from USSegClipLib import (  # noqa: E402
+    MonaiLabelClient,
+    ServerError,
+    ServerResponseError,
+    ServerTimeoutError,
+    ServerUnavailableError,
+    parse_multipart,
+)
+
+MultipartEncoder = pytest.importorskip("requests_toolbelt").MultipartEncoder
+
+
+def _encoded(params: dict, payload: bytes, filename: str = "label.nii.gz"):
+    fields = {
+        "params": (None, json.dumps(params), "application/json"),
+        "image": (filename, payload, "application/gzip"),
+    }
+    enc = MultipartEncoder(fields=fields)
+    return enc.to_string(), enc.content_type
+
+
+def test_multipart_parse_is_byte_exact():
+    rng = np.random.default_rng(1)
+    payload = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    payload = b"\r\n--" + payload + b"\r\n\r\n" + payload + b"--\r\n"  # delimiter-like bytes inside the payload
+    body, ctype = _encoded({"label_names": {"lesion": 1}, "shape": [4, 5, 6]}, payload)
+    parts = parse_multipart(body, ctype)
+    assert list(parts) == ["params", "image"]
+    assert json.loads(parts["params"].data) == {"label_names": {"lesion": 1}, "shape": [4, 5, 6]}
+    assert parts["image"].filename == "label.nii.gz"
+    assert parts["image"].content_type == "application/gzip"
+    assert parts["image"].data == payload
+
+
+def test_multipart_empty_payload_and_malformed_bodies():
+    body, ctype = _encoded({}, b"")
+    assert parse_multipart(body, ctype)["image"].data == b""
+    full, ctype = _encoded({"a": 1}, b"x" * 100)
+    with pytest.raises(ServerError, match="closing boundary"):
+        parse_multipart(full[:-40], ctype)
+    with pytest.raises(ServerError, match="multipart"):
+        parse_multipart(full, "application/json")
+    with pytest.raises(ServerError, match="boundary"):
+        parse_multipart(full, "multipart/form-data")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connection_refused_is_a_clear_error():
+    client = MonaiLabelClient(f"http://127.0.0.1:{_free_port()}", timeout=2, retries=1, backoff=0.01)
+    with pytest.raises(ServerUnavailableError, match="cannot reach the MONAI Label server at http://127.0.0.1"):
+        client.info()
+    with pytest.raises(ServerUnavailableError):
+        client.next_sample("random")
+
+
+def test_bad_urls_and_settings_are_refused():
+    with pytest.raises(ValueError, match="http"):
+        MonaiLabelClient("127.0.0.1:8000")
+    with pytest.raises(ValueError, match="timeouts"):
+        MonaiLabelClient("http://x", timeout=0)
+    with pytest.raises(ValueError, match="retries"):
+        MonaiLabelClient("http://x", retries=-1)
+    with pytest.raises(ValueError, match="exactly one"):
+        MonaiLabelClient("http://x").infer("dsanet")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    counts: dict = {}
+    infer_body: tuple = (b"", "")
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def _send(self, status, body: bytes, ctype="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _count(self):
+        key = (self.command, self.path.split("?")[0])
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key]
+
+    def do_GET(self):
+        n = self._count()
+        path = self.path.split("?")[0]
+        if path == "/info/":
+            self._send(200, json.dumps({"name": "t", "auth": self.headers.get("Authorization")}).encode())
+        elif path == "/flaky/":
+            self._send(503, b"busy", "text/plain") if n < 3 else self._send(200, b'{"ok": true}')
+        elif path == "/slow/":
+            time.sleep(1.5)
+            self._send(200, b"{}")
+        elif path == "/train/":
+            self._send(404, json.dumps({"detail": "No Train Tasks Found"}).encode())
+        elif path == "/text/":
+            self._send(500, b"Internal Server Error\ntraceback", "text/plain")
+        else:
+            self._send(404, json.dumps({"detail": "Not Found"}).encode())
+
+    def do_POST(self):
+        self._count()
+        length = int(self.headers.get("Content-Length", 0))
+        self.rfile.read(length)
+        path = self.path.split("?")[0]
+        if path.startswith("/activelearning/"):
+            self._send(503, b"busy", "text/plain")
+        elif path.startswith("/infer/bad"):
+            detail = [{"loc": ["query", "image"], "msg": "field required"}]
+            self._send(422, json.dumps({"detail": detail}).encode())
+        elif path.startswith("/infer/"):
+            body, ctype = self.infer_body
+            self._send(200, body, ctype)
+        else:
+            self._send(404, b'{"detail": "Not Found"}')
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # a client that timed out closed its socket: expected
+        pass
+
+
+@pytest.fixture
+def http_server():
+    _Handler.counts = {}
+    server = _Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_errors_carry_the_server_message(http_server):
+    client = MonaiLabelClient(http_server, token="s3cret", retries=0)
+    assert client.info()["auth"] == "Bearer s3cret"
+    with pytest.raises(ServerResponseError, match=r"HTTP 404 \(GET /model/info/x\): Not Found") as err:
+        client._request("GET", "/model/info/x")
+    assert err.value.is_client_error and err.value.status == 404
+    with pytest.raises(ServerResponseError, match="query.image: field required") as err:
+        client.infer("bad", image_id="x")
+    assert err.value.status == 422
+    with pytest.raises(ServerResponseError, match="HTTP 500.*Internal Server Error traceback"):
+        client._request("GET", "/text/")
+    assert client.training_status() is None  # 404 "No Train Tasks Found" means: nothing yet
+
+
+def test_get_is_retried_post_is_not(http_server):
+    client = MonaiLabelClient(http_server, retries=3, backoff=0.01)
+    assert client._json(client._request("GET", "/flaky/")) == {"ok": True}
+    assert _Handler.counts[("GET", "/flaky/")] == 3
+    with pytest.raises(ServerResponseError, match="HTTP 503"):
+        client.next_sample("random")
+    assert _Handler.counts[("POST", "/activelearning/random")] == 1
+
+
+def test_timeout_is_a_clear_error(http_server):
+    client = MonaiLabelClient(http_server, timeout=0.3, retries=0)
+    with pytest.raises(ServerTimeoutError, match="did not answer GET /slow/ within 0.3 s"):
+        client._request("GET", "/slow/")
+
+
+def test_infer_multipart_answer_over_http(http_server, tmp_path):
+    payload = np.random.default_rng(2).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    _Handler.infer_body = _encoded({"label_names": {"lesion": 1}}, payload, "usseg_x.nii.gz")
+    image = tmp_path / "clip.nii.gz"
+    image.write_bytes(b"not read by this server")
+    result = MonaiLabelClient(http_server).infer("dsanet", file=image)
+    assert result.params == {"label_names": {"lesion": 1}}
+    assert result.label == payload
+    saved = Path(result.save_label(tmp_path))
+    assert saved.name == "usseg_x.nii.gz" and saved.read_bytes() == payload
