@@ -1,0 +1,499 @@
+"""Discover training data in the folder layouts users have, and serve it as torch Datasets.
+
+Layouts recognised (``DIR`` is what the user passes; every layout may sit under split folders such as
+``DIR/train/...``, ``DIR/val/...``, recorded as the record's ``split``):
+
+Video (:func:`discover_clips`):
+
+- MONAI Label datastore: ``DIR/<id>.dcm|.nii.gz|.nii|.nrrd`` + ``DIR/labels/final/<id>.nii.gz`` (label volume
+  ``(X, Y, T)``, see ``docs/DESIGN.md``).
+- Mask beside the cine: ``DIR/<id>.dcm`` + ``DIR/<id>_mask.nii.gz``.
+- Frame folders as ASTR/VTUS ship them (ASTR's loader reads ``ROOT/<split>/image/<video>/<frame>`` and takes the
+  mask from the same path with ``image`` replaced by ``mask``): ``DIR/[<split>/]<frames>/<video>/<frame>.jpg|png``
+  with a parallel ``DIR/[<split>/]<masks>/<video>/<frame>.png``; ``<frames>`` is one of :data:`FRAME_DIR_NAMES`
+  (``image``, ``images``, ``frames``, ``Frame``, ...) and ``<masks>`` one of :data:`MASK_DIR_NAMES` (``mask``,
+  ``masks``, ``GT``, ``labels``, ...). Masks pair with frames by file stem (a ``.jpg`` frame may have a ``.png``
+  mask); frames are ordered by natural sort of their names (``2.png`` before ``10.png``).
+
+Images (:func:`discover_images`):
+
+- BUSI style: ``name.png`` + ``name_mask.png`` (extra ``name_mask_1.png`` masks are merged), any depth.
+- ``images/`` + ``masks/`` (or ``labels/``, ``labels_clean/``, ``GT/``...) folders with equal stems.
+- DICOM (or NIfTI/NRRD) image + ``<id>_mask.png|nii.gz`` beside it, and the MONAI Label layout above.
+
+Labels are binarised by :func:`binarize_label`. Subjects (for k-fold by subject) come from :func:`subject_of`.
+Preprocessing (resize, intensity, ImageNet normalisation, 3 channels) is the project's one shared definition in
+:mod:`usseg_models.transforms.preprocessing`; this module adds only random flips/rotations for training, applied
+identically to every frame of a clip and to its masks.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from usseg_models.errors import UssegError
+
+__all__ = [
+    "FRAME_DIR_NAMES",
+    "MASK_DIR_NAMES",
+    "ClipRecord",
+    "ImageRecord",
+    "discover_clips",
+    "discover_images",
+    "subject_of",
+    "binarize_label",
+    "ClipWindowDataset",
+    "ImageSegDataset",
+    "DataLayoutError",
+    "load_clip",
+    "load_image_pair",
+    "worker_init_fn",
+]
+
+logger = logging.getLogger(__name__)
+
+FRAME_DIR_NAMES = ("image", "images", "img", "imgs", "frame", "frames", "Frame", "Frames", "JPEGImages")
+MASK_DIR_NAMES = (
+    "mask", "masks", "labels_clean", "labels", "label", "GT", "gt", "ground_truth", "Annotations", "annotations",
+)
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VOLUME_EXTS = (".dcm", ".nii.gz", ".nii", ".nrrd", ".nhdr")
+MASK_SUFFIX = re.compile(r"_(mask|label|seg|gt)(_\d+)?$", re.IGNORECASE)
+
+
+class DataLayoutError(UssegError, ValueError):
+    """No usable image/label pairs were found (message names the folder and the layouts tried)."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One video: a cine file (``image`` is a Path) or ordered frame files (``image`` is a tuple of Paths)."""
+
+    id: str
+    image: Path | tuple[Path, ...]
+    label: Path | tuple[Path, ...]
+    subject: str
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image with one or more mask files (merged by union)."""
+
+    id: str
+    image: Path
+    label: tuple[Path, ...] = field(default_factory=tuple)
+    subject: str = ""
+    split: str | None = None
+
+
+def _ext(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _stem(path: Path) -> str:
+    ext = _ext(path)
+    return path.name[: -len(ext)] if ext else path.name
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def subject_of(identifier: str, pattern: str | None = None) -> str:
+    """Subject of an image/clip id, for splits that keep a subject's images together.
+
+    Default rule: ``patient0001_2CH_ED`` → ``patient0001`` (CAMUS); a leading number ``019_2HC`` → ``019`` (HC18:
+    several images per subject share it); otherwise the id itself (every image its own subject).
+    ``pattern`` (a regex with one group) overrides the rule.
+    """
+    if pattern:
+        m = re.search(pattern, identifier)
+        return m.group(1) if m else identifier
+    m = re.match(r"(patient\d+)", identifier, re.IGNORECASE) or re.match(r"(\d+)(?=[_\-\s.]|$)", identifier)
+    return m.group(1) if m else identifier
+
+
+def binarize_label(label: np.ndarray, label_value: int | None = None) -> np.ndarray:
+    """Foreground mask (uint8 0/1) from a label array.
+
+    Args:
+        label: ``(X, Y[, T])`` integer label, or colour ``(..., 3)`` mask (channels reduced by max).
+        label_value: keep only this class (e.g. 1 = LV cavity in CAMUS); ``None`` = foreground is ``> 127`` for
+            0/255-style masks (maximum above 127, robust to JPEG noise) and ``> 0`` otherwise.
+    """
+    arr = np.asarray(label)
+    if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].max(axis=-1)
+    if label_value is not None:
+        return (arr == label_value).astype(np.uint8)
+    cut = 127 if arr.size and arr.max() > 127 else 0
+    return (arr > cut).astype(np.uint8)
+
+
+SPLIT_NAME = re.compile(r"^(train|training|val|valid|validation|test|testing|dev)(dataset|set|_\w+)?$", re.IGNORECASE)
+
+
+def _split_of(path: Path, root: Path) -> str | None:
+    """First folder under ``root`` on the way to ``path`` named like a split (``train``, ``val``, ``TestDataset``...).
+
+    Other folders (BUSI's ``benign``/``malignant`` class folders, layout folders) are not splits.
+    """
+    for part in path.relative_to(root).parts[:-1]:
+        if SPLIT_NAME.match(part):
+            return part
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _listing(folder: Path) -> tuple[Path, ...]:
+    return tuple(sorted(p for p in folder.iterdir() if p.is_file())) if folder.is_dir() else ()
+
+
+def _find_label(img: Path, exts: Sequence[str]) -> list[Path]:
+    """Label file(s) for an image/cine file by the beside, MONAI Label and parallel-folder rules."""
+    stem, parent = _stem(img), img.parent
+    found = sorted(
+        p for p in _listing(parent)
+        if _ext(p) in exts and MASK_SUFFIX.search(_stem(p)) and
+        MASK_SUFFIX.sub("", _stem(p)) == stem
+    )
+    if found:
+        return found
+    final = parent / "labels" / "final"
+    if final.is_dir():
+        found = [p for p in _listing(final) if _stem(p) == stem and _ext(p) in exts]
+        if found:
+            return found[:1]
+    if parent.name in FRAME_DIR_NAMES:
+        for name in MASK_DIR_NAMES:
+            mdir = parent.parent / name
+            if mdir.is_dir():
+                found = [p for p in _listing(mdir) if _ext(p) in exts and
+                         (_stem(p) == stem or MASK_SUFFIX.sub("", _stem(p)) == stem)]
+                if found:
+                    return found
+    return []
+
+
+def _is_label_path(path: Path, root: Path) -> bool:
+    rel = path.relative_to(root).parts[:-1]
+    return MASK_SUFFIX.search(_stem(path)) is not None or any(p in MASK_DIR_NAMES for p in rel)
+
+
+def _check_dir(data_dir: str | Path) -> Path:
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataLayoutError(f"data folder not found: {root}")
+    return root
+
+
+def discover_images(
+    data_dir: str | Path, split: str | None = None, subject_pattern: str | None = None
+) -> list[ImageRecord]:
+    """Find image/mask pairs under ``data_dir`` (layouts in the module docstring), sorted by id.
+
+    Args:
+        data_dir: root folder.
+        split: keep only records under this split folder (e.g. ``"train"``); ``None`` keeps all.
+        subject_pattern: regex with one group overriding :func:`subject_of`.
+
+    Raises:
+        DataLayoutError: when the folder is missing or holds no image with a mask.
+    """
+    root = _check_dir(data_dir)
+    exts = IMAGE_EXTS + VOLUME_EXTS
+    records, unlabelled = [], 0
+    for img in sorted(root.rglob("*")):
+        if not img.is_file() or _ext(img) not in exts or _is_label_path(img, root):
+            continue
+        labels = _find_label(img, exts)
+        if not labels:
+            unlabelled += 1
+            continue
+        rec_split = _split_of(img, root)
+        if split is not None and rec_split != split:
+            continue
+        ident = _stem(img) if rec_split is None else f"{rec_split}/{_stem(img)}"
+        records.append(ImageRecord(ident, img, tuple(labels), subject_of(_stem(img), subject_pattern), rec_split))
+    if unlabelled:
+        logger.info("%d image(s) under %s have no mask and were skipped", unlabelled, root)
+    if not records:
+        raise DataLayoutError(
+            f"no image/mask pairs under {root}" + (f" for split {split!r}" if split else "")
+            + ": expected name.png + name_mask.png, images/ + masks/ folders, or <id> + labels/final/<id>"
+        )
+    return records
+
+
+def _frame_folder_clips(root: Path, subject_pattern: str | None) -> list[ClipRecord]:
+    clips = []
+    for fdir in sorted(p for p in root.rglob("*") if p.is_dir() and p.name in FRAME_DIR_NAMES):
+        mdirs = [fdir.parent / n for n in MASK_DIR_NAMES if (fdir.parent / n).is_dir()]
+        videos = [v for v in sorted(fdir.iterdir()) if v.is_dir()]
+        if not mdirs or not videos:
+            continue
+        for video in videos:
+            frames = sorted((p for p in video.iterdir() if _ext(p) in IMAGE_EXTS), key=_natural_key)
+            mvideo = next((m / video.name for m in mdirs if (m / video.name).is_dir()), None)
+            if not frames or mvideo is None:
+                continue
+            masks = {_stem(p): p for p in mvideo.iterdir() if _ext(p) in IMAGE_EXTS}
+            missing = [f.name for f in frames if _stem(f) not in masks]
+            if missing:
+                raise DataLayoutError(f"{mvideo} has no mask for frame(s) {missing[:5]} of {video}")
+            split = _split_of(fdir, root)
+            ident = video.name if split is None else f"{split}/{video.name}"
+            clips.append(ClipRecord(ident, tuple(frames), tuple(masks[_stem(f)] for f in frames),
+                                    subject_of(video.name, subject_pattern), split))
+    return clips
+
+
+def discover_clips(
+    data_dir: str | Path, split: str | None = None, subject_pattern: str | None = None
+) -> list[ClipRecord]:
+    """Find videos with per-frame masks under ``data_dir`` (layouts in the module docstring), sorted by id.
+
+    Raises:
+        DataLayoutError: when nothing usable is found.
+    """
+    root = _check_dir(data_dir)
+    clips = _frame_folder_clips(root, subject_pattern)
+    for vol in sorted(root.rglob("*")):
+        if not vol.is_file() or _ext(vol) not in VOLUME_EXTS or _is_label_path(vol, root):
+            continue
+        if any(p in FRAME_DIR_NAMES for p in vol.relative_to(root).parts[:-1]):
+            continue
+        labels = _find_label(vol, VOLUME_EXTS)
+        if not labels:
+            continue
+        rec_split = _split_of(vol, root)
+        ident = _stem(vol) if rec_split is None else f"{rec_split}/{_stem(vol)}"
+        clips.append(ClipRecord(ident, vol, labels[0], subject_of(_stem(vol), subject_pattern), rec_split))
+    if split is not None:
+        clips = [c for c in clips if c.split == split]
+    if not clips:
+        raise DataLayoutError(
+            f"no clips with masks under {root}" + (f" for split {split!r}" if split else "")
+            + ": expected <id>.dcm + labels/final/<id>.nii.gz, <id>_mask.nii.gz beside, "
+            "or <split>/<frames>/<video>/*.png with a parallel <masks>/<video>/ folder"
+        )
+    return sorted(clips, key=lambda c: c.id)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# loading + shared preprocessing
+
+
+def _load(path: Path) -> np.ndarray:
+    from usseg_models.io import load_image
+
+    array, _meta = load_image(path)
+    return np.asarray(array)
+
+
+def _load_label(paths: Path | Sequence[Path], label_value: int | None) -> np.ndarray:
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    out = None
+    for p in paths:
+        lab = binarize_label(_load(p), label_value)
+        out = lab if out is None else np.maximum(out, lab)
+    return out
+
+
+def _load_frames(frames: Sequence[Path]) -> np.ndarray:
+    """Frame files → cine ``(X, Y, T[, 3])`` (colour kept only when every frame is colour)."""
+    arrays = [_load(f) for f in frames]
+    if len({a.ndim for a in arrays}) > 1:
+        arrays = [a if a.ndim == 2 else a[..., :3].mean(axis=-1).round().astype(a.dtype) for a in arrays]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataLayoutError(f"frames of {frames[0].parent} have different sizes: {sorted(shapes)}")
+    return np.stack(arrays, axis=2)
+
+
+def _prep():
+    from usseg_models.transforms import preprocessing
+
+    return preprocessing
+
+
+def load_clip(record: ClipRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
+    """Load and preprocess one clip: ``(frames (T, 3, S, S) float32, masks (T, 1, S, S) float32)``.
+
+    Raises:
+        DataLayoutError: when the cine and its mask volume disagree in size or frame count.
+    """
+    pp = _prep()
+    cine = _load_frames(record.image) if isinstance(record.image, tuple) else _load(record.image)
+    if isinstance(record.label, tuple):
+        label = np.stack([_load_label(p, label_value) for p in record.label], axis=2)
+    else:
+        label = _load_label(record.label, label_value)
+    if label.ndim == 2:
+        label = label[..., None]
+    if cine.ndim == 2 or (cine.ndim == 3 and cine.shape[-1] in (3, 4) and label.shape[2] != cine.shape[-1]):
+        cine = cine[:, :, None]  # a single frame
+    if tuple(cine.shape[:3]) != tuple(label.shape[:3]):
+        raise DataLayoutError(
+            f"clip {record.id}: cine shape {cine.shape[:3]} and mask volume {label.shape[:3]} differ "
+            "((X, Y, T) expected)"
+        )
+    frames = torch.as_tensor(pp.preprocess_cine(cine, spatial_size)).float()
+    masks = torch.as_tensor(pp.preprocess_cine_label(label, spatial_size)).float()
+    return frames, masks
+
+
+def load_image_pair(record: ImageRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
+    """Load and preprocess one image: ``(image (3, S, S) float32, mask (1, S, S) float32)``."""
+    pp = _prep()
+    image = _load(record.image)
+    label = _load_label(record.label, label_value)
+    if label.ndim == 3 and label.shape[-1] == 1:
+        label = label[..., 0]
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if tuple(image.shape[:2]) != tuple(label.shape[:2]):
+        raise DataLayoutError(f"image {record.image} {image.shape[:2]} and mask {label.shape[:2]} sizes differ")
+    img = torch.as_tensor(pp.preprocess_image(image, spatial_size)).float()
+    lab = torch.as_tensor(pp.preprocess_image_label(label, spatial_size)).float()
+    return img, lab
+
+
+def _augment(tensors: Sequence[torch.Tensor], rng: np.random.Generator, rotate: bool) -> list[torch.Tensor]:
+    """Random flips of both spatial axes (and a random multiple of 90° when ``rotate``), identical for all inputs.
+
+    Inputs are ``(..., H, W)``; the same draw applies to every frame and mask, so a clip stays consistent.
+    """
+    out = list(tensors)
+    for axis in (-2, -1):
+        if rng.random() < 0.5:
+            out = [t.flip(axis) for t in out]
+    if rotate:
+        k = int(rng.integers(0, 4))
+        if k:
+            out = [torch.rot90(t, k, dims=(-2, -1)) for t in out]
+    return [t.contiguous() for t in out]
+
+
+class _RandomMixin:
+    def set_random_state(self, seed: int) -> None:
+        """Seed the augmentation (also reseeded per DataLoader worker by :func:`worker_init_fn`)."""
+        self.rng = np.random.default_rng(seed)
+
+
+class ClipWindowDataset(_RandomMixin, Dataset):
+    """DSANet training samples: one item per (clip, target frame), a 3-frame window and its masks.
+
+    Clips are loaded and preprocessed once (cached at ``spatial_size``); windows follow
+    :func:`usseg_models.transforms.clip.window_indices` (index 0 = target t, then t-1, t-2).
+
+    Args:
+        records: clips from :func:`discover_clips`.
+        spatial_size: square network input size.
+        augment: random flips, the same for all frames and masks of a window.
+        label_value: class kept as foreground (see :func:`binarize_label`).
+        window: frames per sample (3 for DSANet).
+        seed: augmentation seed.
+
+    Item:
+        ``{"image": (T, 3, S, S), "label": (T, 1, S, S), "id": str, "frame": int}``.
+
+    Examples::
+
+        >>> ds = ClipWindowDataset(discover_clips("data/"), spatial_size=64)  # doctest: +SKIP
+        >>> ds[0]["image"].shape  # doctest: +SKIP
+        torch.Size([3, 3, 64, 64])
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ClipRecord],
+        spatial_size: int,
+        augment: bool = False,
+        label_value: int | None = None,
+        window: int = 3,
+        seed: int = 0,
+    ) -> None:
+        if not records:
+            raise ValueError("ClipWindowDataset needs at least one clip record")
+        if int(spatial_size) < 8:
+            raise ValueError(f"spatial_size must be >= 8, got {spatial_size}")
+        self.records = list(records)
+        self.spatial_size, self.augment, self.window = int(spatial_size), bool(augment), int(window)
+        self.label_value = label_value
+        self.clips = [load_clip(r, self.spatial_size, label_value) for r in self.records]
+        self.index = [(c, t) for c, (frames, _) in enumerate(self.clips) for t in range(frames.shape[0])]
+        self.set_random_state(seed)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        from usseg_models.transforms.clip import window_indices
+
+        c, t = self.index[i]
+        frames, masks = self.clips[c]
+        idx = window_indices(frames.shape[0], t, self.window)
+        image, label = frames[idx], masks[idx]
+        if self.augment:
+            image, label = _augment([image, label], self.rng, rotate=False)
+        return {"image": image, "label": label, "id": self.records[c].id, "frame": t}
+
+
+class ImageSegDataset(_RandomMixin, Dataset):
+    """IntraSense-Net / UNet samples: one preprocessed image and its mask.
+
+    Args:
+        records: images from :func:`discover_images`.
+        spatial_size: square network input size (256 in the IntraSense-Net paper).
+        augment: random flips and 90° rotations (the paper trains with flips and rotations).
+        label_value: class kept as foreground (see :func:`binarize_label`).
+        seed: augmentation seed.
+
+    Item:
+        ``{"image": (3, S, S), "label": (1, S, S), "id": str}``.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        spatial_size: int,
+        augment: bool = False,
+        label_value: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not records:
+            raise ValueError("ImageSegDataset needs at least one image record")
+        if int(spatial_size) < 8:
+            raise ValueError(f"spatial_size must be >= 8, got {spatial_size}")
+        self.records = list(records)
+        self.spatial_size, self.augment, self.label_value = int(spatial_size), bool(augment), label_value
+        self.items = [load_image_pair(r, self.spatial_size, label_value) for r in self.records]
+        self.set_random_state(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        image, label = self.items[i]
+        if self.augment:
+            image, label = _augment([image, label], self.rng, rotate=True)
+        return {"image": image, "label": label, "id": self.records[i].id}
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """DataLoader hook: give each worker its own augmentation stream."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "set_random_state"):
+        info.dataset.set_random_state(int(info.seed % 2**31))

@@ -1,0 +1,78 @@
+"""Pieces the model-specific trainers share: data resolution, pretrained weights, settings from arguments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from usseg_models.errors import CheckpointError
+from usseg_models.training.splits import holdout_split, split_by_folder
+
+__all__ = ["resolve_datasets", "apply_pretrained", "is_usseg_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_datasets(
+    data: str | Path | tuple[Dataset, Dataset | None] | Dataset,
+    discover: Callable[[Path], Sequence[Any]],
+    make: Callable[[Sequence[Any], bool], Dataset],
+    val_fraction: float,
+    by_subject: bool,
+    seed: int,
+) -> tuple[Dataset, Dataset | None, dict[str, Any]]:
+    """Turn ``data`` (a folder, a dataset, or a ``(train, val)`` pair) into training and validation datasets.
+
+    A folder is discovered with ``discover``; its own ``train``/``val`` split folders are used when present,
+    otherwise a hold-out of ``val_fraction`` (by subject when ``by_subject``). ``make(records, augment)`` builds
+    a dataset (augmentation only for training).
+    """
+    if isinstance(data, tuple):
+        return data[0], data[1], {"source": "datasets"}
+    if isinstance(data, Dataset):
+        return data, None, {"source": "dataset"}
+    records = list(discover(Path(data)))
+    split = split_by_folder(records)
+    how = "split folders"
+    if split is None:
+        split = holdout_split(records, val_fraction, by_subject, seed)
+        how = f"hold-out {val_fraction:.2f} {'by subject' if by_subject else 'by item'}"
+    tr, va = split
+    logger.info("%s: %d training / %d validation items (%s)", data, len(tr), len(va), how)
+    train_ds = make([records[i] for i in tr], True)
+    val_ds = make([records[i] for i in va], False) if va else None
+    return train_ds, val_ds, {"source": str(data), "split": how, "n_train": len(tr), "n_val": len(va)}
+
+
+def apply_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Load a usseg checkpoint's weights into ``model`` (fine-tuning), strictly.
+
+    Raises:
+        CheckpointError: when the file is not a usseg checkpoint or its keys do not match.
+    """
+    from usseg_models.networks.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(path)
+    result = model.load_state_dict(payload["state_dict"], strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path} does not fit this network: missing {result.missing_keys[:10]}, "
+            f"unexpected {result.unexpected_keys[:10]}"
+        )
+    logger.info("initialised from %s (%s/%s)", path, payload["network"], payload["config"])
+
+
+def is_usseg_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a usseg checkpoint (else it is taken as backbone ImageNet weights)."""
+    from usseg_models.networks.checkpoint import read_checkpoint
+
+    try:
+        read_checkpoint(path)
+    except CheckpointError:
+        return False
+    return True
