@@ -225,7 +225,11 @@ def _check_dataset(ds: pydicom.Dataset, path, check_decoder: bool) -> None:
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise _fail(path, "float pixel data is not supported")
-        raise _fail(path, "DICOM file has no pixel data (PixelData element missing)")
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        if b"\xe0\x7f\x10\x00" in raw or b"\x7f\xe0\x00\x10" in raw:
+            raise _fail(path, f"truncated DICOM file: PixelData element incomplete (file ends at {len(raw)} bytes)")
+        raise _fail(path, "DICOM file has no pixel data (PixelData missing, or the file is truncated before it)")
     if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
         raise _fail(path, f"unsupported transfer syntax {ts} ({dcm_uid.UID(str(ts)).name})")
 
