@@ -1,0 +1,436 @@
+"""Synthetic B-mode ultrasound cines and images with programmed ground truth, deterministic by seed.
+
+The simulator follows the textbook B-mode chain (e.g. Szabo, *Diagnostic Ultrasound Imaging*, ch. 8-10),
+on the beam grid of :class:`~usseg_models.data.synthetic_geometry.ScanConverter` (range sample ``m``, line ``k``):
+
+1. **Echogenicity** ``E(m, k; t)`` (backscattered intensity relative to soft tissue): a smooth log-normal tissue
+   texture (``texture_db`` standard deviation, correlation ``texture_corr_mm``), a bright sub-cutaneous layer
+   below the probe face, and the moving targets of :mod:`usseg_models.data.synthetic_targets` (hypoechoic
+   lesion, anechoic chamber with a bright wall). Tissue and targets move with the programmed motion.
+2. **Scatterers**: a circular complex Gaussian field ``s`` (unit variance, white) -- fully developed speckle.
+   Between frames the field moves with the tissue (exact sub-sample shift by a Fourier phase ramp) and
+   decorrelates: ``s_t = rho * shift(s_{t-1}) + sqrt(1 - rho^2) * n_t`` with fresh ``n_t`` (out-of-plane motion),
+   so the complex correlation at lag ``j`` is ``rho^j`` and the intensity correlation ``rho^(2j)``.
+3. **Point-spread function** (separable, unit energy): the transmitted pulse is a Gaussian-modulated sinusoid
+   ``p(t) = exp(-t^2 / 2 sigma_t^2) cos(2 pi f0 t)`` with ``sigma_t = 1 / (2 pi sigma_f)`` and
+   ``sigma_f = B f0 / (2 sqrt(2 ln 2))`` (``B`` = -6 dB fractional bandwidth); after quadrature demodulation at
+   ``f0`` its complex baseband is the Gaussian envelope, of axial width ``sigma_z = c sigma_t / 2``. The lateral
+   beam profile is Gaussian with FWHM ``lambda / D`` radians (sector, aperture ``D``) or ``lambda F#`` mm (linear).
+   IQ signal: ``iq = h * (sqrt(E) s)`` (convolution), whose modulus is Rayleigh distributed where ``E`` is uniform.
+4. **Attenuation and gain**: round trip ``10^(-2 alpha f0 d / 20)`` at depth ``d`` (cm), additive complex
+   Gaussian electronic noise (``noise_db``), then time-gain compensation ``10^(+g 2 alpha f0 d / 20)``
+   (``g = tgc_compensation``; 1 compensates the nominal attenuation exactly).
+5. **Envelope and log compression**: ``A = |iq|``; grey ``= 255 clip((20 log10 A - white_level_db + DR) / DR, 0, 1)``
+   with ``DR = dynamic_range_db`` (tissue RMS amplitude is 0 dB).
+6. **Scan conversion** to a square pixel grid (bilinear on the compressed image), 0 outside the fan.
+
+Rayleigh amplitude has ``mean / std = sqrt(pi / (4 - pi)) = 1.913`` (:data:`RAYLEIGH_SNR`); the envelope of a
+uniform region (before log compression) reproduces it, which the tests check.
+
+Array layout follows ``docs/DESIGN.md``: images and labels are ``(X, Y, T)`` (X = columns, Y = rows, T = frame).
+
+Examples::
+
+    >>> cine = simulate_cine(num_frames=8, size=64, seed=1)
+    >>> cine.image.shape, cine.image.dtype, cine.label.shape
+    ((64, 64, 8), dtype('uint8'), (64, 64, 8))
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import fft as sp_fft
+from scipy import ndimage
+
+from usseg_models.data.synthetic_geometry import ProbeGeometry, ScanConverter
+from usseg_models.data.synthetic_targets import Scene, random_scene
+
+__all__ = [
+    "RAYLEIGH_SNR",
+    "UltrasoundConfig",
+    "TargetTruth",
+    "SyntheticCine",
+    "default_geometry",
+    "default_config",
+    "simulate_cine",
+    "simulate_image",
+]
+
+logger = logging.getLogger(__name__)
+
+#: mean / standard deviation of a Rayleigh-distributed amplitude.
+RAYLEIGH_SNR = math.sqrt(math.pi / (4 - math.pi))
+
+
+@dataclass(frozen=True)
+class UltrasoundConfig:
+    """Acoustic, system and display settings of the simulation (units in the names).
+
+    Args:
+        center_frequency_mhz: transmit centre frequency ``f0``.
+        fractional_bandwidth: -6 dB two-way bandwidth over ``f0`` (``B``).
+        speed_of_sound_m_s: ``c``.
+        aperture_mm: active aperture ``D`` of a sector probe (lateral FWHM ``lambda / D`` rad).
+        f_number: F-number of a linear probe (lateral FWHM ``lambda F#`` mm).
+        attenuation_db_cm_mhz: one-way attenuation ``alpha``.
+        tgc_compensation: fraction ``g`` of the nominal round-trip attenuation removed by the TGC.
+        noise_db: RMS electronic noise relative to unit tissue backscatter at the face, before TGC.
+        dynamic_range_db: log-compression display range ``DR``.
+        white_level_db: amplitude (dB re tissue RMS) shown as grey 255.
+        texture_db: standard deviation of the smooth tissue echogenicity texture.
+        texture_corr_mm: correlation length (Gaussian sigma) of that texture.
+        layer_db: echogenicity of the bright layer 2-6 mm below the probe face.
+        frame_rate_hz: frames per second (``FrameTime = 1000 / frame_rate_hz`` ms).
+        speckle_correlation: ``rho`` in ``[0, 1]``, complex frame-to-frame correlation of the scatterers.
+        samples_per_sigma: beam-grid samples per PSF standard deviation (axially and laterally, >= 1).
+    """
+
+    center_frequency_mhz: float = 2.5
+    fractional_bandwidth: float = 0.5
+    speed_of_sound_m_s: float = 1540.0
+    aperture_mm: float = 20.0
+    f_number: float = 2.0
+    attenuation_db_cm_mhz: float = 0.5
+    tgc_compensation: float = 1.0
+    noise_db: float = -65.0
+    dynamic_range_db: float = 60.0
+    white_level_db: float = 24.0
+    texture_db: float = 2.0
+    texture_corr_mm: float = 4.0
+    layer_db: float = 6.0
+    frame_rate_hz: float = 30.0
+    speckle_correlation: float = 0.9
+    samples_per_sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "center_frequency_mhz", "fractional_bandwidth", "speed_of_sound_m_s", "aperture_mm", "f_number",
+            "dynamic_range_db", "texture_corr_mm", "frame_rate_hz",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"UltrasoundConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.attenuation_db_cm_mhz < 0 or self.texture_db < 0 or self.tgc_compensation < 0:
+            raise ValueError("attenuation_db_cm_mhz, texture_db and tgc_compensation must be >= 0")
+        if not 0 <= self.speckle_correlation <= 1:
+            raise ValueError(f"speckle_correlation must be in [0, 1], got {self.speckle_correlation}")
+        if self.samples_per_sigma < 1:
+            raise ValueError(f"samples_per_sigma must be >= 1, got {self.samples_per_sigma}")
+
+    @property
+    def wavelength_mm(self) -> float:
+        return self.speed_of_sound_m_s / (self.center_frequency_mhz * 1e3)
+
+    @property
+    def axial_sigma_mm(self) -> float:
+        """``sigma_z = c sigma_t / 2`` of the demodulated pulse-echo envelope."""
+        sigma_f = self.fractional_bandwidth * self.center_frequency_mhz * 1e6 / (2 * math.sqrt(2 * math.log(2)))
+        sigma_t = 1.0 / (2 * math.pi * sigma_f)
+        return self.speed_of_sound_m_s * 1e3 * sigma_t / 2
+
+    def lateral_sigma(self, kind: str) -> float:
+        """Lateral PSF sigma: radians for a sector probe, mm for a linear one."""
+        fwhm = self.wavelength_mm / self.aperture_mm if kind == "sector" else self.wavelength_mm * self.f_number
+        return fwhm / (2 * math.sqrt(2 * math.log(2)))
+
+
+@dataclass
+class TargetTruth:
+    """Programmed truth of one target, one row per frame.
+
+    ``centre_px`` is ``(x, y)`` = (column, row) in pixels (the label's X and Y axes), ``centre_mm`` is the
+    Cartesian ``(x, z)`` in the probe frame, ``semi_axes_mm`` the ellipse's ``(a, b)``, ``area_px`` the exact
+    ellipse area in pixels (``pi a b / pixel_mm^2``).
+    """
+
+    kind: str
+    centre_mm: np.ndarray
+    centre_px: np.ndarray
+    semi_axes_mm: np.ndarray
+    rotation_rad: np.ndarray
+    area_mm2: np.ndarray
+    area_px: np.ndarray
+
+    def to_dict(self) -> dict:
+        out = {"type": self.kind}
+        for key, value in asdict(self).items():
+            if key != "kind":
+                out[key] = np.round(np.asarray(value, dtype=float), 4).tolist()
+        return out
+
+
+@dataclass
+class SyntheticCine:
+    """A simulated cine (a 2D image is a one-frame cine) with its ground truth.
+
+    Attributes:
+        image: ``(X, Y, T)`` uint8 B-mode frames, 0 outside the fan.
+        label: ``(X, Y, T)`` uint8 ground truth, 1 inside a target's labelled region within the fan, else 0.
+        fan_mask: ``(X, Y)`` bool, the imaged region.
+        pixel_mm: isotropic pixel spacing (mm) along X and Y.
+        frame_time_ms: time between frames.
+        truth: programmed truth per target.
+        geometry, config, scene, seed: everything needed to reproduce the cine.
+        envelope: ``(T, M, L)`` float32 envelope on the beam grid before log compression (``keep_envelope``).
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+    fan_mask: np.ndarray
+    pixel_mm: float
+    frame_time_ms: float
+    truth: list[TargetTruth]
+    geometry: ProbeGeometry
+    config: UltrasoundConfig
+    scene: Scene
+    seed: int | None
+    envelope: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.image.shape[2])
+
+    def frames_tyx(self) -> np.ndarray:
+        """Frames in DICOM pixel order ``(T, rows, cols)``."""
+        return np.ascontiguousarray(self.image.transpose(2, 1, 0))
+
+    def describe(self) -> dict:
+        """JSON-ready description: geometry, acoustic settings, programmed motion and per-frame truth."""
+        return {
+            "seed": self.seed,
+            "frames": self.num_frames,
+            "size": list(self.image.shape[:2]),
+            "pixel_mm": round(self.pixel_mm, 6),
+            "frame_time_ms": round(self.frame_time_ms, 6),
+            "geometry": asdict(self.geometry),
+            "ultrasound": asdict(self.config),
+            "scene": self.scene.to_dict(),
+            "truth": [t.to_dict() for t in self.truth],
+        }
+
+
+def default_geometry(kind: str = "sector") -> ProbeGeometry:
+    """Default probes: a 65 degree convex sector 120 mm deep (cardiac/abdominal), or a 40 x 50 mm linear array."""
+    if kind == "sector":
+        return ProbeGeometry("sector", depth_mm=120.0, sector_angle_deg=65.0, apex_radius_mm=20.0)
+    if kind == "linear":
+        return ProbeGeometry("linear", depth_mm=50.0, width_mm=40.0)
+    raise ValueError(f"geometry must be 'sector' or 'linear', got {kind!r}")
+
+
+def default_config(kind: str = "sector", **overrides) -> UltrasoundConfig:
+    """Default acoustics: 2.5 MHz for the sector probe, 5 MHz for the linear one; ``overrides`` replace fields."""
+    base = {"center_frequency_mhz": 2.5} if kind == "sector" else {"center_frequency_mhz": 5.0}
+    base.update(overrides)
+    return UltrasoundConfig(**base)
+
+
+def _seed_sequence(seed) -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, (int, np.integer)) and seed >= 0:
+        return np.random.SeedSequence(int(seed))
+    raise ValueError(f"seed must be a non-negative integer or a numpy SeedSequence, got {seed!r}")
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    """Unit-energy sampled Gaussian (``sum k^2 = 1``), half-width 4 sigma; sigma in samples."""
+    half = max(1, int(math.ceil(4 * sigma)))
+    n = np.arange(-half, half + 1, dtype=float)
+    k = np.exp(-(n**2) / (2 * sigma**2))
+    return k / np.sqrt(np.sum(k**2))
+
+
+class _Texture:
+    """Smooth log-normal tissue texture on a Cartesian grid, sampled (moved) at arbitrary points."""
+
+    def __init__(self, rng: np.random.Generator, geometry: ProbeGeometry, corr_mm: float, pad_mm: float) -> None:
+        width, height = geometry.extent_mm()
+        self.step = corr_mm / 2
+        self.x0 = -width / 2 - pad_mm
+        self.z0 = geometry.top_mm() - pad_mm
+        nx = int(math.ceil((width + 2 * pad_mm) / self.step)) + 1
+        nz = int(math.ceil((height + 2 * pad_mm) / self.step)) + 1
+        field_ = ndimage.gaussian_filter(rng.standard_normal((nz, nx)), sigma=2.0, mode="wrap")
+        self.field = field_ / max(float(field_.std()), 1e-12)
+
+    def __call__(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        coords = np.stack([(z - self.z0) / self.step, (x - self.x0) / self.step])
+        return ndimage.map_coordinates(self.field, coords, order=1, mode="nearest")
+
+
+def _fourier_shift(field_: np.ndarray, shift_m: float, shift_k: float) -> np.ndarray:
+    """Periodic sub-sample shift of a 2D complex field (all-pass: keeps a white field white)."""
+    fm = np.fft.fftfreq(field_.shape[0]).astype(np.float32)[:, None]
+    fk = np.fft.fftfreq(field_.shape[1]).astype(np.float32)[None, :]
+    ramp = np.exp(np.complex64(-2j * math.pi) * (fm * np.float32(shift_m) + fk * np.float32(shift_k)))
+    return sp_fft.ifft2(sp_fft.fft2(field_) * ramp).astype(np.complex64, copy=False)
+
+
+def simulate_cine(
+    num_frames: int = 24,
+    size: int = 128,
+    geometry: ProbeGeometry | str = "sector",
+    scene: Scene | None = None,
+    targets: tuple[str, ...] = ("chamber",),
+    config: UltrasoundConfig | None = None,
+    seed: int | np.random.SeedSequence = 0,
+    keep_envelope: bool = False,
+) -> SyntheticCine:
+    """Simulate a B-mode cine with moving targets and its per-frame ground truth.
+
+    Args:
+        num_frames: number of frames ``T`` (>= 1).
+        size: output frames are ``size x size`` pixels (>= 16).
+        geometry: a :class:`ProbeGeometry` or ``"sector"`` / ``"linear"`` for :func:`default_geometry`.
+        scene: targets and tissue motion; default: :func:`random_scene` with ``targets`` kinds.
+        targets: kinds for the random scene (``"chamber"``, ``"lesion"``; empty = uniform tissue).
+        config: acoustic settings; default :func:`default_config` for the geometry kind.
+        seed: seed of every random draw (scene, texture, scatterers, noise).
+        keep_envelope: also return the pre-log beam-grid envelope ``(T, M, L)``.
+
+    Returns:
+        :class:`SyntheticCine` with ``image`` and ``label`` shaped ``(size, size, num_frames)`` (X, Y, T).
+
+    Raises:
+        ValueError: for a bad size, frame count, seed, geometry or target kind.
+    """
+    if int(num_frames) < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if int(size) < 16:
+        raise ValueError(f"size must be >= 16 pixels, got {size}")
+    num_frames, size = int(num_frames), int(size)
+    if isinstance(geometry, str):
+        geometry = default_geometry(geometry)
+    config = config or default_config(geometry.kind)
+    seq = _seed_sequence(seed)
+    scene_rng, texture_rng, speckle_rng = (np.random.default_rng(s) for s in seq.spawn(3))
+    if scene is None:
+        scene = random_scene(scene_rng, geometry, tuple(targets), num_frames, config.frame_rate_hz)
+
+    # beam grid fine enough to sample the PSF: >= samples_per_sigma samples per sigma, >= size lines
+    sig_z = config.axial_sigma_mm
+    sig_lat = config.lateral_sigma(geometry.kind)
+    span = 2 * geometry.half_angle if geometry.kind == "sector" else geometry.width_mm
+    num_samples = sp_fft.next_fast_len(int(math.ceil(geometry.depth_mm * config.samples_per_sigma / sig_z)) + 1)
+    num_lines = max(size, int(math.ceil(span * config.samples_per_sigma / sig_lat)) + 1)
+    sc = ScanConverter(geometry, num_samples, num_lines, size)
+    bx, bz = sc.beam_points_mm
+    kernel_z = _gaussian_kernel(sig_z / sc.range_step_mm)
+    kernel_x = _gaussian_kernel(sig_lat / sc.line_step)
+    logger.debug("beam grid %d samples x %d lines, PSF %d x %d taps", num_samples, num_lines, kernel_z.size,
+                 kernel_x.size)
+
+    # static depth profiles: bright layer below the face, attenuation, TGC
+    depth_mm = sc.sample_depth_mm
+    layer = 10 ** (config.layer_db / 10 * ((depth_mm >= 2.0) & (depth_mm <= 6.0)))
+    loss_db = 2 * config.attenuation_db_cm_mhz * config.center_frequency_mhz * depth_mm / 10
+    attenuation = (10 ** (-loss_db / 20))[:, None]
+    tgc = (10 ** (config.tgc_compensation * loss_db / 20))[:, None]
+    noise_rms = 10 ** (config.noise_db / 20)
+
+    motion = scene.tissue_motion
+    pad = abs(motion.ux) + abs(motion.uz) + 1.0
+    texture = _Texture(texture_rng, geometry, config.texture_corr_mm, pad) if config.texture_db > 0 else None
+    lateral_mm = sc.line_step * (geometry.face_depth_mm + geometry.depth_mm / 2) if geometry.kind == "sector" \
+        else sc.line_step
+
+    rho = config.speckle_correlation
+    shape = (num_samples, num_lines)
+    scat = _complex_normal(speckle_rng, shape)
+    amplitude = np.empty((num_frames, *shape), dtype=np.complex64)
+    prev_u = motion(0.0)
+    for t in range(num_frames):
+        ux, uz = motion(float(t))
+        if t > 0:
+            du_x, du_z = ux - prev_u[0], uz - prev_u[1]
+            if du_x or du_z:  # speckle moves with the tissue (projected on the beam grid at mid-field)
+                scat = _fourier_shift(scat, du_z / sc.range_step_mm, du_x / lateral_mm)
+            fresh = _complex_normal(speckle_rng, shape)
+            scat = np.float32(rho) * scat + np.float32(math.sqrt(max(0.0, 1 - rho**2))) * fresh
+        prev_u = (ux, uz)
+        echo = scene.intensity_factor(bx, bz, float(t)) * layer[:, None]
+        if texture is not None:
+            echo = echo * 10 ** (config.texture_db * texture(bx - ux, bz - uz) / 10)
+        amplitude[t] = np.sqrt(echo).astype(np.float32) * scat
+
+    iq = _convolve_complex(amplitude, kernel_z, axis=1)
+    iq = _convolve_complex(iq, kernel_x, axis=2)
+    iq *= attenuation.astype(np.float32)
+    if noise_rms > 0:
+        iq += np.float32(noise_rms) * _complex_normal(speckle_rng, iq.shape)
+    envelope = np.abs(iq) * tgc.astype(np.float32)
+    db = 20 * np.log10(np.maximum(envelope, 1e-12))
+    grey = 255.0 * np.clip((db - config.white_level_db + config.dynamic_range_db) / config.dynamic_range_db, 0, 1)
+    frames = np.clip(np.rint(sc.convert(grey)), 0, 255).astype(np.uint8)  # (T, rows, cols)
+
+    px, pz = sc.pixel_centres_mm()
+    labels = np.zeros_like(frames)
+    for t in range(num_frames):
+        labels[t] = scene.label(px, pz, float(t)) & sc.fan_mask
+    truth = _truth(scene, sc, num_frames)
+    return SyntheticCine(
+        image=np.ascontiguousarray(frames.transpose(2, 1, 0)),
+        label=np.ascontiguousarray(labels.transpose(2, 1, 0)),
+        fan_mask=np.ascontiguousarray(sc.fan_mask.T),
+        pixel_mm=float(sc.pixel_mm),
+        frame_time_ms=1000.0 / config.frame_rate_hz,
+        truth=truth,
+        geometry=geometry,
+        config=config,
+        scene=scene,
+        seed=int(seed) if not isinstance(seed, np.random.SeedSequence) else None,
+        envelope=envelope.astype(np.float32) if keep_envelope else None,
+    )
+
+
+def simulate_image(
+    size: int = 128,
+    geometry: ProbeGeometry | str = "sector",
+    scene: Scene | None = None,
+    targets: tuple[str, ...] = ("lesion",),
+    config: UltrasoundConfig | None = None,
+    seed: int | np.random.SeedSequence = 0,
+    keep_envelope: bool = False,
+) -> SyntheticCine:
+    """Simulate one B-mode image: a one-frame :func:`simulate_cine` (``image``/``label`` shaped ``(X, Y, 1)``)."""
+    return simulate_cine(1, size, geometry, scene, targets, config, seed, keep_envelope)
+
+
+def _complex_normal(rng: np.random.Generator, shape) -> np.ndarray:
+    """Circular complex Gaussian with unit variance (``E|s|^2 = 1``)."""
+    out = rng.standard_normal((*shape, 2), dtype=np.float32).view(np.complex64)[..., 0]
+    return out * np.float32(math.sqrt(0.5))
+
+
+def _convolve_complex(data: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    out = np.empty_like(data)
+    kernel = kernel.astype(np.float32)
+    out.real = ndimage.convolve1d(data.real, kernel, axis=axis, mode="wrap")
+    out.imag = ndimage.convolve1d(data.imag, kernel, axis=axis, mode="wrap")
+    return out
+
+
+def _truth(scene: Scene, sc: ScanConverter, num_frames: int) -> list[TargetTruth]:
+    out = []
+    for i, target in enumerate(scene.targets):
+        states = [scene.state(i, float(t)) for t in range(num_frames)]
+        centre = np.array([[s.cx, s.cz] for s in states])
+        col, row = sc.mm_to_pixel(centre[:, 0], centre[:, 1])
+        area = np.array([s.area_mm2 for s in states])
+        out.append(
+            TargetTruth(
+                kind=target.kind,
+                centre_mm=centre,
+                centre_px=np.stack([col, row], axis=1),
+                semi_axes_mm=np.array([[s.a, s.b] for s in states]),
+                rotation_rad=np.array([s.psi for s in states]),
+                area_mm2=area,
+                area_px=area / sc.pixel_mm**2,
+            )
+        )
+    return out
