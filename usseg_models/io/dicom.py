@@ -307,7 +307,7 @@ class UltrasoundDicomReader(ImageReader):
     def get_data(self, img) -> tuple[np.ndarray, dict]:
         """Decode data set(s) from :meth:`read`; several files are stacked as channels (MONAI convention)."""
         arrays, meta = [], {}
-        for ds in ensure_tuple(img):
+        for ds in img if isinstance(img, (list, tuple)) else [img]:
             arr = decode_dicom(ds, grayscale=self.grayscale)
             m = dicom_metadata(ds)
             if self.grayscale:
