@@ -1,0 +1,43 @@
+"""MONAI-style transforms for ultrasound: clip windowing, Gamma speckle, intensity, resize + inverse, fan detection,
+and :mod:`usseg_models.transforms.preprocessing`, the one preprocessing definition shared by training and inference.
+"""
+
+from usseg_models.transforms.clip import ClipWindow, ClipWindowd, RandClipTargetd, window_indices
+from usseg_models.transforms.fan import MaskOutsideFan, MaskOutsideFand, detect_fan
+from usseg_models.transforms.intensity import (
+    ChannelNormalize,
+    ChannelNormalized,
+    RepeatChannels,
+    RepeatChannelsd,
+    RGBToGrey,
+    RGBToGreyd,
+    ScaleToUnit,
+    ScaleToUnitd,
+    rgb_to_grey,
+    scale_to_unit,
+)
+from usseg_models.transforms.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PreprocessingError,
+    cine_transforms,
+    image_transforms,
+    postprocess_logits,
+    preprocess_cine,
+    preprocess_cine_label,
+    preprocess_image,
+    preprocess_image_label,
+)
+from usseg_models.transforms.resize import ResizeToNetwork, ResizeToNetworkd, resize_xy, restore_size
+from usseg_models.transforms.speckle import RandSpeckleNoise, RandSpeckleNoised
+
+__all__ = [
+    "window_indices", "ClipWindow", "ClipWindowd", "RandClipTargetd",
+    "RandSpeckleNoise", "RandSpeckleNoised",
+    "scale_to_unit", "rgb_to_grey", "ScaleToUnit", "ScaleToUnitd", "RGBToGrey", "RGBToGreyd",
+    "RepeatChannels", "RepeatChannelsd", "ChannelNormalize", "ChannelNormalized",
+    "resize_xy", "restore_size", "ResizeToNetwork", "ResizeToNetworkd",
+    "detect_fan", "MaskOutsideFan", "MaskOutsideFand",
+    "IMAGENET_MEAN", "IMAGENET_STD", "PreprocessingError", "preprocess_cine", "preprocess_image",
+    "preprocess_cine_label", "preprocess_image_label", "postprocess_logits", "cine_transforms", "image_transforms",
+]

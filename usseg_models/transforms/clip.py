@@ -128,10 +128,11 @@ class ClipWindowd(MapTransform):
         index_key: key holding the target frame ``t`` (an int or a 0-d array/tensor).
         window: window length ``T``.
         time_dim: frame axis of the inputs (see :class:`ClipWindow`).
+        require_index: when ``False``, data without ``index_key`` pass through unchanged (all frames kept).
         allow_missing_keys: do not raise when a key is absent.
 
     Raises:
-        KeyError: when ``index_key`` is missing from the data.
+        KeyError: when ``index_key`` is missing from the data and ``require_index`` is set.
     """
 
     backend = ClipWindow.backend
@@ -142,15 +143,19 @@ class ClipWindowd(MapTransform):
         index_key: str = "frame_index",
         window: int = 3,
         time_dim: int = -1,
+        require_index: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.index_key = index_key
+        self.require_index = bool(require_index)
         self.windower = ClipWindow(window=window, time_dim=time_dim)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         if self.index_key not in d:
+            if not self.require_index:
+                return d
             raise KeyError(f"ClipWindowd needs the target frame under {self.index_key!r}; keys are {list(d)}")
         t = int(d[self.index_key])
         for key in self.key_iterator(d):
