@@ -221,7 +221,7 @@ def _check_dataset(ds: pydicom.Dataset, path, check_decoder: bool) -> None:
     file_meta = getattr(ds, "file_meta", None)
     ts = getattr(file_meta, "TransferSyntaxUID", None) if file_meta is not None else None
     if not ts:
-        raise _fail(path, "missing TransferSyntaxUID in the file meta information")
+        raise _fail(path, "missing TransferSyntaxUID in the file meta information (truncated or corrupt header)")
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise _fail(path, "float pixel data is not supported")
