@@ -195,6 +195,16 @@ class MonaiLabelClient:
             f.write(response.content)
         return path
 
+    def download_label(self, label_id: str, tag: str, directory: str | os.PathLike) -> str:
+        """``GET /datastore/label?label=ID&tag=TAG``: save a stored label into ``directory``; returns the path."""
+        response = self._request("GET", "/datastore/label", params={"label": label_id, "tag": tag},
+                                 timeout=self.infer_timeout)
+        name = _filename_from_disposition(response.headers.get("Content-Disposition", "")) or f"{label_id}.nii.gz"
+        path = os.path.join(os.fspath(directory), os.path.basename(name))
+        with open(path, "wb") as f:
+            f.write(response.content)
+        return path
+
     def upload_image(self, path: str | os.PathLike, image_id: str | None = None) -> str:
         """``PUT /datastore/image``: add a file to the server's datastore; returns the image id it got."""
         params = {"image": image_id} if image_id else None
