@@ -59,12 +59,17 @@ class DicomIdentity:
     series_number: int = 1
     instance_number: int = 1
     body_part: str = ""
+    image_type_3: str = "ABDOMINAL"
 
 
-def synthetic_identity(seed: int, item_id: str, description: str = "Synthetic B-mode") -> DicomIdentity:
+def synthetic_identity(
+    seed: int, item_id: str, description: str = "Synthetic B-mode", cardiac: bool = False
+) -> DicomIdentity:
     """Deterministic synthetic identity for item ``item_id`` of the data set generated with ``seed``.
 
     Each item is its own patient and study; UIDs are ``generate_uid(prefix=None, entropy_srcs=[...])``.
+    ``cardiac`` selects body part ``HEART`` and image type ``DERIVED\\PRIMARY`` (no defined exam-type term for
+    transthoracic echo), else ``ABDOMEN`` and ``DERIVED\\PRIMARY\\ABDOMINAL\\0001``.
 
     Examples::
 
@@ -85,6 +90,8 @@ def synthetic_identity(seed: int, item_id: str, description: str = "Synthetic B-
         study_id=item_id[:16],
         accession_number=f"S{seed}{item_id.upper().replace('_', '')}"[:16],
         series_description=description,
+        body_part="HEART" if cardiac else "ABDOMEN",
+        image_type_3="" if cardiac else "ABDOMINAL",
     )
 
 
@@ -123,7 +130,8 @@ def _base_dataset(path: Path, sop_class: str, identity: DicomIdentity) -> FileDa
     ds.ManufacturerModelName = "usseg synthetic B-mode simulator"
     ds.InstanceNumber = identity.instance_number
     ds.PatientOrientation = ""
-    ds.ImageType = ["DERIVED", "PRIMARY", "", "0001"]  # value 4: 0001 = 2D imaging
+    # value 3: exam type (defined terms of PS3.3 C.8.5.6.1.1), value 4: 0001 = 2D imaging; both optional
+    ds.ImageType = ["DERIVED", "PRIMARY"] + ([identity.image_type_3, "0001"] if identity.image_type_3 else [])
     ds.ImageComments = "Synthetic image: simulated B-mode, not patient data"
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"

@@ -130,13 +130,13 @@ def generate_sample_set(
         if kind == "cine":
             image_path = write_us_cine(
                 out / f"{item_id}.dcm", cine.frames_tyx(), cine.pixel_mm, cine.frame_time_ms,
-                synthetic_identity(seed, item_id, "Synthetic B-mode cine"), box, freq_khz,
+                synthetic_identity(seed, item_id, "Synthetic B-mode cine", "chamber" in targets), box, freq_khz,
             )
             label_path = write_label_nifti(label_dir / f"{item_id}.nii.gz", cine.label, cine.pixel_mm)
         elif kind == "imagedcm":
             image_path = write_us_image(
                 out / f"{item_id}.dcm", cine.image[:, :, 0].T, cine.pixel_mm,
-                synthetic_identity(seed, item_id, "Synthetic B-mode image"), box, freq_khz,
+                synthetic_identity(seed, item_id, "Synthetic B-mode image", "chamber" in targets), box, freq_khz,
             )
             label_path = write_label_nifti(label_dir / f"{item_id}.nii.gz", cine.label[:, :, 0], cine.pixel_mm)
         else:

@@ -94,14 +94,10 @@ class ProbeGeometry:
             half = self.width_mm / 2 - margin_mm
             return (np.abs(x) <= half) & (z >= margin_mm) & (z <= self.depth_mm - margin_mm)
         r = np.hypot(x, z)
-        theta = np.arctan2(x, z)
-        # distance to the straight sector edges: r * sin(half_angle - |theta|)
-        edge = r * np.sin(self.half_angle - np.abs(theta))
-        return (
-            (r >= self.apex_radius_mm + margin_mm)
-            & (r <= self.apex_radius_mm + self.depth_mm - margin_mm)
-            & (np.abs(theta) <= self.half_angle)
-            & (edge >= margin_mm)
+        # distance to the straight sector edges, r sin(half_angle - |theta|), is >= 0 only for |theta| <= half_angle
+        edge = r * np.sin(self.half_angle - np.abs(np.arctan2(x, z)))
+        return (r >= self.apex_radius_mm + margin_mm) & (r <= self.apex_radius_mm + self.depth_mm - margin_mm) & (
+            edge >= margin_mm
         )
 
 

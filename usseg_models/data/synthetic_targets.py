@@ -278,7 +278,8 @@ def random_scene(
     """Draw targets of the given kinds with random size, place and motion, kept inside the fan in every frame.
 
     Sizes scale with the field of view; a chamber's period follows a heart rate drawn in 55-95 bpm at
-    ``frame_rate``; a lesion's period is 1-2 times the cine length. Targets do not overlap each other.
+    ``frame_rate``; a lesion's period is 1-2 times the cine length. Targets do not overlap each other; with ``n``
+    targets sizes shrink by ``1 / sqrt(n)``.
 
     Raises:
         ValueError: for an unknown kind, or when no placement is found in ``max_tries`` draws.
@@ -295,24 +296,28 @@ def random_scene(
         phase=float(rng.uniform(0, 2 * math.pi)),
     )
     frames = np.arange(max(num_frames, 1), dtype=float)
-    placed: list = []
-    for kind in kinds:
-        for _ in range(max_tries):
-            target = _draw_target(rng, geometry, kind, scale, num_frames, frame_rate)
-            scene = Scene(tuple(placed) + (target,), tissue)
-            if _fits(scene, len(placed), geometry, frames, margin_mm):
-                placed.append(target)
+    size_scale = scale / math.sqrt(max(len(kinds), 1))  # several targets are drawn smaller so that they fit
+    for _ in range(max(1, max_tries // 20)):  # whole scene redrawn when a later target finds no room
+        placed: list = []
+        for kind in kinds:
+            for _ in range(20):
+                target = _draw_target(rng, geometry, kind, size_scale, num_frames, frame_rate)
+                if _fits(Scene(tuple(placed) + (target,), tissue), len(placed), geometry, frames, margin_mm):
+                    placed.append(target)
+                    break
+            else:
                 break
-        else:
-            raise ValueError(f"could not place a {kind} inside the fan in {max_tries} draws; enlarge the field of view")
-    return Scene(tuple(placed), tissue)
+        if len(placed) == len(kinds):
+            return Scene(tuple(placed), tissue)
+    raise ValueError(f"could not place {kinds} inside the fan in {max_tries} draws; enlarge the field of view")
 
 
 def _draw_target(rng, geometry: ProbeGeometry, kind: str, scale: float, num_frames: int, frame_rate: float):
+    """One random target; sizes and motion amplitudes are fractions of ``scale`` (mm)."""
     width, height = geometry.extent_mm()
     top = geometry.top_mm()
-    cz0 = top + float(rng.uniform(0.3, 0.7)) * height
-    cx0 = float(rng.uniform(-0.3, 0.3)) * width
+    cz0 = top + float(rng.uniform(0.25, 0.75)) * height
+    cx0 = float(rng.uniform(-0.35, 0.35)) * width
     psi0 = float(rng.uniform(-0.6, 0.6))
     if kind == "chamber":
         heart_rate = float(rng.uniform(55, 95))
