@@ -5,7 +5,7 @@ sleep), and are stopped by process group id (SIGTERM, then SIGKILL after a grace
 
 Examples::
 
-    from tests.server_utils import copy_app, copy_studies, running_server
+    from server_utils import copy_app, copy_studies, running_server
 
     app = copy_app(tmp_path / "app")          # main.py in a temp folder: model/ and logs/ stay out of the repo
     studies = copy_studies(tmp_path / "studies")
@@ -94,11 +94,20 @@ def copy_app(dest: str | os.PathLike) -> Path:
 
 
 def copy_studies(dest: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
-    """Copy a studies folder (default: the bundled ``sample-data/studies``) without its datastore index."""
+    """Copy a studies folder (default: the bundled ``sample-data/studies``) without its datastore index.
+
+    When no source is given and the bundled set is missing, the same set is generated with
+    :func:`usseg_models.data.sample_set.generate_sample_set` (what ``usseg sample-data`` writes).
+    """
+    dest = Path(dest)
+    if source is None and not (SAMPLE_STUDIES.is_dir() and any(SAMPLE_STUDIES.iterdir())):
+        from usseg_models.data.sample_set import generate_sample_set
+
+        generate_sample_set(dest)
+        return dest
     source = Path(source) if source else SAMPLE_STUDIES
     if not source.is_dir():
-        raise FileNotFoundError(f"no studies folder at {source} (run `usseg sample-data {source}`)")
-    dest = Path(dest)
+        raise FileNotFoundError(f"no studies folder at {source}")
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("datastore_v2.json", ".lock", "*.part"))
     return dest
 

@@ -13,8 +13,7 @@ import pydicom
 import pytest
 import requests
 from pydicom.uid import generate_uid
-
-from tests.server_utils import MonaiLabelServer, copy_app, dicomweb_plugin, orthanc_binary, running_orthanc
+from server_utils import MonaiLabelServer, copy_app, dicomweb_plugin, orthanc_binary, running_orthanc
 
 pytestmark = [pytest.mark.server, pytest.mark.orthanc, pytest.mark.slow]
 
@@ -40,10 +39,10 @@ def _copy_with_new_uids(path, modality=None):
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory):
-    from tests.server_utils import SAMPLE_STUDIES, copy_studies
+    from server_utils import copy_studies
 
     tmp = tmp_path_factory.mktemp("pacs")
-    studies = copy_studies(tmp / "studies", SAMPLE_STUDIES if SAMPLE_STUDIES.is_dir() else None)
+    studies = copy_studies(tmp / "studies")
     cines = sorted(studies.glob("cine_*.dcm"))[:2]
     assert len(cines) == 2
     with running_orthanc(tmp / "orthanc") as (dicomweb, pid):
@@ -77,7 +76,7 @@ def test_infer_cine_from_pacs_and_save_label_locally(pacs, tmp_path):
     series = str(ds.SeriesInstanceUID)
     r = requests.post(f"{server.url}/infer/dsanet", params={"image": series, "output": "all"}, timeout=300)
     assert r.status_code == 200, r.text[:500]
-    from tests.test_app_server import split_multipart
+    from test_app_server import split_multipart
 
     out, params = split_multipart(r, tmp_path, "pacs_label")
     from usseg_models.io import load_image

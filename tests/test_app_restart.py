@@ -8,8 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import requests
-
-from tests.server_utils import MonaiLabelServer, copy_app, copy_studies
+from server_utils import MonaiLabelServer, copy_app, copy_studies
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -6,8 +6,8 @@ One server per module (start-up takes several seconds) on a temporary copy of th
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -17,8 +17,7 @@ import pydicom
 import pytest
 import requests
 from PIL import Image
-
-from tests.server_utils import MonaiLabelServer, copy_app, copy_studies
+from server_utils import MonaiLabelServer, copy_app, copy_studies
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -121,10 +120,16 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app_server")
     app = copy_app(tmp / "app")
     studies = copy_studies(tmp / "studies")
+    # the last two PNG images start unlabelled; their labels are what a user submits later
+    held = tmp / "held_out"
+    held.mkdir()
+    for label in sorted((studies / "labels" / "final").glob("image_*.png"))[-2:]:
+        shutil.move(str(label), held / label.name)
     srv = MonaiLabelServer(app, studies, conf=CONF)
     srv.start()
     srv.studies_dir = studies
     srv.tmp = tmp
+    srv.held_out = held
     yield srv
     srv.stop()
 
@@ -374,19 +379,14 @@ def test_saved_labels_trigger_retraining_and_next_infer_uses_it(server, image_pn
         files={"file": (image_png.name, image_png.read_bytes())}, timeout=300,
     ).json()
     assert before["model"]["weights"] == "initial"
-    unlabelled = [
-        p for p in sorted(server.studies_dir.glob("image_*.png"))
-        if not (server.studies_dir / "labels" / "final" / p.name).exists()
-    ]
-    donors = sorted((server.studies_dir / "labels" / "final").glob("image_*.png"))
-    assert len(unlabelled) >= 2 and donors, "sample studies need >= 2 unlabelled and 1 labelled PNG image"
+    held = sorted(server.held_out.glob("image_*.png"))
+    assert len(held) == 2
     responses = []
-    for image in unlabelled[:2]:
-        buf = io.BytesIO()
-        Image.fromarray(np.asarray(Image.open(donors[0]))).save(buf, format="PNG")
+    for label in held:
+        assert not (server.studies_dir / "labels" / "final" / label.name).exists()
         r = requests.put(
-            f"{server.url}/datastore/label", params={"image": image.stem, "tag": "final"},
-            files={"label": (image.name, buf.getvalue())},
+            f"{server.url}/datastore/label", params={"image": label.stem, "tag": "final"},
+            files={"label": (label.name, label.read_bytes())},
         )
         assert r.status_code == 200, r.text[:300]
         responses.append(r.json())
@@ -398,8 +398,9 @@ def test_saved_labels_trigger_retraining_and_next_infer_uses_it(server, image_pn
     if running.status_code == 200:  # still running: the request above must have been refused
         assert r.status_code == 429, r.text[:300]
         # inference keeps working while training runs
-        during = requests.post(f"{server.url}/infer/intrasense", params={"image": unlabelled[0].stem,
-                                                                         "output": "json"}, timeout=300)
+        during = requests.post(
+            f"{server.url}/infer/intrasense", params={"image": held[0].stem, "output": "json"}, timeout=300
+        )
         assert during.status_code == 200, during.text[:300]
     status = _wait_training(server.url)
     assert status["status"] == "DONE", status

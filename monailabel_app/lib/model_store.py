@@ -57,6 +57,7 @@ class ModelStore:
         self.name = name
         self.config = config
         self.model_dir = Path(model_dir)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(device)
         self.trained_path = self.model_dir / f"{name}.pt"
         self.pretrained_path = Path(pretrained_path) if pretrained_path else self.model_dir / f"pretrained_{name}.pt"
