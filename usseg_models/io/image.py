@@ -330,7 +330,7 @@ class LoadUltrasound(Transform):
             arr = arr.astype(self.dtype, copy=False)
         elif arr.dtype == np.uint16:
             arr = arr.astype(np.int32)  # torch has no general uint16 arithmetic; values unchanged
-        img = MetaTensor(arr, affine=meta["affine"], meta=meta)
+        img = MetaTensor(arr, meta=meta)  # the affine comes from meta["affine"]
         if self.ensure_channel_first:
             img = EnsureChannelFirst()(img)
         return img if self.image_only else (img, img.meta)
