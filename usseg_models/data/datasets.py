@@ -124,16 +124,20 @@ def subject_of(identifier: str, pattern: str | None = None) -> str:
     return m.group(1) if m else identifier
 
 
-def binarize_label(label: np.ndarray, label_value: int | None = None) -> np.ndarray:
+def binarize_label(label: np.ndarray, label_value: int | None = None, colour: bool | None = None) -> np.ndarray:
     """Foreground mask (uint8 0/1) from a label array.
 
     Args:
-        label: ``(X, Y[, T])`` integer label, or colour ``(..., 3)`` mask (channels reduced by max).
+        label: ``(X, Y[, T])`` integer label, or a colour ``(..., 3|4)`` mask (channels reduced by max).
         label_value: keep only this class (e.g. 1 = LV cavity in CAMUS); ``None`` = foreground is ``> 127`` for
             0/255-style masks (maximum above 127, robust to JPEG noise) and ``> 0`` otherwise.
+        colour: whether the last axis is colour (the reader's ``original_channel_dim == -1``); ``None`` guesses
+            colour for a 3D array whose last axis has 3 or 4 entries (pass it for cines of 3 or 4 frames).
     """
     arr = np.asarray(label)
-    if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
+    if colour is None:
+        colour = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+    if colour:
         arr = arr[..., :3].max(axis=-1)
     if label_value is not None:
         return (arr == label_value).astype(np.uint8)
@@ -186,6 +190,30 @@ def _find_label(img: Path, exts: Sequence[str]) -> list[Path]:
     return []
 
 
+def _num_frames(path: Path) -> int | None:
+    """Frames in a DICOM/NIfTI/NRRD file from its header only (``None`` = single-frame image, or unknown)."""
+    ext = _ext(path)
+    try:
+        if ext == ".dcm":
+            import pydicom
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            return int(ds.NumberOfFrames) if "NumberOfFrames" in ds else None
+        if ext in (".nii", ".nii.gz"):
+            import nibabel as nib
+
+            shape = nib.load(str(path)).shape
+            return int(shape[2]) if len(shape) >= 3 and shape[2] > 1 else None
+        if ext in (".nrrd", ".nhdr"):
+            import nrrd
+
+            sizes = nrrd.read_header(str(path))["sizes"]
+            return int(sizes[-1]) if len(sizes) >= 3 and sizes[-1] > 1 else None
+    except Exception:  # noqa: BLE001 - unreadable headers are reported when the file is loaded
+        return None
+    return None
+
+
 def _is_label_path(path: Path, root: Path) -> bool:
     rel = path.relative_to(root).parts[:-1]
     return MASK_SUFFIX.search(_stem(path)) is not None or any(p in MASK_DIR_NAMES for p in rel)
@@ -217,6 +245,8 @@ def discover_images(
     for img in sorted(root.rglob("*")):
         if not img.is_file() or _ext(img) not in exts or _is_label_path(img, root):
             continue
+        if _ext(img) in VOLUME_EXTS and _num_frames(img):
+            continue  # a cine: see discover_clips
         labels = _find_label(img, exts)
         if not labels:
             unlabelled += 1
@@ -274,6 +304,8 @@ def discover_clips(
             continue
         if any(p in FRAME_DIR_NAMES for p in vol.relative_to(root).parts[:-1]):
             continue
+        if not _num_frames(vol):
+            continue  # a single-frame image: see discover_images
         labels = _find_label(vol, VOLUME_EXTS)
         if not labels:
             continue
@@ -295,27 +327,33 @@ def discover_clips(
 # loading + shared preprocessing
 
 
-def _load(path: Path) -> np.ndarray:
+def _load(path: Path) -> tuple[np.ndarray, dict]:
     from usseg_models.io import load_image
 
-    array, _meta = load_image(path)
-    return np.asarray(array)
+    array, meta = load_image(path)
+    return np.asarray(array), meta
+
+
+def _is_colour(meta: dict) -> bool:
+    return meta.get("original_channel_dim") == -1
 
 
 def _load_label(paths: Path | Sequence[Path], label_value: int | None) -> np.ndarray:
     paths = [paths] if isinstance(paths, Path) else list(paths)
     out = None
     for p in paths:
-        lab = binarize_label(_load(p), label_value)
+        arr, meta = _load(p)
+        lab = binarize_label(arr, label_value, colour=_is_colour(meta))
         out = lab if out is None else np.maximum(out, lab)
     return out
 
 
 def _load_frames(frames: Sequence[Path]) -> np.ndarray:
     """Frame files → cine ``(X, Y, T[, 3])`` (colour kept only when every frame is colour)."""
-    arrays = [_load(f) for f in frames]
-    if len({a.ndim for a in arrays}) > 1:
-        arrays = [a if a.ndim == 2 else a[..., :3].mean(axis=-1).round().astype(a.dtype) for a in arrays]
+    loaded = [_load(f) for f in frames]
+    arrays = [a for a, _ in loaded]
+    if len({_is_colour(m) for _, m in loaded}) > 1:  # mixed grey/colour frames: make all grey
+        arrays = [a[..., :3].mean(axis=-1).round().astype(a.dtype) if _is_colour(m) else a for a, m in loaded]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataLayoutError(f"frames of {frames[0].parent} have different sizes: {sorted(shapes)}")
@@ -335,15 +373,16 @@ def load_clip(record: ClipRecord, spatial_size: int, label_value: int | None = N
         DataLayoutError: when the cine and its mask volume disagree in size or frame count.
     """
     pp = _prep()
-    cine = _load_frames(record.image) if isinstance(record.image, tuple) else _load(record.image)
-    if isinstance(record.label, tuple):
+    if isinstance(record.image, tuple):
+        cine = _load_frames(record.image)
         label = np.stack([_load_label(p, label_value) for p in record.label], axis=2)
     else:
+        cine, meta = _load(record.image)
+        if meta.get("num_frames") is None:  # a single-frame file: one-frame cine
+            cine = cine[:, :, None]
         label = _load_label(record.label, label_value)
     if label.ndim == 2:
         label = label[..., None]
-    if cine.ndim == 2 or (cine.ndim == 3 and cine.shape[-1] in (3, 4) and label.shape[2] != cine.shape[-1]):
-        cine = cine[:, :, None]  # a single frame
     if tuple(cine.shape[:3]) != tuple(label.shape[:3]):
         raise DataLayoutError(
             f"clip {record.id}: cine shape {cine.shape[:3]} and mask volume {label.shape[:3]} differ "
@@ -357,7 +396,7 @@ def load_clip(record: ClipRecord, spatial_size: int, label_value: int | None = N
 def load_image_pair(record: ImageRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
     """Load and preprocess one image: ``(image (3, S, S) float32, mask (1, S, S) float32)``."""
     pp = _prep()
-    image = _load(record.image)
+    image, _ = _load(record.image)
     label = _load_label(record.label, label_value)
     if label.ndim == 3 and label.shape[-1] == 1:
         label = label[..., 0]
