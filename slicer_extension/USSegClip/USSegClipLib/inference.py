@@ -4,8 +4,10 @@ A clip held in Slicer is sent as NIfTI files with its IJK→RAS; the label that 
 voxel grid with :func:`USSegClipLib.labels.fit_label_to_clip`.
 
 Long clips are sent in chunks of frames so the GUI can show real progress. DSANet segments frame t from frames
-t, t-1 and t-2, so each chunk after the first also carries ``context_frames`` frames before it; their results are
-dropped. With ``context_frames`` at least the model's temporal reach, chunked results equal a whole-clip run.
+t, t-1 and t-2 (and, at the start of a clip, frames 0 and 1 from the frames after them, up to frame 3), so each
+chunk also carries ``context_frames`` frames before it and ``lookahead_frames`` after it; their results are
+dropped. With both at least the model's temporal reach (2 and 2 for DSANet), chunked results equal a whole-clip
+run.
 """
 
 from __future__ import annotations
@@ -31,32 +33,34 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 
 
-def frame_chunks(num_frames: int, chunk_frames: int | None, context_frames: int = 2) -> list[tuple[int, int, int]]:
+def frame_chunks(
+    num_frames: int, chunk_frames: int | None, context_frames: int = 2, lookahead_frames: int = 2
+) -> list[tuple[int, int, int, int]]:
     """Split ``num_frames`` frames into chunks.
 
     Returns:
-        list of ``(first_sent, first_kept, stop)``: frames ``first_sent:stop`` are sent and the results of
-        ``first_kept:stop`` are kept; the kept ranges tile ``0:num_frames`` exactly once.
+        list of ``(first_sent, first_kept, stop_kept, stop_sent)``: frames ``first_sent:stop_sent`` are sent and
+        the results of ``first_kept:stop_kept`` are kept; the kept ranges tile ``0:num_frames`` exactly once.
 
     Raises:
-        ValueError: non-positive frame or chunk counts, negative context.
+        ValueError: non-positive frame or chunk counts, negative context or look-ahead.
 
     Examples::
 
-        frame_chunks(10, 4, 2)  # [(0, 0, 4), (2, 4, 8), (6, 8, 10)]
+        frame_chunks(10, 4, 2, 2)  # [(0, 0, 4, 6), (2, 4, 8, 10), (6, 8, 10, 10)]
     """
     if num_frames <= 0:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
-    if context_frames < 0:
-        raise ValueError(f"context_frames must be >= 0, got {context_frames}")
+    if context_frames < 0 or lookahead_frames < 0:
+        raise ValueError(f"context and look-ahead frames must be >= 0, got {context_frames}, {lookahead_frames}")
     if chunk_frames is None or chunk_frames >= num_frames:
-        return [(0, 0, num_frames)]
+        return [(0, 0, num_frames, num_frames)]
     if chunk_frames <= 0:
         raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
     chunks = []
     for start in range(0, num_frames, chunk_frames):
         stop = min(start + chunk_frames, num_frames)
-        chunks.append((max(0, start - context_frames), start, stop))
+        chunks.append((max(0, start - context_frames), start, stop, min(num_frames, stop + lookahead_frames)))
     return chunks
 
 
@@ -73,6 +77,7 @@ def infer_clip(
     clip: Clip,
     chunk_frames: int | None = None,
     context_frames: int = 2,
+    lookahead_frames: int = 2,
     progress: ProgressCallback | None = None,
     params: dict[str, Any] | None = None,
     workdir: str | None = None,
@@ -85,6 +90,7 @@ def infer_clip(
         clip: the clip (any frame axis).
         chunk_frames: frames per request (None: the whole clip in one request).
         context_frames: earlier frames sent along with each chunk and then dropped.
+        lookahead_frames: later frames sent along with each chunk and then dropped.
         progress: called as ``progress(frames_done, num_frames)`` after each chunk (and with 0 first); raise in
             it to cancel.
         params: extra inference parameters sent with each request.
@@ -99,17 +105,17 @@ def infer_clip(
     """
     last = clip.with_frames_last()
     n = last.num_frames
-    chunks = frame_chunks(n, chunk_frames, context_frames)
+    chunks = frame_chunks(n, chunk_frames, context_frames, lookahead_frames)
     out = np.zeros(last.voxels.shape, dtype=np.uint8)
     if progress:
         progress(0, n)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        for index, (first_sent, first_kept, stop) in enumerate(chunks):
-            part = _frames(last, first_sent, stop)
+        for index, (first_sent, first_kept, stop, stop_sent) in enumerate(chunks):
+            part = _frames(last, first_sent, stop_sent)
             path = write_nifti(part, os.path.join(tmp, f"clip_{index:04d}.nii.gz"))
             result = client.infer(model, file=path, params=params)
             label = fit_label_to_clip(read_volume(result.save_label(tmp), 2), part)
-            out[:, :, first_kept:stop] = label.voxels[:, :, first_kept - first_sent :]
+            out[:, :, first_kept:stop] = label.voxels[:, :, first_kept - first_sent : stop - first_sent]
             logger.info("%s: frames %d-%d of %d segmented", model, first_kept, stop - 1, n)
             if progress:
                 progress(stop, n)
