@@ -116,11 +116,21 @@ def read_grey():
     "name, frames, size, excluded, included",
     [
         # SonoSite apical 4-chamber: text top-left, parameter column at the right, menu bar at the bottom
-        ("examples_ybr_color.dcm", 30, (320, 240), [(0, 40, 0, 30), (295, 320, 10, 130), (0, 320, 225, 240)],
-         [(160, 110), (120, 150)]),
+        (
+            "examples_ybr_color.dcm",
+            30,
+            (320, 240),
+            [(0, 40, 0, 30), (295, 320, 10, 130), (0, 320, 225, 240)],
+            [(160, 110), (120, 150)],
+        ),
         # colour-Doppler echo: text block left, colour bar right, ECG trace bottom; sector apex near the top
-        ("US-PAL-8-10x-echo.dcm", 10, (600, 430), [(0, 110, 0, 270), (540, 600, 20, 170), (40, 340, 360, 400)],
-         [(300, 200), (300, 60), (180, 260)]),
+        (
+            "US-PAL-8-10x-echo.dcm",
+            10,
+            (600, 430),
+            [(0, 110, 0, 270), (540, 600, 20, 170), (40, 340, 360, 400)],
+            [(300, 200), (300, 60), (180, 260)],
+        ),
     ],
 )
 def test_real_dicom_cines(us_dicom_dir, read_grey, name, frames, size, excluded, included):
