@@ -8,8 +8,9 @@ ultrasound readers rely on (``docs/DESIGN.md``):
 * ``SequenceOfUltrasoundRegions`` with one 2D tissue region: ``RegionLocationMinX0/MinY0/MaxX1/MaxY1`` (the fan's
   bounding box, pixels), ``PhysicalUnitsX/YDirection = 3`` (cm) and ``PhysicalDeltaX/Y`` (cm per pixel);
 * identity from :class:`DicomIdentity`; :func:`synthetic_identity` derives every UID deterministically with
-  ``pydicom.uid.generate_uid(prefix=None, entropy_srcs=...)`` (``2.25.<uuid>`` form) from a seed and an item id,
-  so regenerating a data set reproduces the same UIDs.
+  ``pydicom.uid.generate_uid(entropy_srcs=[...])`` (pydicom's root ``1.2.826.0.1.3680043.8.498.`` followed by
+  digits of the SHA-512 of the entropy string) from a seed and an item id, so regenerating a data set reproduces
+  the same UIDs. (``prefix=None`` would ignore the entropy and return a random ``2.25.`` UUID.)
 
 Pixel arrays are given in DICOM order: ``(T, rows, cols)`` for a cine, ``(rows, cols)`` for an image.
 """
@@ -67,19 +68,19 @@ def synthetic_identity(
 ) -> DicomIdentity:
     """Deterministic synthetic identity for item ``item_id`` of the data set generated with ``seed``.
 
-    Each item is its own patient and study; UIDs are ``generate_uid(prefix=None, entropy_srcs=[...])``.
+    Each item is its own patient and study; UIDs are ``generate_uid(entropy_srcs=["usseg-synthetic|seed|id|level"])``.
     ``cardiac`` selects body part ``HEART`` and image type ``DERIVED\\PRIMARY`` (no defined exam-type term for
     transthoracic echo), else ``ABDOMEN`` and ``DERIVED\\PRIMARY\\ABDOMINAL\\0001``.
 
     Examples::
 
         >>> a, b = synthetic_identity(0, "cine_000"), synthetic_identity(0, "cine_000")
-        >>> a.sop_instance_uid == b.sop_instance_uid, a.sop_instance_uid.startswith("2.25.")
+        >>> a.sop_instance_uid == b.sop_instance_uid, a.sop_instance_uid.startswith(pydicom.uid.PYDICOM_ROOT_UID)
         (True, True)
     """
 
     def uid(level: str) -> str:
-        return generate_uid(prefix=None, entropy_srcs=["usseg-synthetic", str(seed), item_id, level])
+        return generate_uid(entropy_srcs=[f"usseg-synthetic|{seed}|{item_id}|{level}"])
 
     return DicomIdentity(
         patient_name=f"Synthetic^{item_id}",
