@@ -22,7 +22,7 @@ def describe(path: str) -> dict[str, Any]:
     from usseg_models.io.validate import sniff_format
 
     if sniff_format(path) == "dicom":
-        from usseg_models.io.dicom import dicom_metadata
+        from usseg_models.io.dicom_pixels import dicom_metadata
         from usseg_models.io.validate import validate_dicom
 
         meta = dicom_metadata(validate_dicom(path), path)

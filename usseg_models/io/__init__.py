@@ -1,36 +1,46 @@
 """Ultrasound image I/O: validated DICOM/PNG/JPEG/NIfTI/NRRD reading as MONAI readers/transforms, label writers.
 
-See ``docs/DESIGN.md`` for the array layout and metadata keys, :mod:`usseg_models.io.dicom` for the colour rule and
-:mod:`usseg_models.io.validate` for the checks every file passes before any native decoder sees it.
+See ``docs/DESIGN.md`` for the array layout and metadata keys, :mod:`usseg_models.io.dicom_pixels` for the colour
+rule and :mod:`usseg_models.io.validate` for the checks every file passes before any native decoder sees it.
+
+Modules: ``validate`` (checks, format sniffing), ``dicom_pixels`` (pydicom decoding + metadata), ``dicom``
+(``UltrasoundDicomReader``), ``image`` (``load_image`` for every format), ``transforms`` (``LoadUltrasound``,
+``LoadUltrasoundd``, ``UltrasoundImageReader``), ``writers`` (NIfTI, ``.seg.nrrd``, PNG labels).
+Names are imported on first access, so ``import usseg_models.io`` does not import MONAI.
 """
 
-from usseg_models.io.dicom import UltrasoundDicomReader, bt601_luma, dicom_metadata, read_dicom
-from usseg_models.io.image import (
-    LoadUltrasound,
-    LoadUltrasoundD,
-    LoadUltrasoundd,
-    LoadUltrasoundDict,
-    UltrasoundImageReader,
-    load_image,
-)
-from usseg_models.io.validate import sniff_format, validate_dicom
-from usseg_models.io.writers import write_label, write_nifti, write_png, write_seg_nrrd
+from __future__ import annotations
 
-__all__ = [
-    "UltrasoundDicomReader",
-    "UltrasoundImageReader",
-    "LoadUltrasound",
-    "LoadUltrasoundd",
-    "LoadUltrasoundD",
-    "LoadUltrasoundDict",
-    "bt601_luma",
-    "dicom_metadata",
-    "load_image",
-    "read_dicom",
-    "sniff_format",
-    "validate_dicom",
-    "write_label",
-    "write_nifti",
-    "write_png",
-    "write_seg_nrrd",
-]
+import importlib
+
+_EXPORTS = {
+    "UltrasoundDicomReader": "dicom",
+    "UltrasoundImageReader": "transforms",
+    "LoadUltrasound": "transforms",
+    "LoadUltrasoundd": "transforms",
+    "LoadUltrasoundD": "transforms",
+    "LoadUltrasoundDict": "transforms",
+    "bt601_luma": "dicom_pixels",
+    "decode_dicom": "dicom_pixels",
+    "dicom_metadata": "dicom_pixels",
+    "read_dicom": "dicom_pixels",
+    "load_image": "image",
+    "sniff_format": "validate",
+    "validate_dicom": "validate",
+    "write_label": "writers",
+    "write_nifti": "writers",
+    "write_png": "writers",
+    "write_seg_nrrd": "writers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"usseg_models.io.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -21,7 +21,7 @@ full 4x4 matrix so :func:`usseg_models.io.writers.write_label` can restore ``(X,
 
 Examples::
 
-    >>> from usseg_models.io.image import LoadUltrasoundd, load_image
+    >>> from usseg_models.io.image import LoadUltrasoundd, load_image   # LoadUltrasound* from io.transforms
     >>> array, meta = load_image("frame.png", grayscale=True)              # doctest: +SKIP
     >>> array.shape, meta["spacing"]                                        # doctest: +SKIP
     ((640, 480), array([1., 1.]))
@@ -33,33 +33,32 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import nrrd
 import numpy as np
-from monai.config import DtypeLike, KeysCollection
-from monai.data import ImageReader, MetaTensor
-from monai.data.image_reader import _stack_images
-from monai.transforms import EnsureChannelFirst, MapTransform, Transform
-from monai.utils import ensure_tuple
 from PIL import Image
 
 from usseg_models.errors import UltrasoundIOError
-from usseg_models.io.dicom import bt601_luma, read_dicom
+from usseg_models.io.dicom_pixels import bt601_luma, read_dicom
 from usseg_models.io.validate import sniff_format
 
-__all__ = [
-    "load_image",
-    "UltrasoundImageReader",
-    "LoadUltrasound",
-    "LoadUltrasoundd",
-    "LoadUltrasoundD",
-    "LoadUltrasoundDict",
-    "LPS_TO_RAS",
-]
+__all__ = ["load_image", "LPS_TO_RAS"]
+
+# MONAI-based wrappers live in usseg_models.io.transforms (importing MONAI takes seconds; plain loading does not
+# need it) and are served from here on first access.
+_LAZY = ("UltrasoundImageReader", "LoadUltrasound", "LoadUltrasoundd", "LoadUltrasoundD", "LoadUltrasoundDict")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from usseg_models.io import transforms
+
+        return getattr(transforms, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 logger = logging.getLogger(__name__)
 
@@ -250,129 +249,3 @@ def load_image(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.nda
         meta["original_channel_dim"] = "no_channel"
         meta["photometric_interpretation"] = "MONOCHROME2"
     return arr, meta
-
-
-class UltrasoundImageReader(ImageReader):
-    """MONAI image reader over :func:`load_image` (every format this project reads, validated first).
-
-    Args:
-        grayscale: convert colour to grey by BT.601 luma.
-
-    Examples::
-
-        >>> from monai.transforms import LoadImage
-        >>> LoadImage(reader=UltrasoundImageReader())("frame.png").shape   # doctest: +SKIP
-        torch.Size([640, 480, 3])
-    """
-
-    def __init__(self, grayscale: bool = False) -> None:
-        super().__init__()
-        if not isinstance(grayscale, bool):
-            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
-        self.grayscale = grayscale
-
-    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
-        """True for names ending in a supported suffix (DICOM may also have no suffix)."""
-        ok = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".nii", ".nii.gz", ".nrrd")
-        return all(str(f).lower().endswith(ok) or Path(f).suffix == "" for f in ensure_tuple(filename))
-
-    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
-        """Validate and load the file(s); returns ``(array, meta)`` pairs."""
-        loaded = [load_image(f, grayscale=self.grayscale) for f in ensure_tuple(data)]
-        return loaded if len(loaded) > 1 else loaded[0]
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        """Return the array (several files stacked as channels) and the first file's metadata."""
-        items = [img] if isinstance(img, tuple) else list(img)
-        arrays = [a for a, _ in items]
-        if any(a.shape != arrays[0].shape for a in arrays):
-            raise UltrasoundIOError(f"cannot stack files of shapes {[a.shape for a in arrays]}")
-        meta = dict(items[0][1])
-        return _stack_images(arrays, meta), meta
-
-
-class LoadUltrasound(Transform):
-    """Load a file with :func:`load_image` into a :class:`~monai.data.MetaTensor` (array transform).
-
-    Unlike MONAI's ``LoadImage`` there is no fallback to other (native) readers: a bad file raises
-    :class:`~usseg_models.errors.UltrasoundIOError` and never reaches ITK.
-
-    Args:
-        grayscale: convert colour to grey by BT.601 luma.
-        image_only: return only the MetaTensor; otherwise ``(tensor, meta)``.
-        ensure_channel_first: move/add the channel axis first (``EnsureChannelFirst``).
-        dtype: output dtype (values are not rescaled); ``None`` keeps the stored dtype.
-
-    Examples::
-
-        >>> img = LoadUltrasound(grayscale=True, ensure_channel_first=True)("echo.dcm")   # doctest: +SKIP
-        >>> img.shape, img.meta["frame_time_ms"]                                          # doctest: +SKIP
-        (torch.Size([1, 320, 240, 30]), 33.333)
-    """
-
-    def __init__(
-        self,
-        grayscale: bool = False,
-        image_only: bool = True,
-        ensure_channel_first: bool = False,
-        dtype: DtypeLike | None = np.float32,
-    ) -> None:
-        if not isinstance(grayscale, bool):
-            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
-        self.grayscale = grayscale
-        self.image_only = image_only
-        self.ensure_channel_first = ensure_channel_first
-        self.dtype = dtype
-
-    def __call__(self, filename: str | os.PathLike):
-        arr, meta = load_image(filename, grayscale=self.grayscale)
-        if self.dtype is not None:
-            arr = arr.astype(self.dtype, copy=False)
-        elif arr.dtype == np.uint16:
-            arr = arr.astype(np.int32)  # torch has no general uint16 arithmetic; values unchanged
-        img = MetaTensor(arr, meta=meta)  # the affine comes from meta["affine"]
-        if self.ensure_channel_first:
-            img = EnsureChannelFirst()(img)
-        return img if self.image_only else (img, img.meta)
-
-
-class LoadUltrasoundd(MapTransform):
-    """Dictionary version of :class:`LoadUltrasound`.
-
-    Args:
-        keys: keys holding file names.
-        grayscale: convert colour to grey by BT.601 luma.
-        ensure_channel_first: move/add the channel axis first.
-        dtype: output dtype; ``None`` keeps the stored dtype.
-        meta_key_postfix: with ``image_only=False`` the metadata also goes to ``data[f"{key}_{postfix}"]``.
-        image_only: only store the MetaTensor.
-        allow_missing_keys: skip absent keys.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        grayscale: bool = False,
-        ensure_channel_first: bool = False,
-        dtype: DtypeLike | None = np.float32,
-        meta_key_postfix: str = "meta_dict",
-        image_only: bool = True,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self._loader = LoadUltrasound(grayscale, image_only=False, ensure_channel_first=ensure_channel_first,
-                                      dtype=dtype)
-        self.meta_key_postfix = meta_key_postfix
-        self.image_only = image_only
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            img, meta = self._loader(d[key])
-            d[key] = img
-            if not self.image_only:
-                d[f"{key}_{self.meta_key_postfix}"] = meta
-        return d
-
-
-LoadUltrasoundD = LoadUltrasoundDict = LoadUltrasoundd

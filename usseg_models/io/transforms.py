@@ -1,0 +1,159 @@
+"""MONAI wrappers of :func:`usseg_models.io.image.load_image`: an ``ImageReader`` and the ``LoadUltrasound`` /
+``LoadUltrasoundd`` transform pair (array and dictionary, MONAI style).
+
+Examples::
+
+    >>> from usseg_models.io.transforms import LoadUltrasoundd
+    >>> load = LoadUltrasoundd(["image", "label"], grayscale=True)
+    >>> data = load({"image": "echo.dcm", "label": "label.nii.gz"})   # doctest: +SKIP
+    >>> data["image"].shape                                            # doctest: +SKIP
+    torch.Size([320, 240, 30])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.config import DtypeLike, KeysCollection
+from monai.data import ImageReader, MetaTensor
+from monai.data.image_reader import _stack_images
+from monai.transforms import EnsureChannelFirst, MapTransform, Transform
+from monai.utils import ensure_tuple
+
+from usseg_models.errors import UltrasoundIOError
+from usseg_models.io.image import load_image
+
+__all__ = ["UltrasoundImageReader", "LoadUltrasound", "LoadUltrasoundd", "LoadUltrasoundD", "LoadUltrasoundDict"]
+
+logger = logging.getLogger(__name__)
+
+
+class UltrasoundImageReader(ImageReader):
+    """MONAI image reader over :func:`load_image` (every format this project reads, validated first).
+
+    Args:
+        grayscale: convert colour to grey by BT.601 luma.
+
+    Examples::
+
+        >>> from monai.transforms import LoadImage
+        >>> LoadImage(reader=UltrasoundImageReader())("frame.png").shape   # doctest: +SKIP
+        torch.Size([640, 480, 3])
+    """
+
+    def __init__(self, grayscale: bool = False) -> None:
+        super().__init__()
+        if not isinstance(grayscale, bool):
+            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
+        self.grayscale = grayscale
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """True for names ending in a supported suffix (DICOM may also have no suffix)."""
+        ok = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".nii", ".nii.gz", ".nrrd")
+        return all(str(f).lower().endswith(ok) or Path(f).suffix == "" for f in ensure_tuple(filename))
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
+        """Validate and load the file(s); returns ``(array, meta)`` pairs."""
+        loaded = [load_image(f, grayscale=self.grayscale) for f in ensure_tuple(data)]
+        return loaded if len(loaded) > 1 else loaded[0]
+
+    def get_data(self, img) -> tuple[np.ndarray, dict]:
+        """Return the array (several files stacked as channels) and the first file's metadata."""
+        items = [img] if isinstance(img, tuple) else list(img)
+        arrays = [a for a, _ in items]
+        if any(a.shape != arrays[0].shape for a in arrays):
+            raise UltrasoundIOError(f"cannot stack files of shapes {[a.shape for a in arrays]}")
+        meta = dict(items[0][1])
+        return _stack_images(arrays, meta), meta
+
+
+class LoadUltrasound(Transform):
+    """Load a file with :func:`load_image` into a :class:`~monai.data.MetaTensor` (array transform).
+
+    Unlike MONAI's ``LoadImage`` there is no fallback to other (native) readers: a bad file raises
+    :class:`~usseg_models.errors.UltrasoundIOError` and never reaches ITK.
+
+    Args:
+        grayscale: convert colour to grey by BT.601 luma.
+        image_only: return only the MetaTensor; otherwise ``(tensor, meta)``.
+        ensure_channel_first: move/add the channel axis first (``EnsureChannelFirst``).
+        dtype: output dtype (values are not rescaled); ``None`` keeps the stored dtype.
+
+    Examples::
+
+        >>> img = LoadUltrasound(grayscale=True, ensure_channel_first=True)("echo.dcm")   # doctest: +SKIP
+        >>> img.shape, img.meta["frame_time_ms"]                                          # doctest: +SKIP
+        (torch.Size([1, 320, 240, 30]), 33.333)
+    """
+
+    def __init__(
+        self,
+        grayscale: bool = False,
+        image_only: bool = True,
+        ensure_channel_first: bool = False,
+        dtype: DtypeLike | None = np.float32,
+    ) -> None:
+        if not isinstance(grayscale, bool):
+            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
+        self.grayscale = grayscale
+        self.image_only = image_only
+        self.ensure_channel_first = ensure_channel_first
+        self.dtype = dtype
+
+    def __call__(self, filename: str | os.PathLike):
+        arr, meta = load_image(filename, grayscale=self.grayscale)
+        if self.dtype is not None:
+            arr = arr.astype(self.dtype, copy=False)
+        elif arr.dtype == np.uint16:
+            arr = arr.astype(np.int32)  # torch has no general uint16 arithmetic; values unchanged
+        img = MetaTensor(arr, meta=meta)  # the affine comes from meta["affine"]
+        if self.ensure_channel_first:
+            img = EnsureChannelFirst()(img)
+        return img if self.image_only else (img, img.meta)
+
+
+class LoadUltrasoundd(MapTransform):
+    """Dictionary version of :class:`LoadUltrasound`.
+
+    Args:
+        keys: keys holding file names.
+        grayscale: convert colour to grey by BT.601 luma.
+        ensure_channel_first: move/add the channel axis first.
+        dtype: output dtype; ``None`` keeps the stored dtype.
+        meta_key_postfix: with ``image_only=False`` the metadata also goes to ``data[f"{key}_{postfix}"]``.
+        image_only: only store the MetaTensor.
+        allow_missing_keys: skip absent keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        grayscale: bool = False,
+        ensure_channel_first: bool = False,
+        dtype: DtypeLike | None = np.float32,
+        meta_key_postfix: str = "meta_dict",
+        image_only: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self._loader = LoadUltrasound(grayscale, image_only=False, ensure_channel_first=ensure_channel_first,
+                                      dtype=dtype)
+        self.meta_key_postfix = meta_key_postfix
+        self.image_only = image_only
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img, meta = self._loader(d[key])
+            d[key] = img
+            if not self.image_only:
+                d[f"{key}_{self.meta_key_postfix}"] = meta
+        return d
+
+
+LoadUltrasoundD = LoadUltrasoundDict = LoadUltrasoundd
