@@ -44,17 +44,19 @@ class UltrasoundTaskConfig(TaskConfig):
     Attributes:
         network_name: name for ``build_network``.
         kind: ``"cine"`` or ``"image"`` (which datastore items the model trains on).
-        labels: ``{label name: value}``.
-        label_colors: ``{label name: (r, g, b)}`` in 0..1.
+        LABELS: ``{label name: value}`` (copied to ``self.labels``).
+        LABEL_COLORS: ``{label name: (r, g, b)}`` in 0..1 (copied to ``self.label_colors``).
     """
 
     network_name: str = ""
     kind: str = ""
-    labels: dict[str, int] = {}
-    label_colors: dict[str, tuple[float, float, float]] = {}
+    LABELS: dict[str, int] = {}
+    LABEL_COLORS: dict[str, tuple[float, float, float]] = {}
 
     def init(self, name: str, model_dir: str, conf: dict[str, str], planner: Any, **kwargs: Any) -> None:
         super().init(name, model_dir, conf, planner, **kwargs)
+        self.labels = dict(self.LABELS)
+        self.label_colors = dict(self.LABEL_COLORS)
         cuda = torch.cuda.is_available()
         self.config_name = str(conf_value(conf, name, "config", "paper" if cuda else "small"))
         if self.config_name not in ("small", "paper"):

@@ -18,8 +18,8 @@ class DSANetConfig(UltrasoundTaskConfig):
 
     network_name = "dsanet"
     kind = "cine"
-    labels = {"lesion": 1}
-    label_colors = {"lesion": (1.0, 0.2, 0.2)}
+    LABELS = {"lesion": 1}
+    LABEL_COLORS = {"lesion": (1.0, 0.2, 0.2)}
 
     @cached_property
     def infer_task(self) -> DSANetInfer:

@@ -14,8 +14,8 @@ class IntraSenseConfig(UltrasoundTaskConfig):
 
     network_name = "intrasense"
     kind = "image"
-    labels = {"tumor": 1}
-    label_colors = {"tumor": (0.2, 0.8, 0.2)}
+    LABELS = {"tumor": 1}
+    LABEL_COLORS = {"tumor": (0.2, 0.8, 0.2)}
 
     def infer(self):
         return {self.name: IntraSenseInfer(self.store, self.labels, self.label_colors)}
