@@ -149,9 +149,12 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.updateButtons()
 
     # ------------------------------------------------------------------ messages
     def showMessage(self, text, error=False):
@@ -177,7 +180,7 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.showMessage(f"{title}: done")
         return result
 
-    def updateButtons(self):
+    def updateButtons(self, caller=None, event=None):
         connected = self.logic.client is not None
         volume = self._parameterNode.inputVolume if self._parameterNode else None
         seg = self._parameterNode.segmentation if self._parameterNode else None
@@ -237,7 +240,8 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.imageIdLabel.text = image_id
 
     def onInputVolumeChanged(self, volume=None):
-        volume = self._parameterNode.inputVolume if self._parameterNode else None
+        if volume is None and self._parameterNode:
+            volume = self._parameterNode.inputVolume
         image_id = volume.GetAttribute(IMAGE_ID_ATTRIBUTE) if volume else None
         self.ui.imageIdLabel.text = image_id or "- (not on the server)"
         self.observeFrames(volume)
@@ -331,7 +335,8 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(p.segmentation)
         if p.inputVolume is not None:
-            editor.setSourceVolumeNode(p.inputVolume)
+            setSource = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode  # < 5.4
+            setSource(p.inputVolume)
 
     def onSubmit(self):
         p = self._parameterNode
@@ -551,9 +556,7 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
         seg = segmentation.GetSegmentation()
         for name, value in labels.items():
             segment_id = seg.GetSegmentIdBySegmentName(name)
-            mask = np.array(kji_to_ijk(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, volume)))
-            if mask.shape != label.voxels.shape:
-                mask = np.zeros(label.voxels.shape, np.uint8)
+            mask = self._segmentMask(segmentation, segment_id, volume, label.voxels.shape).astype(np.uint8)
             for t in frames:
                 mask[:, :, t] = label.voxels[:, :, t] == value
             slicer.util.updateSegmentBinaryLabelmapFromArray(
@@ -576,6 +579,7 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
                 seg_sequence.SetDataNodeAtValue(empty, seq_volume.GetNthIndexValue(i))
             browser.AddSynchronizedSequenceNode(seg_sequence)
             browser.SetSaveChanges(seg_sequence, True)
+            slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
         current = browser.GetSelectedItemNumber()
         try:
             for t in frames:
@@ -613,13 +617,23 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
         return np.stack(frames, axis=2)
 
     @staticmethod
-    def _masks(segmentation, volume):
+    def _segmentMask(segmentation, segment_id, volume, shape):
+        """Boolean (i, j, k) mask of a segment on ``volume``'s grid (all False for an empty segment)."""
+        kji = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, volume)
+        if kji is None or kji.size == 0:
+            return np.zeros(shape, bool)
+        mask = np.array(kji_to_ijk(kji)) > 0
+        if mask.shape != tuple(shape):
+            raise USSegClipError(f"segment {segment_id!r} is shaped {mask.shape}, the clip {tuple(shape)}")
+        return mask
+
+    def _masks(self, segmentation, volume):
+        shape = volume.GetImageData().GetDimensions()
         seg = segmentation.GetSegmentation()
         masks = {}
         for i in range(seg.GetNumberOfSegments()):
             segment_id = seg.GetNthSegmentID(i)
-            kji = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, volume)
-            masks[seg.GetSegment(segment_id).GetName()] = np.array(kji_to_ijk(kji)) > 0
+            masks[seg.GetSegment(segment_id).GetName()] = self._segmentMask(segmentation, segment_id, volume, shape)
         return masks
 
     # ------------------------------------------------------------------ server work
