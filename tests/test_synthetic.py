@@ -55,9 +55,10 @@ def test_shapes_dtypes_and_layout():
 
 
 # -- programmed truth ----------------------------------------------------------------------------------------
-LESION = Lesion(cx0=-25.0, cz0=70.0, a0=12.0, b0=9.0, psi0=0.3, dx=4.0, dz=3.0, eps=0.12, dpsi=0.1, period=8.0,
+# placed off the image diagonal so that a transposed (X <-> Y) label would land on plain tissue
+LESION = Lesion(cx0=-35.0, cz0=100.0, a0=12.0, b0=9.0, psi0=0.3, dx=4.0, dz=3.0, eps=0.12, dpsi=0.1, period=8.0,
                 phase=0.5)
-CHAMBER = Chamber(cx0=20.0, cz0=95.0, a0=12.0, b0=16.0, ka=0.3, kb=0.15, dx=2.0, dz=-3.0, wall_mm=5.0, period=8.0)
+CHAMBER = Chamber(cx0=22.0, cz0=75.0, a0=12.0, b0=16.0, ka=0.3, kb=0.15, dx=2.0, dz=-3.0, wall_mm=5.0, period=8.0)
 MOTION = TissueMotion(ux=1.0, uz=-1.5, period=10.0, phase=0.2)
 
 
@@ -72,12 +73,12 @@ def test_truth_is_the_documented_closed_form(programmed):
     for t in range(8):
         p = 2 * math.pi * t / 8.0 + 0.5
         u = math.sin(2 * math.pi * t / 10.0 + 0.2)
-        np.testing.assert_allclose(lesion.centre_mm[t], [-25 + 4 * math.sin(p) + u, 70 + 3 * math.cos(p) - 1.5 * u])
+        np.testing.assert_allclose(lesion.centre_mm[t], [-35 + 4 * math.sin(p) + u, 100 + 3 * math.cos(p) - 1.5 * u])
         squash = 0.12 * math.sin(p)
         np.testing.assert_allclose(lesion.semi_axes_mm[t], [12 * (1 + squash), 9 * (1 - squash)])
         s = (1 - math.cos(2 * math.pi * t / 8.0)) / 2
         np.testing.assert_allclose(chamber.semi_axes_mm[t], [12 * (1 - 0.3 * s), 16 * (1 - 0.15 * s)])
-        np.testing.assert_allclose(chamber.centre_mm[t], [20 + 2 * s + u, 95 - 3 * s - 1.5 * u])
+        np.testing.assert_allclose(chamber.centre_mm[t], [22 + 2 * s + u, 75 - 3 * s - 1.5 * u])
         np.testing.assert_allclose(chamber.area_mm2[t], math.pi * np.prod(chamber.semi_axes_mm[t]))
     np.testing.assert_allclose(chamber.area_px, chamber.area_mm2 / programmed.pixel_mm**2)
 
@@ -95,14 +96,17 @@ def test_mask_area_and_centroid_follow_the_programmed_motion(programmed):
         for t in range(programmed.num_frames):
             comps, _ = ndimage.label(programmed.label[:, :, t])
             cx, cy = truth.centre_px[t]
-            mask = comps == comps[int(round(cx)), int(round(cy))]
+            component = comps[int(round(cx)), int(round(cy))]
+            assert component > 0, (truth.kind, t)
+            mask = comps == component
             count = int(mask.sum())
             counts.append(count)
             rel_errors.append(abs(count - truth.area_px[t]) / truth.area_px[t])
             xs, ys = np.nonzero(mask)
             assert abs(xs.mean() - cx) < 0.25 and abs(ys.mean() - cy) < 0.25, (truth.kind, t)
         assert max(rel_errors) < 0.04 and np.mean(rel_errors) < 0.02, (truth.kind, rel_errors)
-        assert np.corrcoef(counts, truth.area_px)[0, 1] > 0.95
+        if truth.area_px.min() < 0.9 * truth.area_px.max():  # the lesion's squash keeps its area nearly constant
+            assert np.corrcoef(counts, truth.area_px)[0, 1] > 0.95
     chamber = programmed.truth[1]
     assert chamber.area_px.min() < 0.7 * chamber.area_px.max()  # the test exercises a real contraction
 
@@ -114,7 +118,9 @@ def test_image_is_dark_where_the_label_is(programmed):
         comps, _ = ndimage.label(programmed.label[:, :, t])
         for truth in programmed.truth:
             cx, cy = truth.centre_px[t]
-            mask = comps == comps[int(round(cx)), int(round(cy))]
+            component = comps[int(round(cx)), int(round(cy))]
+            assert component > 0, (truth.kind, t)  # the label covers the programmed centre
+            mask = comps == component
             inner = ndimage.binary_erosion(mask, iterations=2)
             ring = ndimage.binary_dilation(mask, iterations=6) & ~ndimage.binary_dilation(mask, iterations=2)
             # lesion: -9 dB = -38 grey levels at 60 dB over 255; cavity: -35 dB, clipped near black
