@@ -170,3 +170,31 @@ def test_sniff_format_ignores_misleading_suffix(tmp_path, us_dicom_dir):
     assert sniff_format(fake) == "dicom"
     arr, meta = load_image(fake)
     assert arr.shape == (256, 120, 3) and meta["format"] == "dicom"
+
+
+@pytest.mark.parametrize(
+    "ts,junk",
+    [
+        ("1.2.840.10008.1.2.4.50", b"\xff\xd8\xff\xe0"),  # JPEG baseline
+        ("1.2.840.10008.1.2.4.70", b"\xff\xd8\xff\xc3"),  # JPEG lossless (python-gdcm)
+        ("1.2.840.10008.1.2.4.90", b"\xff\x4f\xff\x51"),  # JPEG 2000
+        ("1.2.840.10008.1.2.5", b""),  # RLE
+    ],
+)
+def test_corrupt_compressed_frames_raise_cleanly(tmp_path, ts, junk):
+    import pydicom
+
+    path = make_us_dicom(tmp_path / "junk.dcm", FRAMES)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = ts
+    noise = junk + np.random.default_rng(5).bytes(400)
+    ds.PixelData = encapsulate([noise, noise])
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(path)
+    try:
+        from usseg_models.io.validate import check_decoder_available
+
+        check_decoder_available(ts, path)
+    except MissingDecoderError as exc:
+        pytest.skip(str(exc))
+    _expect(path, "could not be decoded")
