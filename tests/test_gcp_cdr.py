@@ -49,6 +49,17 @@ def test_normalized_entropy_range():
         normalized_channel_entropy(torch.zeros(1, 1, 2, 2))
 
 
+def test_entropy_temperature_sharpens_the_mask():
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 4, 4)  # BatchNorm-like scale: literal softmax over 64 channels is near uniform
+    assert not EntropyRegionWhitening(temperature=1.0).mask(x).any()
+    assert EntropyRegionWhitening(temperature=0.05).mask(x).all()
+    gcp = GCP(64, entropy_temperature=0.05)
+    assert gcp.whitening.temperature == 0.05
+    with pytest.raises(ValueError, match="temperature"):
+        EntropyRegionWhitening(temperature=0.0)
+
+
 @pytest.mark.parametrize("stats", ["region", "instance"])
 def test_whitening_only_touches_low_entropy_positions(stats):
     x, low = _mixed_entropy_features()

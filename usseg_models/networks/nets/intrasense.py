@@ -106,6 +106,7 @@ class IntraSenseNet(nn.Module):
         gcp_key_reduction: query/key width ``C // gcp_key_reduction``.
         gcp_tau: normalised-entropy threshold τ (paper: 0.5).
         gcp_whitening_stats: ``"region"`` or ``"instance"`` (see :mod:`usseg_models.networks.blocks.gcp`).
+        gcp_temperature: softmax temperature of GCP's channel entropy (1 = the paper's literal reading).
         cdr_k: principal directions removed by CDR.
         cdr_reduction: SE bottleneck ratio of CDR.
         cdr_detach_basis: stop the gradient through CDR's SVD basis (see :mod:`usseg_models.networks.blocks.cdr`).
@@ -142,6 +143,7 @@ class IntraSenseNet(nn.Module):
         gcp_key_reduction: int = 8,
         gcp_tau: float = 0.5,
         gcp_whitening_stats: str = "region",
+        gcp_temperature: float = 1.0,
         cdr_k: int = 1,
         cdr_reduction: int = 16,
         cdr_detach_basis: bool = True,
@@ -182,7 +184,7 @@ class IntraSenseNet(nn.Module):
             {
                 str(s): GCP(
                     enc_ch[s], key_reduction=gcp_key_reduction, entropy_whitening=gcp_entropy, tau=gcp_tau,
-                    whitening_stats=gcp_whitening_stats,
+                    whitening_stats=gcp_whitening_stats, entropy_temperature=gcp_temperature,
                 )
                 for s in self.gcp_stages
             }
