@@ -194,6 +194,43 @@ def test_image_speckle_decorrelates_gradually_with_tissue_motion():
     assert all(a > b for a, b in zip(corr, corr[1:]))
 
 
+def test_attenuation_without_tgc_follows_the_round_trip_law():
+    # Without TGC the mean echo intensity falls by 2 alpha f0 dB per cm of depth (0.5 dB/cm/MHz x 2.5 MHz x 2
+    # = 2.5 dB/cm, 30 dB over 12 cm); the fit over ~500 depths of ~80 speckle cells each is good to ~1 %.
+    config = _uniform_config(tgc_compensation=0.0, speckle_correlation=0.0)
+    cine = simulate_cine(2, 32, "sector", scene=Scene(), config=config, seed=6, keep_envelope=True)
+    env = cine.envelope[:, 5:-5, 5:-5].astype(np.float64)
+    depth_cm = np.linspace(0, cine.geometry.depth_mm, cine.envelope.shape[1])[5:-5] / 10
+    level_db = 10 * np.log10((env**2).mean(axis=(0, 2)))
+    slope = np.polyfit(depth_cm, level_db, 1)[0]
+    expected = -2 * config.attenuation_db_cm_mhz * config.center_frequency_mhz
+    assert slope == pytest.approx(expected, rel=0.05)
+
+
+def test_log_compression_maps_tissue_to_the_expected_grey_level():
+    # Rayleigh amplitude with unit mean power has E[20 log10 A] = -10 gamma / ln 10 = -2.507 dB (gamma: Euler's
+    # constant), so uniform tissue shows a mean grey of 255 (-2.507 - white_level + DR) / DR = 142.3 with the
+    # defaults; bilinear scan conversion averages identically distributed values and keeps that mean. The mean
+    # over ~3 000 fan pixels (~1 000 speckle cells of sd 5.6 dB = 24 grey levels) is good to ~1 grey level.
+    config = _uniform_config()
+    cine = simulate_cine(2, 64, "sector", scene=Scene(), config=config, seed=4)
+    inside = ndimage.binary_erosion(cine.fan_mask, iterations=3)
+    expected = 255 * (-10 * 0.5772156649 / math.log(10) - config.white_level_db + config.dynamic_range_db) / (
+        config.dynamic_range_db
+    )
+    assert cine.image[inside].mean() == pytest.approx(expected, abs=3.0)
+
+
+def test_fan_detection_agrees_with_the_simulated_fan():
+    # Cross-check with the project's fan detector (usseg_models.transforms.fan), when it is there.
+    fan = pytest.importorskip("usseg_models.transforms.fan")
+    for geometry in ("sector", "linear"):
+        cine = simulate_cine(8, 96, geometry, targets=("chamber",), seed=1)
+        detected = np.asarray(fan.detect_fan(cine.image)).astype(bool)
+        iou = (detected & cine.fan_mask).sum() / (detected | cine.fan_mask).sum()
+        assert iou > 0.9, (geometry, iou)
+
+
 # -- geometry -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("geometry", ["sector", "linear"])
 def test_pixels_outside_the_fan_are_zero(geometry):
