@@ -5,19 +5,21 @@ Heuristic (:func:`detect_fan`), on a grey image scaled to ``[0, 1]``; lengths sc
 
 1. **Candidate pixels.**
    - Cine (``(X, Y, T)``, ``T >= 2``): pixels that *change over time* (temporal standard deviation
-     ``> temporal_threshold``) and are not black (temporal maximum ``> intensity_threshold``). Burned-in
+     ``> temporal_threshold``), are not black (temporal maximum ``> intensity_threshold``) and are textured in
+     at least one frame (3x3 neighbourhood not constant: flat panels that merely change colour drop out). Burned-in
      annotations are static, so they drop out here; moving overlays (ECG sweep, clock) survive but are small
      and separate from the fan. If fewer than ``min_fraction`` of the pixels change (a frozen or duplicated
      cine), the single-image rule below is used on the temporal maximum instead.
-   - Single image (``(X, Y)``): pixels brighter than ``intensity_threshold`` whose neighbourhood (a square of
-     side ``~0.03 s``) is mostly bright (local fill ``> density_threshold``). Speckle texture is dense;
+   - Single image (``(X, Y)``): textured pixels brighter than ``intensity_threshold`` whose neighbourhood (a
+     square of side ``~0.03 s``) is mostly such pixels (local fill ``> density_threshold``); flat header bands
+     and panels are not textured. Speckle texture is dense;
      characters, tick marks, dotted depth scales and thin drawn lines are sparse and vanish.
 2. **Clean-up.** Morphological opening (radius ``~0.005 s``) cuts thin bridges (a sector outline touching
    text), then closing (radius ``~0.02 s``) joins speckle into one region.
 3. **Largest connected component** (8-connectivity): the fan is the biggest live region; separate text,
    colour bars and ECG traces are discarded. For cines, other changing regions of at least ``merge_fraction``
-   (3 %) of the largest one are kept too (a sector's near field cut off by a dark band); static overlays are
-   already gone there, and moving ones are far smaller.
+   (3 %) of the largest one and compact (inscribed radius at least the closing radius, so not a bar or a
+   trace) are kept too: a sector's near field cut off by a dark band. Static overlays are already gone there.
 4. **Holes filled and convex hull**: dark cavities (blood pools, cysts) and dark borders inside the sector are
    restored. A sector or linear field of view is convex, so the hull is the fan's shape; a curvilinear probe's
    concave near-field arc is filled (a small over-estimate at the apex).
@@ -53,6 +55,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_FLAT_VARIANCE = 1e-6  # local variance (on [0, 1]) below which a neighbourhood counts as a flat fill
+
 
 def _disk(radius: int) -> np.ndarray:
     r = max(int(radius), 1)
@@ -60,17 +64,21 @@ def _disk(radius: int) -> np.ndarray:
     return xx * xx + yy * yy <= r * r
 
 
-def _largest_components(mask: np.ndarray, keep_fraction: float | None = None) -> np.ndarray:
-    """The largest 8-connected component, plus those at least ``keep_fraction`` of its size when given."""
+def _largest_components(mask: np.ndarray, keep_fraction: float | None = None, min_thickness: float = 0.0):
+    """The largest 8-connected component, plus, when ``keep_fraction`` is given, those at least that fraction of its
+    size whose inscribed-circle radius is at least ``min_thickness`` (compact regions, not bars or traces)."""
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if n == 0:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    if keep_fraction is None:
-        return labels == int(np.argmax(sizes))
-    keep = np.flatnonzero(sizes >= keep_fraction * sizes.max())
-    return np.isin(labels, keep)
+    largest = int(np.argmax(sizes))
+    if keep_fraction is None or n == 1:
+        return labels == largest
+    index = np.arange(1, n + 1)
+    thickness = np.asarray(ndimage.maximum(ndimage.distance_transform_edt(mask), labels, index))
+    keep = index[(sizes[1:] >= keep_fraction * sizes[largest]) & (thickness >= min_thickness)]
+    return np.isin(labels, np.union1d(keep, [largest]))
 
 
 def convex_hull_mask(mask: np.ndarray) -> np.ndarray:
@@ -98,8 +106,14 @@ def convex_hull_mask(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _textured(img: np.ndarray) -> np.ndarray:
+    """Pixels whose 3x3 neighbourhood is not constant (flat fills such as header bands and panels are not)."""
+    mean = ndimage.uniform_filter(img, size=3)
+    return ndimage.uniform_filter(img * img, size=3) - mean * mean > _FLAT_VARIANCE
+
+
 def _dense_bright(img: np.ndarray, intensity_threshold: float, density_threshold: float, window: int) -> np.ndarray:
-    bright = img > intensity_threshold
+    bright = (img > intensity_threshold) & _textured(img)
     fill = ndimage.uniform_filter(bright.astype(np.float32), size=window, mode="constant")
     return bright & (fill > density_threshold)
 
@@ -153,6 +167,7 @@ def detect_fan(
     temporal = x.ndim == 3 and x.shape[2] >= 2
     if temporal:
         live = (x.std(axis=2) > temporal_threshold) & (x.max(axis=2) > intensity_threshold)
+        live &= np.any([_textured(x[..., k]) for k in range(x.shape[2])], axis=0)
         if live.mean() < min_fraction:
             logger.info("fan detection: only %.3f%% of pixels change over time; using the image rule", live.mean())
             live = _dense_bright(x.max(axis=2), intensity_threshold, density_threshold, window)
@@ -169,7 +184,7 @@ def detect_fan(
     if not cand.any():
         logger.warning("fan detection found no imaging region; returning an all-True mask")
         return np.ones(x.shape[:2], bool)
-    fan = _largest_components(cand, merge_fraction if temporal else None)
+    fan = _largest_components(cand, merge_fraction if temporal else None, min_thickness=close_r)
     fan = ndimage.binary_fill_holes(fan)
     return convex_hull_mask(fan)
 

@@ -34,8 +34,7 @@ class RandSpeckleNoise(RandomizableTransform):
 
     Examples::
 
-        >>> noise = RandSpeckleNoise(L=25, prob=1.0)
-        >>> noise.set_random_state(0)
+        >>> noise = RandSpeckleNoise(L=25, prob=1.0).set_random_state(0)
         >>> noise(torch.full((1, 8, 8), 0.5)).shape
         torch.Size([1, 8, 8])
     """
