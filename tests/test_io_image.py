@@ -161,3 +161,17 @@ def test_image_reader_with_monai_load_image(tmp_path, rng):
     img = LoadImage(reader=reader, ensure_channel_first=True)(str(tmp_path / "g.png"))
     assert tuple(img.shape) == (1, 6, 8)
     np.testing.assert_array_equal(img[0].numpy(), grey.T)
+
+
+def test_load_ultrasoundd_batches_through_dataloader(tmp_path):
+    from monai.data import DataLoader, Dataset
+
+    for i in range(2):
+        Image.fromarray(np.full((8, 6), i * 10, np.uint8)).save(tmp_path / f"c{i}.png")
+    items = [{"image": str(tmp_path / f"c{i}.png")} for i in range(2)]
+    loader = DataLoader(Dataset(items, transform=LoadUltrasoundd("image", ensure_channel_first=True, fill_none="none")),
+                        batch_size=2, num_workers=0)
+    batch = next(iter(loader))
+    assert tuple(batch["image"].shape) == (2, 1, 6, 8)
+    assert list(batch["image"].meta["num_frames"]) == ["none", "none"]
+    assert batch["image"][1].max() == 10

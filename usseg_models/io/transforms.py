@@ -83,6 +83,9 @@ class LoadUltrasound(Transform):
         image_only: return only the MetaTensor; otherwise ``(tensor, meta)``.
         ensure_channel_first: move/add the channel axis first (``EnsureChannelFirst``).
         dtype: output dtype (values are not rescaled); ``None`` keeps the stored dtype.
+        fill_none: value that replaces ``None`` metadata (``num_frames``, ``frame_time_ms``, DICOM fields of a PNG)
+            in the tensor's meta, e.g. ``"none"`` (MONAI's ``TraceKeys.NONE``): PyTorch's collate refuses ``None``,
+            so set it when batching through a ``DataLoader``. Default ``None`` keeps ``docs/DESIGN.md`` values.
 
     Examples::
 
@@ -97,6 +100,7 @@ class LoadUltrasound(Transform):
         image_only: bool = True,
         ensure_channel_first: bool = False,
         dtype: DtypeLike | None = np.float32,
+        fill_none: Any = None,
     ) -> None:
         if not isinstance(grayscale, bool):
             raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
@@ -104,6 +108,7 @@ class LoadUltrasound(Transform):
         self.image_only = image_only
         self.ensure_channel_first = ensure_channel_first
         self.dtype = dtype
+        self.fill_none = fill_none
 
     def __call__(self, filename: str | os.PathLike):
         arr, meta = load_image(filename, grayscale=self.grayscale)
@@ -111,6 +116,8 @@ class LoadUltrasound(Transform):
             arr = arr.astype(self.dtype, copy=False)
         elif arr.dtype == np.uint16:
             arr = arr.astype(np.int32)  # torch has no general uint16 arithmetic; values unchanged
+        if self.fill_none is not None:
+            meta = {k: self.fill_none if v is None else v for k, v in meta.items()}
         img = MetaTensor(arr, meta=meta)  # the affine comes from meta["affine"]
         if self.ensure_channel_first:
             img = EnsureChannelFirst()(img)
@@ -125,6 +132,7 @@ class LoadUltrasoundd(MapTransform):
         grayscale: convert colour to grey by BT.601 luma.
         ensure_channel_first: move/add the channel axis first.
         dtype: output dtype; ``None`` keeps the stored dtype.
+        fill_none: replacement for ``None`` metadata values (see :class:`LoadUltrasound`).
         meta_key_postfix: with ``image_only=False`` the metadata also goes to ``data[f"{key}_{postfix}"]``.
         image_only: only store the MetaTensor.
         allow_missing_keys: skip absent keys.
@@ -136,13 +144,15 @@ class LoadUltrasoundd(MapTransform):
         grayscale: bool = False,
         ensure_channel_first: bool = False,
         dtype: DtypeLike | None = np.float32,
+        fill_none: Any = None,
         meta_key_postfix: str = "meta_dict",
         image_only: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self._loader = LoadUltrasound(grayscale, image_only=False, ensure_channel_first=ensure_channel_first,
-                                      dtype=dtype)
+        self._loader = LoadUltrasound(
+            grayscale, image_only=False, ensure_channel_first=ensure_channel_first, dtype=dtype, fill_none=fill_none
+        )
         self.meta_key_postfix = meta_key_postfix
         self.image_only = image_only
 
