@@ -158,7 +158,9 @@ def test_uniform_speckle_envelope_has_rayleigh_snr():
 
 def test_speckle_correlation_length_matches_the_psf():
     # For a Gaussian PSF of standard deviation sigma (samples), the intensity autocorrelation of the speckle is
-    # |rho_iq(d)|^2 = exp(-d^2 / (2 sigma^2)) (Goodman); at lag 1 that is ~0.6, measured to +-0.01 here.
+    # |rho_iq(d)|^2 = exp(-d^2 / (2 sigma^2)) (Goodman); at lag 1 that is ~0.6. Over 8 seeds the estimate scattered
+    # by 0.006 (axial) and 0.007 (lateral) around it (1 sd), so +-0.04 is a ~6 sd bound; a PSF twice as wide or
+    # half as wide would move the lag-1 correlation by > 0.2.
     config = _uniform_config(speckle_correlation=0.0)
     cine = simulate_cine(2, 32, "sector", scene=Scene(), config=config, seed=8, keep_envelope=True)
     intensity = _interior(cine.envelope).astype(np.float64) ** 2
@@ -173,7 +175,8 @@ def test_speckle_correlation_length_matches_the_psf():
 
 def test_frame_to_frame_speckle_correlation_decreases_with_lag():
     # s_t = rho s_{t-1} + sqrt(1 - rho^2) n_t gives intensity correlation rho^(2 lag) (0.81, 0.66, 0.53, 0.43
-    # for rho = 0.9); each estimate uses ~60 000 samples (~15 000 cells), so +-0.03 is a wide margin.
+    # for rho = 0.9). Over 10 seeds the estimates scattered by 0.005, 0.008, 0.010, 0.013 (1 sd, lags 1-4), so
+    # +-0.05 is a ~4 sd bound; using rho itself as the intensity correlation would be off by 0.09 at lag 1.
     rho = 0.9
     cine = simulate_cine(5, 32, "sector", scene=Scene(), config=_uniform_config(speckle_correlation=rho), seed=9,
                          keep_envelope=True)
@@ -181,7 +184,7 @@ def test_frame_to_frame_speckle_correlation_decreases_with_lag():
     corr = [np.corrcoef(intensity[:-lag].ravel(), intensity[lag:].ravel())[0, 1] for lag in (1, 2, 3, 4)]
     assert all(0 < c < 1 for c in corr)
     assert all(a > b for a, b in zip(corr, corr[1:]))
-    np.testing.assert_allclose(corr, [rho ** (2 * lag) for lag in (1, 2, 3, 4)], atol=0.03)
+    np.testing.assert_allclose(corr, [rho ** (2 * lag) for lag in (1, 2, 3, 4)], atol=0.05)
 
 
 def test_image_speckle_decorrelates_gradually_with_tissue_motion():
