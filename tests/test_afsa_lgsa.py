@@ -20,6 +20,7 @@ def _one_thread():
     yield
     torch.set_num_threads(previous)
 
+
 WIDTHS = (16, 32, 64, 128)
 
 

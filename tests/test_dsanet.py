@@ -18,6 +18,7 @@ def _one_thread():
     yield
     torch.set_num_threads(previous)
 
+
 ABLATIONS = [  # paper's four rows: baseline, +AFSA, +LGSA, full
     dict(use_afsa=False, use_lgsa=False),
     dict(use_afsa=True, use_lgsa=False),
@@ -107,8 +108,12 @@ def test_decode_from_features_matches_forward():
 
 @pytest.mark.parametrize(
     "shape,match",
-    [((1, 2, 3, 64, 64), "3 frames"), ((1, 3, 1, 64, 64), "channels"), ((1, 3, 3, 64, 48), "multiples of 32"),
-     ((3, 3, 64, 64), "5-D|\\(B, 3, C, H, W\\)")],
+    [
+        ((1, 2, 3, 64, 64), "3 frames"),
+        ((1, 3, 1, 64, 64), "channels"),
+        ((1, 3, 3, 64, 48), "multiples of 32"),
+        ((3, 3, 64, 64), "5-D|\\(B, 3, C, H, W\\)"),
+    ],
 )
 def test_bad_input_shapes(shape, match):
     net = small().eval()
@@ -158,8 +163,9 @@ def test_backbone_pretrained_path(tmp_path):
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     net = small(use_afsa=False, pairing="like").eval()
-    path = save_checkpoint(tmp_path / "dsanet.pt", net, "dsanet", "small", overrides=dict(use_afsa=False,
-                                                                                           pairing="like"))
+    path = save_checkpoint(
+        tmp_path / "dsanet.pt", net, "dsanet", "small", overrides=dict(use_afsa=False, pairing="like")
+    )
     loaded, payload = load_checkpoint(path)
     loaded.eval()
     assert payload["spatial_size"] == 64 and not loaded.use_afsa and loaded.lgsa.pairing == "like"

@@ -17,6 +17,7 @@ def _one_thread():
     yield
     torch.set_num_threads(previous)
 
+
 SMALL = dict(layers=(1, 1, 1, 1), planes=(8, 16, 32, 64), stem_width=8)
 
 
@@ -26,10 +27,21 @@ def test_paper_backbone_names_and_size():
     names = set(net.state_dict())
     # names of res2net50_v1b_26w_4s-3cf99910.pth (deep stem, Res2Net groups, avg-pool shortcut)
     for key in (
-        "conv1.0.weight", "conv1.1.running_var", "conv1.3.weight", "conv1.4.weight", "conv1.6.weight",
-        "bn1.weight", "layer1.0.conv1.weight", "layer1.0.convs.0.weight", "layer1.0.convs.2.weight",
-        "layer1.0.bns.2.running_mean", "layer1.0.conv3.weight", "layer1.0.bn3.bias",
-        "layer1.0.downsample.1.weight", "layer1.0.downsample.2.weight", "layer4.2.convs.2.weight",
+        "conv1.0.weight",
+        "conv1.1.running_var",
+        "conv1.3.weight",
+        "conv1.4.weight",
+        "conv1.6.weight",
+        "bn1.weight",
+        "layer1.0.conv1.weight",
+        "layer1.0.convs.0.weight",
+        "layer1.0.convs.2.weight",
+        "layer1.0.bns.2.running_mean",
+        "layer1.0.conv3.weight",
+        "layer1.0.bn3.bias",
+        "layer1.0.downsample.1.weight",
+        "layer1.0.downsample.2.weight",
+        "layer4.2.convs.2.weight",
         "layer3.5.bn3.weight",
     ):
         assert key in names, key

@@ -220,8 +220,9 @@ class DSANetPredictor:
         elif arr.ndim == 3 and arr.shape[-1] in (3, 4):
             cine = arr[:, :, None, :]
         else:
-            raise ValueError(f"a frame must be (X, Y), (X, Y, 3) or preprocessed ({self.in_channels}, S, S); "
-                             f"got {arr.shape}")
+            raise ValueError(
+                f"a frame must be (X, Y), (X, Y, 3) or preprocessed ({self.in_channels}, S, S); got {arr.shape}"
+            )
         xy = (int(arr.shape[0]), int(arr.shape[1]))
         if state.num_frames and state.original_xy != xy:
             raise ValueError(f"frame {state.num_frames} is {xy}, earlier frames were {state.original_xy}")

@@ -169,9 +169,7 @@ class LGSA(nn.Module):
             out.append(g)
         return out
 
-    def forward(
-        self, f: torch.Tensor, local: Sequence[torch.Tensor]
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def forward(self, f: torch.Tensor, local: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         if f.ndim != 4 or f.shape[1] != self.stage_channels[0]:
             raise ValueError(f"LGSA expects (B, {self.stage_channels[0]}, h, w) input, got {tuple(f.shape)}")
         if len(local) != 4:

@@ -23,14 +23,28 @@ __all__ = ["UNetDecoder", "DSANet", "CONFIGS"]
 CONFIGS = {
     # Paper / released code: Res2Net-50 v1b 26w×4s, 12 attention layers, 352 px (≈ 306 M parameters).
     "paper": dict(
-        spatial_dims=2, in_channels=3, out_channels=1, backbone_layers=(3, 4, 6, 3),
-        backbone_planes=(64, 128, 256, 512), stem_width=32, base_width=26, scale=4, num_attention_layers=12,
+        spatial_dims=2,
+        in_channels=3,
+        out_channels=1,
+        backbone_layers=(3, 4, 6, 3),
+        backbone_planes=(64, 128, 256, 512),
+        stem_width=32,
+        base_width=26,
+        scale=4,
+        num_attention_layers=12,
         spatial_size=352,
     ),
     # CPU tests and the sample app: narrow Res2Net (one block per stage, widths 32..256), 2 attention layers.
     "small": dict(
-        spatial_dims=2, in_channels=3, out_channels=1, backbone_layers=(1, 1, 1, 1),
-        backbone_planes=(8, 16, 32, 64), stem_width=8, base_width=26, scale=4, num_attention_layers=2,
+        spatial_dims=2,
+        in_channels=3,
+        out_channels=1,
+        backbone_layers=(1, 1, 1, 1),
+        backbone_planes=(8, 16, 32, 64),
+        stem_width=8,
+        base_width=26,
+        scale=4,
+        num_attention_layers=2,
         spatial_size=64,
     ),
 }
@@ -65,7 +79,7 @@ class UNetDecoder(nn.Module):
 class DSANet(nn.Module):
     """DSANet for 2D ultrasound cines: segments the target frame ``t`` using frames ``t-1`` and ``t-2``.
 
-    Data flow (paper Fig. 2 and the reference note):
+    Data flow (paper overview figure and the reference note):
 
     1. a shared Res2Net-50 v1b backbone encodes each frame into ``C₁@H/4 … C₄@H/32`` (``256 … 2048``);
     2. each frame **position** (t, t-1, t-2) has its own UNet decoder (separate weights) → ``C₁@H/4``;
