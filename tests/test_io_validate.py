@@ -198,3 +198,12 @@ def test_corrupt_compressed_frames_raise_cleanly(tmp_path, ts, junk):
     except MissingDecoderError as exc:
         pytest.skip(str(exc))
     _expect(path, "could not be decoded")
+
+
+def test_declared_size_over_limit(tmp_path, monkeypatch):
+    from usseg_models.io import validate
+
+    path = make_us_dicom(tmp_path / "big.dcm", FRAMES)
+    assert load_image(path)[0].shape == (5, 6, 2)
+    monkeypatch.setattr(validate, "MAX_DECODED_BYTES", FRAMES.nbytes - 1)
+    _expect(path, "byte limit")

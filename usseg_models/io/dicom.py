@@ -44,6 +44,12 @@ _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 class UltrasoundDicomReader(ImageReader):
     """MONAI image reader for ultrasound DICOM (see the module docstring for layout, colour rule and metadata).
 
+    Note:
+        ``LoadImage(reader=UltrasoundDicomReader())`` falls back to MONAI's other readers (ITK, ...) when this reader
+        raises, so an invalid file would still reach a native decoder. For untrusted files use
+        :class:`usseg_models.io.transforms.LoadUltrasound` / ``LoadUltrasoundd``, which raise
+        :class:`~usseg_models.errors.UltrasoundIOError` instead.
+
     Args:
         grayscale: convert colour (RGB, YBR, palette) to grey by BT.601 luma.
 

@@ -8,7 +8,8 @@ with a message naming the file and the problem. That is the one documented excep
 
 DICOM checks (:func:`validate_dicom`):
     - the file is DICOM (``DICM`` prefix and a parseable data set), not truncated in its header;
-    - it has *Pixel Data*, ``NumberOfFrames >= 1``, ``Rows``/``Columns >= 1``;
+    - it has *Pixel Data*, ``NumberOfFrames >= 1``, ``Rows``/``Columns >= 1``, and would decode to at most
+      :data:`MAX_DECODED_BYTES` (4 GiB);
     - ``BitsAllocated`` in {1, 8, 16, 32}, ``1 <= BitsStored <= BitsAllocated``, ``PixelRepresentation`` in {0, 1};
     - ``SamplesPerPixel`` agrees with ``PhotometricInterpretation`` (a supported one, palette tables present);
     - native pixel data holds at least ``Rows x Columns x Samples x Frames x BitsAllocated / 8`` bytes,
@@ -49,6 +50,7 @@ __all__ = [
     "sniff_format",
     "validate_dicom",
     "check_decoder_available",
+    "MAX_DECODED_BYTES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,6 +92,9 @@ SUPPORTED_PHOTOMETRIC: dict[str, int] = {
 }
 
 _ALLOWED_BITS_ALLOCATED = (1, 8, 16, 32)
+
+#: Largest decoded pixel array accepted (bytes); a small compressed file can claim an enormous image.
+MAX_DECODED_BYTES = 4 * 2**30
 
 
 def _fail(path: str | os.PathLike, problem: str) -> UltrasoundIOError:
@@ -263,6 +268,11 @@ def _check_dataset(ds: pydicom.Dataset, path, check_decoder: bool) -> None:
             or "SegmentedRedPaletteColorLookupTableData" in ds
         ):
             raise _fail(path, "PALETTE COLOR image without complete palette colour lookup tables")
+
+    decoded = rows * cols * frames * samples * max(bits_alloc // 8, 1)
+    if decoded > MAX_DECODED_BYTES:
+        raise _fail(path, f"declared image of {rows}x{cols}x{frames} frames would decode to {decoded} bytes, more than"
+                          f" the {MAX_DECODED_BYTES}-byte limit (usseg_models.io.validate.MAX_DECODED_BYTES)")
 
     pixel_data = ds.PixelData
     if pixel_data is None or len(pixel_data) == 0:
