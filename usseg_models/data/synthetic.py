@@ -58,6 +58,7 @@ __all__ = [
     "default_config",
     "simulate_cine",
     "simulate_image",
+    "log_compress",
 ]
 
 logger = logging.getLogger(__name__)
@@ -312,60 +313,14 @@ def simulate_cine(
     if scene is None:
         scene = random_scene(scene_rng, geometry, tuple(targets), num_frames, config.frame_rate_hz)
 
-    # beam grid fine enough to sample the PSF: >= samples_per_sigma samples per sigma, >= size lines
-    sig_z = config.axial_sigma_mm
-    sig_lat = config.lateral_sigma(geometry.kind)
-    span = 2 * geometry.half_angle if geometry.kind == "sector" else geometry.width_mm
-    num_samples = sp_fft.next_fast_len(int(math.ceil(geometry.depth_mm * config.samples_per_sigma / sig_z)) + 1)
-    num_lines = max(size, int(math.ceil(span * config.samples_per_sigma / sig_lat)) + 1)
-    sc = ScanConverter(geometry, num_samples, num_lines, size)
-    bx, bz = sc.beam_points_mm
-    kernel_z = _gaussian_kernel(sig_z / sc.range_step_mm)
-    kernel_x = _gaussian_kernel(sig_lat / sc.line_step)
-    logger.debug("beam grid %d samples x %d lines, PSF %d x %d taps", num_samples, num_lines, kernel_z.size,
-                 kernel_x.size)
-
-    # static depth profiles: bright layer below the face, attenuation, TGC
-    depth_mm = sc.sample_depth_mm
-    layer = 10 ** (config.layer_db / 10 * ((depth_mm >= 2.0) & (depth_mm <= 6.0)))
-    loss_db = 2 * config.attenuation_db_cm_mhz * config.center_frequency_mhz * depth_mm / 10
-    attenuation = (10 ** (-loss_db / 20))[:, None]
-    tgc = (10 ** (config.tgc_compensation * loss_db / 20))[:, None]
-    noise_rms = 10 ** (config.noise_db / 20)
-
+    sc, kernel_z, kernel_x = _beam_grid(geometry, config, size)
     motion = scene.tissue_motion
-    pad = abs(motion.ux) + abs(motion.uz) + 1.0
-    texture = _Texture(texture_rng, geometry, config.texture_corr_mm, pad) if config.texture_db > 0 else None
-    lateral_mm = sc.line_step * (geometry.face_depth_mm + geometry.depth_mm / 2) if geometry.kind == "sector" \
-        else sc.line_step
-
-    rho = config.speckle_correlation
-    shape = (num_samples, num_lines)
-    scat = _complex_normal(speckle_rng, shape)
-    amplitude = np.empty((num_frames, *shape), dtype=np.complex64)
-    prev_u = motion(0.0)
-    for t in range(num_frames):
-        ux, uz = motion(float(t))
-        if t > 0:
-            du_x, du_z = ux - prev_u[0], uz - prev_u[1]
-            if du_x or du_z:  # speckle moves with the tissue (projected on the beam grid at mid-field)
-                scat = _fourier_shift(scat, du_z / sc.range_step_mm, du_x / lateral_mm)
-            fresh = _complex_normal(speckle_rng, shape)
-            scat = np.float32(rho) * scat + np.float32(math.sqrt(max(0.0, 1 - rho**2))) * fresh
-        prev_u = (ux, uz)
-        echo = scene.intensity_factor(bx, bz, float(t)) * layer[:, None]
-        if texture is not None:
-            echo = echo * 10 ** (config.texture_db * texture(bx - ux, bz - uz) / 10)
-        amplitude[t] = np.sqrt(echo).astype(np.float32) * scat
-
-    iq = _convolve_complex(amplitude, kernel_z, axis=1)
-    iq = _convolve_complex(iq, kernel_x, axis=2)
-    iq *= attenuation.astype(np.float32)
-    if noise_rms > 0:
-        iq += np.float32(noise_rms) * _complex_normal(speckle_rng, iq.shape)
-    envelope = np.abs(iq) * tgc.astype(np.float32)
-    db = 20 * np.log10(np.maximum(envelope, 1e-12))
-    grey = 255.0 * np.clip((db - config.white_level_db + config.dynamic_range_db) / config.dynamic_range_db, 0, 1)
+    texture = None
+    if config.texture_db > 0:
+        texture = _Texture(texture_rng, geometry, config.texture_corr_mm, pad_mm=abs(motion.ux) + abs(motion.uz) + 1)
+    amplitude = _weighted_scatterers(scene, sc, config, texture, speckle_rng, num_frames)
+    envelope = _pulse_echo_envelope(amplitude, sc, config, kernel_z, kernel_x, speckle_rng)
+    grey = log_compress(envelope, config)
     frames = np.clip(np.rint(sc.convert(grey)), 0, 255).astype(np.uint8)  # (T, rows, cols)
 
     px, pz = sc.pixel_centres_mm()
@@ -434,3 +389,71 @@ def _truth(scene: Scene, sc: ScanConverter, num_frames: int) -> list[TargetTruth
             )
         )
     return out
+
+
+def _beam_grid(geometry: ProbeGeometry, config: UltrasoundConfig, size: int):
+    """Beam grid sampling the PSF with >= ``samples_per_sigma`` samples per sigma (>= ``size`` lines) + kernels."""
+    sig_z = config.axial_sigma_mm
+    sig_lat = config.lateral_sigma(geometry.kind)
+    span = 2 * geometry.half_angle if geometry.kind == "sector" else geometry.width_mm
+    num_samples = sp_fft.next_fast_len(int(math.ceil(geometry.depth_mm * config.samples_per_sigma / sig_z)) + 1)
+    num_lines = max(size, int(math.ceil(span * config.samples_per_sigma / sig_lat)) + 1)
+    sc = ScanConverter(geometry, num_samples, num_lines, size)
+    kernel_z = _gaussian_kernel(sig_z / sc.range_step_mm)
+    kernel_x = _gaussian_kernel(sig_lat / sc.line_step)
+    logger.debug("beam grid %d x %d, PSF %d x %d taps", num_samples, num_lines, kernel_z.size, kernel_x.size)
+    return sc, kernel_z, kernel_x
+
+
+def _weighted_scatterers(
+    scene: Scene, sc: ScanConverter, config: UltrasoundConfig, texture: _Texture | None, rng, num_frames: int
+) -> np.ndarray:
+    """``sqrt(E) s`` per frame (steps 1-2 of the module docstring), complex64 ``(T, M, L)``."""
+    bx, bz = sc.beam_points_mm
+    depth_mm = sc.sample_depth_mm
+    layer = (10 ** (config.layer_db / 10 * ((depth_mm >= 2.0) & (depth_mm <= 6.0))))[:, None]
+    motion = scene.tissue_motion
+    geometry = sc.geometry
+    # lateral size of one line step at mid-field, to express the tissue shift in lines
+    lateral_mm = sc.line_step
+    if geometry.kind == "sector":
+        lateral_mm *= geometry.face_depth_mm + geometry.depth_mm / 2
+    rho = config.speckle_correlation
+    innovation = np.float32(math.sqrt(max(0.0, 1 - rho**2)))
+    shape = (sc.num_samples, sc.num_lines)
+    scat = _complex_normal(rng, shape)
+    amplitude = np.empty((num_frames, *shape), dtype=np.complex64)
+    prev_u = motion(0.0)
+    for t in range(num_frames):
+        ux, uz = motion(float(t))
+        if t > 0:
+            du_x, du_z = ux - prev_u[0], uz - prev_u[1]
+            if du_x or du_z:  # speckle moves with the tissue (projected on the beam grid at mid-field)
+                scat = _fourier_shift(scat, du_z / sc.range_step_mm, du_x / lateral_mm)
+            scat = np.float32(rho) * scat + innovation * _complex_normal(rng, shape)
+        prev_u = (ux, uz)
+        echo = scene.intensity_factor(bx, bz, float(t)) * layer
+        if texture is not None:
+            echo = echo * 10 ** (config.texture_db * texture(bx - ux, bz - uz) / 10)
+        amplitude[t] = np.sqrt(echo).astype(np.float32) * scat
+    return amplitude
+
+
+def _pulse_echo_envelope(
+    amplitude: np.ndarray, sc: ScanConverter, config: UltrasoundConfig, kernel_z, kernel_x, rng
+) -> np.ndarray:
+    """PSF convolution, attenuation, noise, TGC and envelope detection (steps 3-5), float32 ``(T, M, L)``."""
+    loss_db = 2 * config.attenuation_db_cm_mhz * config.center_frequency_mhz * sc.sample_depth_mm / 10
+    iq = _convolve_complex(amplitude, kernel_z, axis=1)
+    iq = _convolve_complex(iq, kernel_x, axis=2)
+    iq *= (10 ** (-loss_db / 20)).astype(np.float32)[:, None]
+    noise_rms = 10 ** (config.noise_db / 20)
+    if noise_rms > 0:
+        iq += np.float32(noise_rms) * _complex_normal(rng, iq.shape)
+    return np.abs(iq) * (10 ** (config.tgc_compensation * loss_db / 20)).astype(np.float32)[:, None]
+
+
+def log_compress(envelope: np.ndarray, config: UltrasoundConfig) -> np.ndarray:
+    """Grey levels ``255 clip((20 log10 A - white_level_db + DR) / DR, 0, 1)`` (float) of an envelope ``A``."""
+    db = 20 * np.log10(np.maximum(envelope, 1e-12))
+    return 255.0 * np.clip((db - config.white_level_db + config.dynamic_range_db) / config.dynamic_range_db, 0, 1)
