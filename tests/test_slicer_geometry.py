@@ -159,3 +159,48 @@ def test_out_of_range_frames_are_refused():
         Clip(np.zeros((2, 2, 2)), np.eye(4), frame_axis=3)
     with pytest.raises(ClipGeometryError, match="3-D"):
         Clip(np.zeros((2, 2)), np.eye(4))
+
+
+def test_stack_frames_of_a_sequence():
+    from USSegClipLib import stack_frames
+
+    m = compose_matrix([0.2, 0.25, 3.0], [5, 6, -2], _rotation([1, 1, 0], 50))
+    frames = [np.full((4, 3), t, np.uint8) for t in range(5)]
+    clip = stack_frames(frames, m)
+    assert clip.voxels.shape == (4, 3, 5) and clip.frame_axis == 2
+    np.testing.assert_array_equal(clip.ijk_to_ras[:, :2], m[:, :2])  # in-plane geometry untouched
+    np.testing.assert_allclose(clip.ijk_to_ras[:3, 3], m[:3, 3])
+    step = clip.ijk_to_ras[:3, 2]
+    np.testing.assert_allclose(np.linalg.norm(step), 1.0)
+    np.testing.assert_allclose(step @ m[:3, 0], 0, atol=1e-12)
+    np.testing.assert_allclose(step @ m[:3, 1], 0, atol=1e-12)
+    for t in range(5):
+        assert clip.frame_at(clip.frame_center(t)) == t and np.all(clip.frame(t) == t)
+    with pytest.raises(ClipGeometryError, match="one shape"):
+        stack_frames([np.zeros((4, 3)), np.zeros((3, 4))], m)
+    with pytest.raises(ClipGeometryError, match="no frames"):
+        stack_frames([], m)
+
+
+def test_to_grey_matches_the_usseg_colour_rule():
+    from USSegClipLib import to_grey
+
+    bt601_luma = pytest.importorskip("usseg_models.io.dicom_pixels").bt601_luma
+    rgb = np.random.default_rng(4).integers(0, 256, size=(3, 5, 7, 3), dtype=np.uint8)  # (k, j, i, rgb)
+    grey = to_grey(rgb)
+    assert grey.shape == (3, 5, 7) and grey.dtype == np.uint8
+    np.testing.assert_array_equal(grey, bt601_luma(rgb))
+    g = rgb[..., 0]
+    assert to_grey(g) is g
+    with pytest.raises(ClipGeometryError):
+        to_grey(np.zeros((2, 2)))
+
+
+def test_matrix_text_roundtrip_is_exact():
+    from USSegClipLib import matrix_from_text, matrix_to_text
+
+    m = compose_matrix([0.1 / 3, 0.7, 1.0], [1e-9, -123.456789, 7.0], _rotation([3, 1, 2], 17.3))
+    assert np.array_equal(matrix_from_text(matrix_to_text(m)), m)
+    for bad in ("1 2 3", "a b", " ".join(["0"] * 16)):
+        with pytest.raises(ClipGeometryError):
+            matrix_from_text(bad)

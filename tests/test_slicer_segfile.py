@@ -123,3 +123,25 @@ def test_fit_label_to_clip():
     assert one.voxels.shape == (8, 6, 1)
     with pytest.raises(ClipGeometryError, match="does not match"):
         fit_label_to_clip(Clip(np.zeros((6, 8, 4)), np.eye(4)), clip)
+
+
+def test_models_of_dimension():
+    from USSegClipLib import models_of_dimension
+
+    info = {"models": {"unet": {"dimension": 3}, "dsanet": {"dimension": 3}, "intrasense": {"dimension": 2}}}
+    assert models_of_dimension(info, 3, "dsanet") == ["dsanet", "unet"]
+    assert models_of_dimension(info, 3) == ["dsanet", "unet"]
+    assert models_of_dimension(info, 2, "intrasense") == ["intrasense"]
+    assert models_of_dimension({}, 2) == []
+
+
+def test_rename_labels_between_models():
+    from USSegClipLib import rename_labels
+
+    lab = np.array([[0, 1], [1, 0]], np.uint8)
+    np.testing.assert_array_equal(rename_labels(lab, {"tumor": 1}, {"lesion": 1}), lab)
+    np.testing.assert_array_equal(rename_labels(lab, {"tumor": 1}, {"lesion": 2}), lab * 2)
+    two = np.array([[1, 2], [0, 2]], np.uint8)
+    np.testing.assert_array_equal(rename_labels(two, {"a": 1, "b": 2}, {"b": 1, "a": 2}), [[2, 1], [0, 1]])
+    with pytest.raises(LabelFileError, match="no counterpart"):
+        rename_labels(two, {"a": 1, "b": 2}, {"a": 1, "c": 2})

@@ -145,6 +145,13 @@ def test_complete_flow(server, tmp_path):
     moved = infer_clip(client, "dsanet", frames_first)
     np.testing.assert_array_equal(np.moveaxis(moved.voxels, 0, 2), server_label.voxels)
 
+    # -- "Send clip to server": a clip with no DICOM behind it goes to the datastore as NIfTI, then infer by id
+    new_id = client.upload_image(upload)
+    assert new_id == "slicer_clip" and new_id in client.datastore("all")["objects"]
+    by_new_id = read_volume(client.infer("dsanet", image_id=new_id).save_label(subdir(tmp_path, "uploaded")))
+    np.testing.assert_allclose(by_new_id.ijk_to_ras, OBLIQUE, atol=1e-5)
+    np.testing.assert_array_equal(by_new_id.voxels, server_label.voxels)
+
     # -- intrasense on one frame (as a one-slice NIfTI): label placed at that frame
     one = infer_frame(client, "intrasense", clip, 3)
     assert one.voxels.shape == (SIZE, SIZE, 1)

@@ -36,9 +36,15 @@ from USSegClipLib import (
     infer_frame,
     infer_image,
     kji_to_ijk,
+    matrix_from_text,
+    matrix_to_text,
     model_labels,
+    models_of_dimension,
     ras_of_frame,
     read_volume,
+    rename_labels,
+    stack_frames,
+    to_grey,
     write_nifti,
     write_seg_nrrd,
 )
@@ -324,6 +330,7 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.imageModelComboBox.currentText,
             int(self.ui.frameSliderWidget.value),
             p.segmentation,
+            self.ui.clipModelComboBox.currentText,
         )
         if seg is not None:
             p.segmentation = seg
@@ -441,15 +448,11 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
 
     def clipModels(self, info):
         """Models that take a cine (dimension 3), dsanet first."""
-        models = info.get("models", {})
-        names = [n for n, m in models.items() if m.get("dimension", 3) == 3]
-        return sorted(names, key=lambda n: (n != "dsanet", n))
+        return models_of_dimension(info, 3, "dsanet")
 
     def imageModels(self, info):
         """Models that take a single image (dimension 2), intrasense first."""
-        models = info.get("models", {})
-        names = [n for n, m in models.items() if m.get("dimension") == 2]
-        return sorted(names, key=lambda n: (n != "intrasense", n))
+        return models_of_dimension(info, 2, "intrasense")
 
     # ------------------------------------------------------------------ clips and nodes
     @staticmethod
@@ -464,20 +467,12 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
             return None
         return slicer.modules.sequences.logic().GetFirstBrowserNodeForProxyNode(volume)
 
-    @staticmethod
-    def greyVoxels(array):
-        """Colour (..., 3) → grey with ITU-R BT.601 luma (the usseg colour rule); grey arrays pass through."""
-        if array.ndim == 4 and array.shape[-1] in (3, 4):
-            grey = 0.299 * array[..., 0] + 0.587 * array[..., 1] + 0.114 * array[..., 2]
-            return np.rint(grey).astype(array.dtype)
-        return array
-
     def clipFromVolume(self, volume):
         """:class:`Clip` of a volume node (frames along k) or of a Sequence whose proxy is ``volume``."""
         browser = self.browserForVolume(volume)
         if browser is not None:
             return self.clipFromSequence(browser, volume)
-        voxels = kji_to_ijk(self.greyVoxels(slicer.util.arrayFromVolume(volume)))
+        voxels = kji_to_ijk(to_grey(slicer.util.arrayFromVolume(volume)))
         return Clip(np.array(voxels), self.ijkToRas(volume), 2)
 
     def clipFromSequence(self, browser, proxy):
@@ -488,7 +483,7 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
         try:
             for i in range(browser.GetNumberOfItems()):
                 browser.SetSelectedItemNumber(i)
-                array = self.greyVoxels(slicer.util.arrayFromVolume(proxy))
+                array = to_grey(slicer.util.arrayFromVolume(proxy))
                 if array.shape[0] != 1:
                     raise USSegClipError(f"sequence item {i} is not a 2-D frame (shape {array.shape})")
                 frames.append(np.array(kji_to_ijk(array))[:, :, 0])
@@ -496,9 +491,7 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
                     matrix = self.ijkToRas(proxy)
         finally:
             browser.SetSelectedItemNumber(current)
-        normal = np.cross(matrix[:3, 0], matrix[:3, 1])
-        matrix[:3, 2] = normal / np.linalg.norm(normal)
-        return Clip(np.stack(frames, axis=2), matrix, 2)
+        return stack_frames(frames, matrix)
 
     def currentFrame(self, volume, sliceNode=None):
         """Frame shown now: the browser's item, or RAS→IJK of the red view's centre (never its slice offset)."""
@@ -675,7 +668,7 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
             if progress:
                 progress(0, clip.num_frames)
             server_label = infer_image(client, model, image_id)
-            volume.SetAttribute(SERVER_MATRIX_ATTRIBUTE, " ".join(repr(float(v)) for v in server_label.ijk_to_ras.flat))
+            volume.SetAttribute(SERVER_MATRIX_ATTRIBUTE, matrix_to_text(server_label.ijk_to_ras))
             label = fit_label_to_clip(server_label, clip)
             if progress:
                 progress(clip.num_frames, clip.num_frames)
@@ -683,18 +676,26 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
             label = infer_clip(client, model, clip, chunk_frames=chunkFrames, progress=progress)
         return self.writeLabel(volume, segmentation, label, labels)
 
-    def segmentFrame(self, volume, model, frame, segmentation=None):
-        """Run the image model on one frame and paint that frame of the segmentation."""
+    def segmentFrame(self, volume, model, frame, segmentation=None, clipModel=None):
+        """Run the image model on one frame and paint that frame of the segmentation.
+
+        With ``clipModel`` the result is painted into the clip model's segments (see ``rename_labels``), so one
+        segmentation holds the clip's label whichever model produced a frame.
+        """
         if volume is None:
             raise USSegClipError("select a clip first")
         if not model:
             raise USSegClipError("the server offers no single-image model")
         client = self.requireClient()
-        labels = model_labels(self.info or client.info(), model)
+        info = self.info or client.info()
+        labels = model_labels(info, model)
         clip = self.clipFromVolume(volume)
         one = infer_frame(client, model, clip, frame)
         full = np.zeros(clip.voxels.shape, np.uint8)
         full[:, :, frame] = one.voxels[:, :, 0]
+        if clipModel:
+            clip_labels = model_labels(info, clipModel)
+            full, labels = rename_labels(full, labels, clip_labels), clip_labels
         return self.writeLabel(volume, segmentation, Clip(full, clip.ijk_to_ras, 2), labels, frame=frame)
 
     def submitLabel(self, volume, segmentation, model):
@@ -706,8 +707,7 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
         label = self.readLabel(volume, segmentation, labels)
         image_id = volume.GetAttribute(IMAGE_ID_ATTRIBUTE) or self.uploadClip(volume)
         matrix_text = volume.GetAttribute(SERVER_MATRIX_ATTRIBUTE)
-        matrix = (np.array([float(v) for v in matrix_text.split()]).reshape(4, 4) if matrix_text
-                  else self.clipFromVolume(volume).ijk_to_ras)
+        matrix = matrix_from_text(matrix_text) if matrix_text else self.clipFromVolume(volume).ijk_to_ras
         directory = tempfile.mkdtemp(prefix="usseg_")
         path = write_nifti(Clip(label.astype(np.uint8), matrix, 2), os.path.join(directory, f"{image_id}.nii.gz"))
         write_seg_nrrd(os.path.join(directory, f"{image_id}.seg.nrrd"), Clip(label, matrix, 2), labels)  # local copy

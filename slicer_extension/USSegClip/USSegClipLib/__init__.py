@@ -22,12 +22,23 @@ from .geometry import (
     frame_index_from_ras,
     ijk_to_kji,
     kji_to_ijk,
+    matrix_from_text,
+    matrix_to_text,
     ras_of_frame,
     ras_to_ijk,
     split_matrix,
+    stack_frames,
+    to_grey,
 )
 from .inference import frame_chunks, infer_clip, infer_frame, infer_image
-from .labels import compose_labelmap, fit_label_to_clip, model_labels, split_labelmap
+from .labels import (
+    compose_labelmap,
+    fit_label_to_clip,
+    model_labels,
+    models_of_dimension,
+    rename_labels,
+    split_labelmap,
+)
 from .multipart import MultipartPart, parse_multipart
 from .segfile import read_seg_nrrd, write_seg_nrrd
 from .training import TrainingMonitor, TrainingState
@@ -57,14 +68,20 @@ __all__ = [
     "infer_frame",
     "infer_image",
     "kji_to_ijk",
+    "matrix_from_text",
+    "matrix_to_text",
     "model_labels",
+    "models_of_dimension",
     "parse_multipart",
     "ras_of_frame",
     "ras_to_ijk",
     "read_seg_nrrd",
     "read_volume",
+    "rename_labels",
     "split_labelmap",
     "split_matrix",
+    "stack_frames",
+    "to_grey",
     "write_nifti",
     "write_nrrd",
     "write_seg_nrrd",

@@ -30,6 +30,10 @@ __all__ = [
     "ras_to_ijk",
     "split_matrix",
     "compose_matrix",
+    "matrix_from_text",
+    "matrix_to_text",
+    "stack_frames",
+    "to_grey",
 ]
 
 
@@ -217,3 +221,60 @@ class Clip:
         m = last.ijk_to_ras.copy()
         m[:3, 3] = (last.ijk_to_ras @ np.array([0.0, 0.0, index, 1.0]))[:3]
         return Clip(frame, m, 2)
+
+
+def stack_frames(frames, frame_ijk_to_ras) -> Clip:
+    """Stack 2-D frames ``(i, j)`` (a Sequence of frames, as Slicer's DICOM module loads a cine) into a clip.
+
+    The frames share one position in space, so the frame axis k gets a unit step (1 mm, a frame index, as for
+    DICOM cines in usseg) along the frame plane's normal ``i × j``; i and j keep the frame's matrix.
+
+    Args:
+        frames: sequence of 2-D arrays of one shape.
+        frame_ijk_to_ras: 4×4 IJK→RAS of the frames.
+
+    Raises:
+        ClipGeometryError: no frames, frames of different shapes, or frames that are not 2-D.
+    """
+    arrays = [np.asarray(f) for f in frames]
+    if not arrays:
+        raise ClipGeometryError("a sequence with no frames is no clip")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ClipGeometryError(f"frames must be 2-D arrays of one shape, got {sorted(shapes)}")
+    m = check_ijk_to_ras(frame_ijk_to_ras).copy()
+    normal = np.cross(m[:3, 0], m[:3, 1])
+    m[:3, 2] = normal / np.linalg.norm(normal)
+    return Clip(np.stack(arrays, axis=2), m, 2)
+
+
+def to_grey(array: np.ndarray) -> np.ndarray:
+    """Colour ``(..., 3|4)`` → grey by ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` (rounded, same dtype),
+    the usseg colour rule; 3-D grey arrays pass through unchanged."""
+    a = np.asarray(array)
+    if a.ndim == 4 and a.shape[-1] in (3, 4):
+        grey = 0.299 * a[..., 0].astype(np.float64) + 0.587 * a[..., 1] + 0.114 * a[..., 2]
+        return np.rint(grey).astype(a.dtype)
+    if a.ndim != 3:
+        raise ClipGeometryError(f"expected a grey (k, j, i) or colour (k, j, i, 3) volume array, got {a.shape}")
+    return a
+
+
+def matrix_to_text(matrix) -> str:
+    """A 4×4 matrix as 16 numbers in row order, exact (``repr`` of each float), for node attributes."""
+    return " ".join(repr(float(v)) for v in check_ijk_to_ras(matrix).flat)
+
+
+def matrix_from_text(text: str) -> np.ndarray:
+    """Inverse of :func:`matrix_to_text`.
+
+    Raises:
+        ClipGeometryError: not 16 numbers forming a valid IJK→RAS matrix.
+    """
+    try:
+        values = [float(v) for v in text.split()]
+    except ValueError as e:
+        raise ClipGeometryError(f"not a matrix: {text!r}") from e
+    if len(values) != 16:
+        raise ClipGeometryError(f"a 4×4 matrix needs 16 numbers, got {len(values)}")
+    return check_ijk_to_ras(np.array(values).reshape(4, 4))

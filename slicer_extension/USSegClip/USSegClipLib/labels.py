@@ -13,7 +13,8 @@ import numpy as np
 from .errors import ClipGeometryError, LabelFileError
 from .geometry import Clip
 
-__all__ = ["compose_labelmap", "fit_label_to_clip", "model_labels", "split_labelmap"]
+__all__ = ["compose_labelmap", "fit_label_to_clip", "model_labels", "models_of_dimension", "rename_labels",
+           "split_labelmap"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,40 @@ def model_labels(info: Mapping[str, Any], model: str | None = None) -> dict[str,
     else:
         table = {str(name): i + 1 for i, name in enumerate(labels)}
     return {k: v for k, v in table.items() if v != 0 and k.lower() != "background"}
+
+
+def models_of_dimension(info: Mapping[str, Any], dimension: int, preferred: str | None = None) -> list[str]:
+    """Names of the server's models that take ``dimension``-D input (3: cines, 2: images), ``preferred`` first.
+
+    Examples::
+
+        models_of_dimension(info, 3, "dsanet")  # ["dsanet"]
+    """
+    names = sorted(n for n, m in info.get("models", {}).items() if int(m.get("dimension", 3)) == dimension)
+    return sorted(names, key=lambda n: n != preferred)
+
+
+def rename_labels(labelmap: np.ndarray, source: Mapping[str, int], target: Mapping[str, int]) -> np.ndarray:
+    """Re-express a labelmap written with ``source`` labels in ``target`` labels.
+
+    Names found in both keep their meaning (value changed if needed); when the two tables share no name but have
+    one label each (e.g. an image model's ``tumor`` and a clip model's ``lesion``), that label maps to the other.
+
+    Raises:
+        LabelFileError: labels that cannot be matched.
+    """
+    arr = np.asarray(labelmap)
+    if len(source) == 1 and len(target) == 1 and not set(source) & set(target):
+        mapping = {next(iter(source.values())): next(iter(target.values()))}
+    else:
+        missing = [n for n in source if n not in target]
+        if missing:
+            raise LabelFileError(f"labels {missing} of the image model have no counterpart in {sorted(target)}")
+        mapping = {source[n]: target[n] for n in source}
+    out = np.zeros_like(arr)
+    for old, new in mapping.items():
+        out[arr == old] = new
+    return out
 
 
 def compose_labelmap(masks: Mapping[str, np.ndarray], label_values: Mapping[str, int],
