@@ -56,6 +56,8 @@ __all__ = [
     "DataLayoutError",
     "load_clip",
     "load_image_pair",
+    "load_clip_arrays",
+    "load_image_arrays",
     "worker_init_fn",
 ]
 
@@ -366,13 +368,12 @@ def _prep():
     return preprocessing
 
 
-def load_clip(record: ClipRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
-    """Load and preprocess one clip: ``(frames (T, 3, S, S) float32, masks (T, 1, S, S) float32)``.
+def load_clip_arrays(record: ClipRecord, label_value: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reader arrays of one clip: ``(cine (X, Y, T[, 3]) stored dtype, label (X, Y, T) uint8 0/1)``.
 
     Raises:
         DataLayoutError: when the cine and its mask volume disagree in size or frame count.
     """
-    pp = _prep()
     if isinstance(record.image, tuple):
         cine = _load_frames(record.image)
         label = np.stack([_load_label(p, label_value) for p in record.label], axis=2)
@@ -388,14 +389,15 @@ def load_clip(record: ClipRecord, spatial_size: int, label_value: int | None = N
             f"clip {record.id}: cine shape {cine.shape[:3]} and mask volume {label.shape[:3]} differ "
             "((X, Y, T) expected)"
         )
-    frames = torch.as_tensor(pp.preprocess_cine(cine, spatial_size)).float()
-    masks = torch.as_tensor(pp.preprocess_cine_label(label, spatial_size)).float()
-    return frames, masks
+    return cine, label
 
 
-def load_image_pair(record: ImageRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
-    """Load and preprocess one image: ``(image (3, S, S) float32, mask (1, S, S) float32)``."""
-    pp = _prep()
+def load_image_arrays(record: ImageRecord, label_value: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reader arrays of one image: ``(image (X, Y[, 3]) stored dtype, label (X, Y) uint8 0/1)``.
+
+    Raises:
+        DataLayoutError: when image and mask sizes differ.
+    """
     image, _ = _load(record.image)
     label = _load_label(record.label, label_value)
     if label.ndim == 3 and label.shape[-1] == 1:
@@ -404,6 +406,22 @@ def load_image_pair(record: ImageRecord, spatial_size: int, label_value: int | N
         image = image[..., 0]
     if tuple(image.shape[:2]) != tuple(label.shape[:2]):
         raise DataLayoutError(f"image {record.image} {image.shape[:2]} and mask {label.shape[:2]} sizes differ")
+    return image, label
+
+
+def load_clip(record: ClipRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
+    """Load and preprocess one clip: ``(frames (T, 3, S, S) float32, masks (T, 1, S, S) float32)``."""
+    pp = _prep()
+    cine, label = load_clip_arrays(record, label_value)
+    frames = torch.as_tensor(pp.preprocess_cine(cine, spatial_size)).float()
+    masks = torch.as_tensor(pp.preprocess_cine_label(label, spatial_size)).float()
+    return frames, masks
+
+
+def load_image_pair(record: ImageRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
+    """Load and preprocess one image: ``(image (3, S, S) float32, mask (1, S, S) float32)``."""
+    pp = _prep()
+    image, label = load_image_arrays(record, label_value)
     img = torch.as_tensor(pp.preprocess_image(image, spatial_size)).float()
     lab = torch.as_tensor(pp.preprocess_image_label(label, spatial_size)).float()
     return img, lab

@@ -14,9 +14,15 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "init_distributed", "resolve_device", "all_reduce_mean"]
+from usseg_models.errors import UssegError
+
+__all__ = ["DeviceError", "DistContext", "init_distributed", "resolve_device", "all_reduce_mean"]
 
 logger = logging.getLogger(__name__)
+
+
+class DeviceError(UssegError, ValueError):
+    """The requested device does not exist on this machine."""
 
 
 @dataclass(frozen=True)
@@ -47,14 +53,17 @@ def resolve_device(device: str | torch.device | None = "auto", local_rank: int =
     """``"auto"``/``None`` → CUDA when available else CPU; ``"cuda"`` under DDP → ``cuda:<local_rank>``.
 
     Raises:
-        ValueError: when CUDA is requested but not available.
+        DeviceError: when CUDA is requested but not available, or the device name is unknown.
     """
     if device is None or str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise DeviceError(f"unknown device {device!r} (use auto, cpu or cuda)") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu)")
+            raise DeviceError("device 'cuda' requested but CUDA is not available (use --device cpu)")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

@@ -1,0 +1,55 @@
+"""``usseg evaluate dsanet|intrasense``: metrics report, speckle-robustness table, overlays, per-image CSV.
+
+Examples::
+
+    usseg evaluate dsanet --checkpoint runs/dsanet/best.pt --data clips/ --speckle 25,20 --out eval/dsanet
+    usseg evaluate intrasense --checkpoint runs/unet/best.pt --data camus/ --split test --out eval/unet
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a checkpoint on a data folder with masks")
+    sub = parser.add_subparsers(dest="model_kind", metavar="MODEL")
+    sub.required = True
+    for name, default_speckle, what in (("dsanet", "25,20", "clips"), ("intrasense", "", "images (also UNet)")):
+        p = sub.add_parser(name, help=f"evaluate a {name} checkpoint on {what}")
+        p.add_argument("--checkpoint", required=True)
+        p.add_argument("--data", required=True)
+        p.add_argument("--out", default=None, help=f"report folder (default eval/{name})")
+        p.add_argument("--speckle", default=default_speckle,
+                       help=f"comma-separated speckle looks L for robustness rows (default {default_speckle!r})")
+        p.add_argument("--split", default=None, help="evaluate only this split folder (e.g. test)")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--label-value", type=int, default=None)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--batch", type=int, default=8)
+        p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from usseg_models.evaluation import evaluate_dsanet, evaluate_image_model
+    from usseg_models.evaluation.common import parse_speckle
+
+    speckle = parse_speckle(args.speckle)
+    out = args.out or f"eval/{args.model_kind}"
+    kwargs = dict(speckle=speckle, split=args.split, device=args.device, label_value=args.label_value,
+                  seed=args.seed, batch_size=args.batch)
+    if args.model_kind == "dsanet":
+        result = evaluate_dsanet(args.checkpoint, args.data, out, **kwargs)
+        cols = ("mae", "iou", "dice")
+    else:
+        result = evaluate_image_model(args.checkpoint, args.data, out, **kwargs)
+        cols = ("dice", "jaccard", "accuracy", "recall", "precision")
+    for label, m in result["rows"].items():
+        print(f"{label}: " + ", ".join(f"{c} {m[c]:.4f}" for c in cols))
+    for label, t in result.get("temporal", {}).items():
+        print(f"temporal stability ({label}): predictions {t['pred_consecutive_dice']:.4f}, "
+              f"truth {t['true_consecutive_dice']:.4f}, difference {t['difference']:+.4f}")
+    print(f"report: {result['report']}")
+    return 0

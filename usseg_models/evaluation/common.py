@@ -1,0 +1,74 @@
+"""Pieces shared by video and image evaluation: checkpoint loading, aggregation, CSV/JSON writing."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usseg_models.errors import CheckpointError
+from usseg_models.metrics import METRIC_NAMES
+
+__all__ = ["load_model_for", "mean_metrics", "write_csv", "write_json", "parse_speckle"]
+
+
+def load_model_for(checkpoint: str | Path, allowed: Sequence[str]):
+    """Load a checkpoint and check it holds one of the ``allowed`` networks. Returns ``(model, payload)``."""
+    from usseg_models.networks.checkpoint import load_checkpoint
+
+    model, payload = load_checkpoint(checkpoint)
+    if payload["network"] not in allowed:
+        raise CheckpointError(
+            f"{checkpoint} holds a {payload['network']} network; this evaluation needs one of {list(allowed)}"
+        )
+    return model, payload
+
+
+def mean_metrics(per_frame: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """Average per-frame metric arrays over all frames of all items (the papers' "per frame, averaged")."""
+    return {k: float(np.concatenate([np.atleast_1d(p[k]) for p in per_frame]).mean()) for k in METRIC_NAMES}
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write dict rows (same keys) as CSV; floats with 6 decimals."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in r.items()})
+    return path
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, default=str))
+    return path
+
+
+def parse_speckle(text: str | Sequence[float] | None) -> tuple[float, ...]:
+    """``"25,20"`` → ``(25.0, 20.0)``; empty/``None``/``"none"`` → ``()``.
+
+    Raises:
+        ValueError: for a non-number or a non-positive number of looks.
+    """
+    if text is None:
+        return ()
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in items:
+        item = str(item).strip()
+        if not item or item.lower() == "none":
+            continue
+        try:
+            value = float(item)
+        except ValueError as exc:
+            raise ValueError(f"speckle looks must be numbers like 25,20; got {item!r}") from exc
+        if value <= 0:
+            raise ValueError(f"speckle looks L must be > 0, got {value}")
+        out.append(value)
+    return tuple(out)
