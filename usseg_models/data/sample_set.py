@@ -165,6 +165,14 @@ def generate_sample_set(
             "geometry": geometry, "unlabeled": unlabeled,
         },
         "label_values": {str(k): v for k, v in LABEL_VALUES.items()},
+        "conventions": {
+            "arrays": "labels are (X, Y[, T]) with X = columns, Y = rows (docs/DESIGN.md)",
+            "centre_px": "(x, y) = (column, row) of the programmed ellipse centre, pixel centres at integers",
+            "centre_mm": "(x, z): lateral and depth in the probe frame (sector: from the apex), mm",
+            "semi_axes_mm": "(a, b) of the ellipse before its rotation by rotation_rad",
+            "area_px": "exact ellipse area pi a b / pixel_mm^2 (the mask counts pixel centres inside it)",
+            "motion": "closed forms in usseg_models/data/synthetic_targets.py; t = frame index",
+        },
         "items": items,
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -179,9 +179,9 @@ class SyntheticCine:
         envelope: ``(T, M, L)`` float32 envelope on the beam grid before log compression (``keep_envelope``).
     """
 
-    image: np.ndarray
-    label: np.ndarray
-    fan_mask: np.ndarray
+    image: np.ndarray = field(repr=False)
+    label: np.ndarray = field(repr=False)
+    fan_mask: np.ndarray = field(repr=False)
     pixel_mm: float
     frame_time_ms: float
     truth: list[TargetTruth]
