@@ -4,6 +4,7 @@ Widget (GUI, parameter node) → Logic (Slicer nodes ↔ numpy) → ``USSegClipL
 Python, tested without Slicer). Nothing in this file talks HTTP.
 """
 
+import html
 import logging
 import os
 import re
@@ -165,24 +166,27 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ messages
     def showMessage(self, text, error=False):
         color = "#c0392b" if error else "#2c3e50"
-        self.ui.messageLabel.setText(f'<span style="color:{color}">{text}</span>')
+        self.ui.messageLabel.setText(f'<span style="color:{color}">{html.escape(str(text))}</span>')
         slicer.app.processEvents()
 
     def run(self, title, function, *args):
         """Run ``function``; show any error plainly (label + dialog) instead of a traceback."""
         self.showMessage(f"{title}…")
+        qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)
         try:
-            with slicer.util.WaitCursor():
-                result = function(*args)
-        except USSegClipError as e:
+            result = function(*args)
+        except (USSegClipError, ValueError) as e:  # the user's input or the server's answer: say it plainly
+            qt.QApplication.restoreOverrideCursor()
             self.showMessage(f"{title} failed: {e}", error=True)
             slicer.util.errorDisplay(f"{title} failed:\n{e}")
             return None
         except Exception as e:  # unexpected: keep the traceback in the log
+            qt.QApplication.restoreOverrideCursor()
             logging.exception("%s failed", title)
             self.showMessage(f"{title} failed: {e}", error=True)
             slicer.util.errorDisplay(f"{title} failed:\n{e}", detailedText=str(e))
             return None
+        qt.QApplication.restoreOverrideCursor()
         self.showMessage(f"{title}: done")
         return result
 
@@ -529,8 +533,9 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
         """A segmentation on ``volume``'s grid holding one segment per server label (names from the server)."""
         if segmentation is None:
             segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume.GetName()} label")
-            segmentation.CreateDefaultDisplayNodes()
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        if segmentation.GetDisplayNode() is None:
+            segmentation.CreateDefaultDisplayNodes()
         colors = ((0.95, 0.35, 0.2), (0.2, 0.75, 0.3), (0.25, 0.5, 0.95), (0.95, 0.85, 0.2))
         seg = segmentation.GetSegmentation()
         for index, (name, _value) in enumerate(sorted(labels.items(), key=lambda kv: kv[1])):

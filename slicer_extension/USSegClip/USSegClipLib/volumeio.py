@@ -79,7 +79,7 @@ def _read_nifti(path: str, frame_axis: int) -> Clip:
         data = np.asanyarray(img.dataobj)
     except Exception as e:  # nibabel raises several types for damaged files
         raise LabelFileError(f"cannot read NIfTI file {path}: {e}") from e
-    affine = img.header.get_best_affine() if img.header.get_sform(coded=True)[1] == 0 else img.affine
+    affine = img.affine  # sform when coded, else qform, else the header fallback (nibabel's rule)
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 2:
