@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from usseg_models.inference.video import DSANetPredictor
 
 from monailabel_app.lib.http import unprocessable
 from monailabel_app.lib.infers.base import UltrasoundInferTask, spatial_ndim
+from usseg_models.inference.video import DSANetPredictor
 
 __all__ = ["DSANetInfer"]
 
@@ -38,7 +38,9 @@ class DSANetInfer(UltrasoundInferTask):
 
     def predict(self, network: Any, data: np.ndarray) -> np.ndarray:
         if self._predictor is None:
-            self._predictor = DSANetPredictor(network, self.store.spatial_size, self.store.device)
+            self._predictor = DSANetPredictor(
+                network, self.store.spatial_size, self.store.device, amp=self.store.device.type == "cuda"
+            )
         return self._predictor.predict_clip(data)
 
     def restore_layout(self, label: np.ndarray, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:

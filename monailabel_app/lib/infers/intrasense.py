@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from usseg_models.inference.image import ImagePredictor
 
 from monailabel_app.lib.http import unprocessable
 from monailabel_app.lib.infers.base import UltrasoundInferTask, spatial_ndim
+from usseg_models.inference.image import ImagePredictor
 
 __all__ = ["IntraSenseInfer"]
 
@@ -37,7 +37,9 @@ class IntraSenseInfer(UltrasoundInferTask):
 
     def predict(self, network: Any, data: np.ndarray) -> np.ndarray:
         if self._predictor is None:
-            self._predictor = ImagePredictor(network, self.store.spatial_size, self.store.device)
+            self._predictor = ImagePredictor(
+                network, self.store.spatial_size, self.store.device, amp=self.store.device.type == "cuda"
+            )
         return self._predictor.predict(data)
 
     def restore_layout(self, label: np.ndarray, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
