@@ -68,6 +68,30 @@ def test_synthetic_single_image_sector_with_dark_cavity():
     assert ndimage.label(fan, structure=np.ones((3, 3)))[1] == 1
 
 
+def test_flat_header_band_touching_the_fan_is_excluded():
+    rng = np.random.default_rng(4)
+    truth = _sector(apex=(64, 14), radius=90)
+    img = _speckle(truth.shape, rng) * truth
+    img[:, :12] = 0.4  # a flat grey header band across the whole width, 2 px above the apex
+    img[10:60:4, 3:8] = 1.0  # text inside the band
+    fan = detect_fan(img)
+    assert not fan[:, :10].any()
+    assert _iou(fan, truth) >= IOU_MIN
+
+
+def test_cine_thin_moving_bar_is_not_merged():
+    rng = np.random.default_rng(5)
+    truth = _sector()
+    frames = []
+    for k in range(6):
+        f = _speckle(truth.shape, rng) * truth
+        f[121:127, 4:64] = np.linspace(0, 1, 60)[None, :] * (0.5 + 0.1 * k)  # a grey bar that changes
+        frames.append(f)
+    fan = detect_fan(np.stack(frames, axis=-1))
+    assert not fan[121:].any()
+    assert _iou(fan, truth) >= IOU_MIN
+
+
 def test_frozen_cine_falls_back_to_image_rule():
     rng = np.random.default_rng(2)
     truth = _sector()

@@ -18,7 +18,7 @@ Heuristic (:func:`detect_fan`), on a grey image scaled to ``[0, 1]``; lengths sc
    text), then closing (radius ``~0.02 s``) joins speckle into one region.
 3. **Largest connected component** (8-connectivity): the fan is the biggest live region; separate text,
    colour bars and ECG traces are discarded. For cines, other changing regions of at least ``merge_fraction``
-   (3 %) of the largest one and compact (inscribed radius at least the closing radius, so not a bar or a
+   (3 %) of the largest one and compact (inscribed radius at least twice the closing radius, so not a bar or a
    trace) are kept too: a sector's near field cut off by a dark band. Static overlays are already gone there.
 4. **Holes filled and convex hull**: dark cavities (blood pools, cysts) and dark borders inside the sector are
    restored. A sector or linear field of view is convex, so the hull is the fan's shape; a curvilinear probe's
@@ -184,7 +184,7 @@ def detect_fan(
     if not cand.any():
         logger.warning("fan detection found no imaging region; returning an all-True mask")
         return np.ones(x.shape[:2], bool)
-    fan = _largest_components(cand, merge_fraction if temporal else None, min_thickness=close_r)
+    fan = _largest_components(cand, merge_fraction if temporal else None, min_thickness=2 * close_r)
     fan = ndimage.binary_fill_holes(fan)
     return convex_hull_mask(fan)
 
