@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import pytest
 import torch
@@ -194,3 +195,17 @@ def test_paper_encoder_matches_torchvision_resnet50_names():
     assert state["layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)
     assert state["layer2.0.downsample.0.weight"].shape == (512, 256, 1, 1)
     assert "layer2.0.downsample.0.bias" not in state
+
+
+def test_torchscript_trace_round_trip(tmp_path):
+    """Tracing at a multiple of 32 gives the same logits after save/load (padding amounts are traced as constants,
+    so trace at the deployment size)."""
+    net = small_net().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, x)
+    traced.save(str(tmp_path / "intrasense.ts"))
+    loaded = torch.jit.load(str(tmp_path / "intrasense.ts"))
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net(x), atol=1e-5)

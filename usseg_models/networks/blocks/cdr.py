@@ -6,7 +6,8 @@ reshape ``F`` to the ``C × HW`` matrix ``X`` of each sample, centre its rows (`
 top-``k`` left singular vectors ``U_k`` of ``X_c`` and return ``F_dec = X - U_k U_kᵀ X`` (so ``u_iᵀ F_dec = 0``
 for ``i ≤ k`` exactly). The SVD runs in float32 with autocast disabled. By default the basis is treated as a
 constant (``detach_basis=True``): gradients flow through ``F`` but not through the singular vectors, whose
-derivative is ill-conditioned when singular values coincide (for example on constant images, where ``X_c = 0``).
+derivative is ill-conditioned when singular values coincide: with ``detach_basis=False`` a constant image
+(``X_c = 0``) gives NaN gradients (measured), while the default stays finite.
 
 **Re-weighting** (Eqs. 10-11, squeeze-and-excitation): ``s = GAP(F_dec)``, ``w = σ(MLP(s))``,
 ``F_out = w ⊙ F_dec`` with ``MLP = Linear(C, C/r) → ReLU → Linear(C/r, C)``.
