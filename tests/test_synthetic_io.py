@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import nibabel as nib
 import numpy as np
@@ -63,6 +65,18 @@ def test_single_frame_dicom_is_us_image_storage(tmp_path):
     assert ds.SOPClassUID == US_IMAGE_STORAGE and ds.Modality == "US"
     assert "NumberOfFrames" not in ds
     np.testing.assert_array_equal(ds.pixel_array, image.image[:, :, 0].T)
+
+
+def test_dicom_passes_the_dicom3tools_validator_when_installed(sample_set):
+    # dciodvfy (Debian package dicom3tools) checks the files against the IODs of the standard.
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (apt-get install dicom3tools) not installed")
+    out, _ = sample_set
+    for name in ("cine_000.dcm", "imagedcm_000.dcm"):
+        result = subprocess.run(["dciodvfy", str(out / name)], capture_output=True, text=True, timeout=60)
+        report = result.stdout + result.stderr
+        assert "Error" not in report, report
+        assert ("USMultiFrameImage" if name.startswith("cine") else "USImage") in report
 
 
 def test_uids_are_deterministic_and_distinct():
