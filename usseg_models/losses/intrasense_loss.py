@@ -15,6 +15,8 @@ Readings of the ambiguous parts (each an option, see ``../shared/notes/intrasens
   **Sign convention**: the decoupled features should have a *higher* effective rank than ``F`` (their dominant
   shared direction is removed), so the α term is ``rank(F) - rank(F_dec)`` and *minimising* it rewards a larger
   rank of ``F_dec`` relative to ``F``. It is negative when decoupling spreads the spectrum, as intended.
+  Both terms carry gradient (literal Eq. 9): the encoder is pushed to concentrate the shared component of ``F``
+  in its leading directions (lower ``rank(F)``), which the decoupling then removes (higher ``rank(F_dec)``).
 * **dist**: ``distance="mse"`` (default) mean squared difference, or ``distance="cosine"``
   ``1 - cos(F, F_dec)`` per sample; it keeps the decoupled features close to the information in ``F``.
 * **iw_mode="covariance"**: the alternative reading after RobustNet's instance whitening (CVPR 2021): the α term
