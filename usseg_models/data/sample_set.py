@@ -63,7 +63,7 @@ def write_png(path: str | Path, image_yx: np.ndarray) -> Path:
         raise ValueError(f"PNG data must be a 2D uint8 array, got {image_yx.dtype} {image_yx.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_yx, mode="L").save(path)
+    Image.fromarray(image_yx).save(path)  # 2D uint8 -> mode "L"
     return path
 
 
