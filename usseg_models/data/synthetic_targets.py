@@ -110,6 +110,13 @@ class Lesion:
         phase: phase at frame 0 (rad).
         contrast_db: echogenicity relative to the surrounding tissue (dB, negative = hypoechoic).
         edge_mm: width of the soft boundary of the echogenicity change.
+
+    Examples::
+
+        >>> lesion = Lesion(cx0=0.0, cz0=60.0, a0=10.0, b0=8.0, dx=3.0, period=12.0)
+        >>> st = lesion.state(3.0)  # a quarter period: sin = 1
+        >>> round(st.cx, 6), round(st.cz, 6), round(st.area_mm2, 2)
+        (3.0, 60.0, 251.33)
     """
 
     cx0: float
@@ -283,6 +290,12 @@ def random_scene(
 
     Raises:
         ValueError: for an unknown kind, or when no placement is found in ``max_tries`` draws.
+
+    Examples::
+
+        >>> scene = random_scene(np.random.default_rng(0), ProbeGeometry("sector"), ("chamber", "lesion"))
+        >>> [t.kind for t in scene.targets]
+        ['chamber', 'lesion']
     """
     for k in kinds:
         if k not in TARGET_KINDS:
