@@ -40,7 +40,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from scipy import ndimage
-from scipy.spatial import ConvexHull, Delaunay, QhullError
+from scipy.spatial import ConvexHull, QhullError
 
 from usseg_models.transforms.intensity import rgb_to_grey, scale_to_unit
 
@@ -56,12 +56,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _FLAT_VARIANCE = 1e-6  # local variance (on [0, 1]) below which a neighbourhood counts as a flat fill
-
-
-def _disk(radius: int) -> np.ndarray:
-    r = max(int(radius), 1)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return xx * xx + yy * yy <= r * r
 
 
 def _largest_components(mask: np.ndarray, keep_fraction: float | None = None, min_thickness: float = 0.0):
@@ -90,20 +84,44 @@ def convex_hull_mask(mask: np.ndarray) -> np.ndarray:
     Returns:
         boolean ``(X, Y)``; the input itself when the points are collinear or fewer than 3.
     """
-    pts = np.argwhere(mask)
+    mask = np.asarray(mask, bool)
+    edge = mask & ~ndimage.binary_erosion(mask, border_value=0)  # the hull of a region is the hull of its edge
+    pts = np.argwhere(edge)
     if len(pts) < 3:
         return mask.copy()
     try:
         hull = ConvexHull(pts)
     except QhullError:  # collinear points
         return mask.copy()
-    tri = Delaunay(pts[hull.vertices])
     lo, hi = pts.min(0), pts.max(0) + 1
-    gx, gy = np.mgrid[lo[0] : hi[0], lo[1] : hi[1]]
-    inside = tri.find_simplex(np.stack([gx.ravel(), gy.ravel()], axis=1)) >= 0
+    gx, gy = np.meshgrid(np.arange(lo[0], hi[0]), np.arange(lo[1], hi[1]), indexing="ij")
+    inside = np.ones(gx.shape, bool)
+    for a, b, c in hull.equations:  # facets a x + b y + c <= 0 inside
+        inside &= a * gx + b * gy + c <= 1e-9
     out = mask.copy()
-    out[lo[0] : hi[0], lo[1] : hi[1]] |= inside.reshape(gx.shape)
+    out[lo[0] : hi[0], lo[1] : hi[1]] |= inside
     return out
+
+
+def _closing(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Closing by a Euclidean disk through distance transforms (linear time in the image size for any radius).
+
+    Zero padding wider than the radius keeps it extensive at the image border (a fan touching the border keeps it).
+    """
+    p = int(radius) + 2
+    padded = np.pad(mask, p)
+    dilated = ndimage.distance_transform_edt(~padded) <= radius
+    closed = ndimage.distance_transform_edt(dilated) > radius
+    return closed[p:-p, p:-p]
+
+
+def _opening(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Opening by a Euclidean disk; edge padding, so regions are not eroded from the image border."""
+    p = int(radius) + 2
+    padded = np.pad(mask, p, mode="edge")
+    eroded = ndimage.distance_transform_edt(padded) > radius
+    opened = ndimage.distance_transform_edt(~eroded) <= radius
+    return opened[p:-p, p:-p] & mask
 
 
 def _textured(img: np.ndarray) -> np.ndarray:
@@ -179,8 +197,7 @@ def detect_fan(
         x2 = x[..., 0] if x.ndim == 3 else x
         live = _dense_bright(x2, intensity_threshold, density_threshold, window)
 
-    cand = ndimage.binary_opening(live, structure=_disk(open_r))
-    cand = ndimage.binary_closing(cand, structure=_disk(close_r), border_value=0)
+    cand = _closing(_opening(live, open_r), close_r)
     if not cand.any():
         logger.warning("fan detection found no imaging region; returning an all-True mask")
         return np.ones(x.shape[:2], bool)
