@@ -194,3 +194,22 @@ def test_complete_flow(server, tmp_path):
     again_label = read_volume(again.save_label(tmp_path))
     assert again_label.voxels.shape == shape
     np.testing.assert_allclose(again_label.ijk_to_ras, dicom_affine, atol=1e-5)
+
+
+def test_stop_training(server):
+    """``DELETE /train/`` through the client: a running training task ends as STOPPED."""
+    url, _ = server
+    client = MonaiLabelClient(url, timeout=60)
+    monitor = TrainingMonitor(client, "dsanet")
+    state = monitor.start({"max_epochs": 50})
+    deadline = time.monotonic() + 120
+    while state.status != "RUNNING":  # the task's process exists only once it runs
+        assert not state.finished, f"training ended before it could be stopped: {state.status}"
+        assert time.monotonic() < deadline, f"training never started running: {state.status}"
+        time.sleep(0.2)
+        state = monitor.poll()
+    stopped = client.stop_training()
+    assert stopped and stopped["status"] == "STOPPED", stopped
+    final = monitor.poll()
+    assert final.status == "STOPPED" and final.task_id == monitor.task_id
+    assert not final.new_model_live
