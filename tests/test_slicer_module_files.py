@@ -48,8 +48,22 @@ if root is None:
 objects = {o.objectName(): type(o).__name__ for o in root.findChildren(QObject) if o.objectName()}
 params = {o.objectName(): o.property("SlicerParameterName") for o in root.findChildren(QObject)
           if o.property("SlicerParameterName")}
-print(json.dumps({"root": root.objectName(), "objects": objects, "params": params}))
+members = {}
+for o in root.findChildren(QObject):
+    if o.objectName():
+        meta = o.metaObject()
+        props = {meta.property(i).name() for i in range(meta.propertyCount())}
+        members[o.objectName()] = sorted(props | {m for m in dir(o) if not m.startswith("_")})
+print(json.dumps({"root": root.objectName(), "objects": objects, "params": params, "members": members}))
 """
+
+# Slicer's ctk/qMRML widgets load as plain QWidget here; what the module uses of them beyond QWidget
+# (from the CTK / Slicer API documentation).
+CTK_MEMBERS = {
+    "ctkSliderWidget": {"value", "minimum", "maximum", "singleStep", "decimals"},
+    "qMRMLNodeComboBox": {"currentNode", "setCurrentNode", "setMRMLScene"},
+}
+PYTHONQT_MEMBERS = {"connect"}  # PythonQt's signal connection by signature string
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +110,30 @@ def test_ui_loads_offscreen_with_every_widget_the_code_uses(loaded_ui):
     assert len(used) >= 20, used  # the parser found the references
     missing = sorted(used - set(loaded_ui["objects"]))
     assert not missing, f"USSegClip.py uses widgets the .ui lacks: {missing}"
+
+
+def _ui_members_used(tree: ast.Module) -> dict[str, set[str]]:
+    """``self.ui.<widget>.<member>`` uses, per widget."""
+    used: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                and isinstance(node.value.value, ast.Attribute) and node.value.value.attr == "ui"):
+            used.setdefault(node.value.attr, set()).add(node.attr)
+    return used
+
+
+def test_code_uses_only_members_the_widgets_have(loaded_ui):
+    """Catches typos such as ``self.ui.serverUrlLineEdit.txt`` or a property of the wrong widget class."""
+    declared = {m.group(1): m.group(2) for m in re.finditer(r'<widget class="(\w+)" name="(\w+)"', UI_FILE.read_text())}
+    declared = {name: cls for cls, name in declared.items()}
+    used = _ui_members_used(_tree(MODULE_PY))
+    assert used, "the parser found no widget member uses"
+    wrong = {}
+    for widget, members in used.items():
+        known = set(loaded_ui["members"][widget]) | PYTHONQT_MEMBERS | CTK_MEMBERS.get(declared.get(widget, ""), set())
+        if members - known:
+            wrong[widget] = sorted(members - known)
+    assert not wrong, f"members the widgets do not have: {wrong}"
 
 
 def test_ui_parameter_names_are_parameter_node_fields(loaded_ui):
