@@ -92,6 +92,17 @@ def test_cine_thin_moving_bar_is_not_merged():
     assert _iou(fan, truth) >= IOU_MIN
 
 
+def test_linear_field_touching_the_border_keeps_the_border():
+    rng = np.random.default_rng(6)
+    truth = np.zeros((96, 80), bool)
+    truth[:, 12:] = True  # a linear probe's image filling the width and the bottom of the frame
+    cine = np.stack([_speckle(truth.shape, rng) * truth for _ in range(4)], axis=-1)
+    cine[10:40, 2:8] = 1.0  # static header text
+    fan = detect_fan(cine)
+    assert fan[0, 40] and fan[-1, 40] and fan[48, -1]  # border pixels are not eroded
+    assert _iou(fan, truth) >= 0.95 and not fan[:, :10].any()
+
+
 def test_frozen_cine_falls_back_to_image_rule():
     rng = np.random.default_rng(2)
     truth = _sector()
