@@ -201,3 +201,20 @@ def test_image_transforms():
         assert float(agree) > 0.97  # image and label transformed together
         corners.add(int(torch.argmax(lab[0].flatten()[[0, S - 1, S * (S - 1), S * S - 1]])))
     assert len(corners) >= 3
+
+
+def test_pipelines_return_plain_tensors_that_collate():
+    from torch.utils.data import default_collate
+
+    cine = _asym_cine()
+    label = (cine > 200).astype(np.uint8)
+    samples = []
+    for seed in range(3):
+        tr = cine_transforms(S, train=True, speckle_L=25)
+        tr.set_random_state(seed)
+        samples.append(tr({"image": cine, "label": label, "frame_index": seed}))
+    for d in samples:
+        assert type(d["image"]) is torch.Tensor and type(d["label"]) is torch.Tensor
+        assert d["image"].dtype == torch.float32 and d["label"].dtype == torch.float32
+    batch = default_collate(samples)
+    assert batch["image"].shape == (3, 3, 3, S, S) and batch["label"].shape == (3, 3, 1, S, S)

@@ -292,9 +292,17 @@ def _no_resize(a: Any) -> tuple[int, int]:
     return int(a.shape[0]), int(a.shape[1])
 
 
+def _plain_float(a: Any) -> torch.Tensor:
+    """float32 plain tensor: MONAI's random flips/rotations return MetaTensors with per-sample operation histories
+    that are neither needed downstream (the original size is recorded under ``<key>_original_xy``) nor safe to
+    collate with torch's default collate."""
+    t = a.as_tensor() if isinstance(a, MetaTensor) else torch.as_tensor(a)
+    return t.float().contiguous()
+
+
 class _ToFloatd(_Applyd):
     def __init__(self, keys: KeysCollection) -> None:
-        super().__init__(keys, lambda a: torch.as_tensor(a).float(), allow_missing_keys=True)
+        super().__init__(keys, _plain_float, allow_missing_keys=True)
 
 
 def cine_transforms(
