@@ -20,9 +20,11 @@ Readings chosen where the paper is ambiguous (see ``../shared/notes/intrasense-r
   in both cases only masked positions are changed.
 * ``temperature`` (default 1 = literal) divides the activations before that softmax. Measured at
   initialisation on BatchNorm-normalised deepest-stage features (train mode, random input), the literal softmax
-  over hundreds of channels is nearly uniform (H_n ≈ 0.94-0.98, no position below τ = 0.5, for both the paper
-  and the small configuration), so whitening only engages once training sharpens the channel profile;
-  ``temperature=0.1`` whitens almost every position. The temperature is the knob between the two.
+  over hundreds of channels is nearly uniform (mean H_n 0.94 for the paper and 0.98 for the small
+  configuration, minimum 0.79; no position below τ = 0.5), and after a 40-step synthetic training run of the small
+  configuration it still never engaged (H_n ≥ 0.99). So with the literal reading whitening engages only if
+  training makes the channel profile peaked; ``temperature=0.1`` whitens almost every position at initialisation.
+  The temperature is the knob between the two.
 * The mask is a hard threshold (no gradient flows through ``M``); gradients flow through the standardisation.
 * Entropy and statistics are computed in float32 with autocast disabled and cast back to the input dtype.
 
