@@ -105,12 +105,18 @@ def test_constant_input_is_finite(value, autocast):
         assert torch.isfinite(net(x)).all()
 
 
-def test_gradients_reach_every_parameter_including_through_iw():
-    net = small_net()
+@pytest.mark.parametrize("temperature", [1.0, 0.05])  # 0.05: the whitening path is active (mask set)
+def test_gradients_reach_every_parameter_including_through_iw(temperature):
+    net = small_net(gcp_temperature=temperature)
     x = torch.randn(2, 3, 64, 64)
+    if temperature < 1:
+        captured = []
+        net.gcp["4"].whitening.register_forward_hook(lambda m, i, o: captured.append(m.mask(i[0]).float().mean()))
     target = (torch.rand(2, 1, 64, 64) > 0.5).float()
     logits, feats = net(x, return_features=True)
     IntraSenseLoss()(logits, target, feats).backward()
+    if temperature < 1:
+        assert captured[0] > 0.5
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
