@@ -266,7 +266,7 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._browser is not None:
             self.removeObserver(self._browser, vtk.vtkCommand.ModifiedEvent, self.onViewsChanged)
             self._browser = None
-        if volume is None:
+        if volume is None or volume.GetImageData() is None:
             self.ui.frameSliderWidget.maximum = 0
             return
         self._browser = self.logic.browserForVolume(volume)
@@ -274,7 +274,7 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.frameSliderWidget.maximum = max(0, self._browser.GetNumberOfItems() - 1)
             self.addObserver(self._browser, vtk.vtkCommand.ModifiedEvent, self.onViewsChanged)
         else:
-            self.ui.frameSliderWidget.maximum = max(0, self.logic.clipFromVolume(volume).num_frames - 1)
+            self.ui.frameSliderWidget.maximum = max(0, volume.GetImageData().GetDimensions()[2] - 1)  # frames on k
             slicer.util.setSliceViewerLayers(background=volume, fit=True)
             self._sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
             self._sliceNode.RotateToVolumePlane(volume)
