@@ -24,7 +24,10 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 monailabel_client = pytest.importorskip("monailabel.client")
 MONAILabelClient = monailabel_client.MONAILabelClient
 
-CONF = {"models": "dsanet,intrasense", "config": "small", "auto_retrain_after": "2", "max_epochs": "1"}
+# val_split 0: no validation pass, to keep the two training runs short on CPU
+CONF = {
+    "models": "dsanet,intrasense", "config": "small", "auto_retrain_after": "2", "max_epochs": "1", "val_split": "0",
+}
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------

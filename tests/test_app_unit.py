@@ -156,3 +156,10 @@ def test_app_imports_without_torchvision():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "USSegApp" in out.stdout
+
+
+def test_json_safe_replaces_non_finite_numbers():
+    from monailabel_app.lib.trainers.base import json_safe
+
+    out = json_safe({"a": float("nan"), "b": [1.5, float("inf"), np.float32(2.0)], "c": np.int64(3), "d": None})
+    assert out == {"a": None, "b": [1.5, None, 2.0], "c": 3, "d": None}

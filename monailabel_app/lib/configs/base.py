@@ -8,8 +8,9 @@ Options (``monailabel start_server ... --conf KEY VALUE``; ``<name>_KEY`` overri
 * ``backbone_weights``: ImageNet backbone weights file handed to the network constructor (``pretrained_path``).
 * ``auto_retrain_after``: number of newly saved labels that start a training run by itself
   (default :data:`DEFAULT_AUTO_RETRAIN_AFTER`; ``0`` turns it off).
-* ``max_epochs``, ``batch_size``, ``lr``: training defaults shown in ``GET /info/`` (a train request may
-  override them).
+* ``max_epochs``, ``batch_size``, ``lr``, ``val_split``: training defaults shown in ``GET /info/`` (a train
+  request may override them); ``val_split`` is the validation fraction held out of the labelled studies
+  (default 0.2; ``0`` trains on everything and publishes the last epoch).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class UltrasoundTaskConfig(TaskConfig):
         self.max_epochs = int(conf_value(conf, name, "max_epochs", 2 if self.config_name == "small" else 50))
         self.batch_size = int(conf_value(conf, name, "batch_size", 2))
         self.lr = float(conf_value(conf, name, "lr", 1e-4))
+        self.val_split = float(conf_value(conf, name, "val_split", 0.2))
+        if not 0 <= self.val_split < 1:
+            raise ValueError(f"val_split must be in [0, 1), got {self.val_split}")
         pretrained = conf_value(conf, name, "pretrained_path")
         if pretrained and not os.path.isfile(pretrained):
             raise ValueError(f"pretrained_path {pretrained!r} for {name} does not exist")
@@ -90,7 +94,7 @@ class UltrasoundTaskConfig(TaskConfig):
             "lr": self.lr,
             "config": self.config_name,
             "multi_gpu": False,
-            "val_split": 0.2,
+            "val_split": self.val_split,
         }
 
     def strategy(self):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ from usseg_models.errors import UssegError
 from usseg_models.io import load_image
 from usseg_models.networks.checkpoint import read_checkpoint
 
-__all__ = ["UltrasoundTrainTask", "stage_datastore", "item_kind", "run_training"]
+__all__ = ["UltrasoundTrainTask", "stage_datastore", "item_kind", "run_training", "json_safe"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,21 @@ def stage_datastore(pairs: list[dict[str, str]], kind: str, folder: str | os.Pat
     return count
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf floats replaced by ``None`` (HTTP answers must be strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return json_safe(value.item())
+    return str(value)
+
+
 def run_training(network: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Call the project's training function for ``network`` with ``kwargs`` (``data``, ``out_dir``, ...)."""
     from usseg_models.training import train_dsanet, train_intrasense
@@ -114,7 +130,7 @@ class UltrasoundTrainTask(TrainTask):
 
     def stats(self) -> dict[str, Any]:
         try:
-            return json.loads(self.stats_path.read_text())
+            return json_safe(json.loads(self.stats_path.read_text()))
         except (OSError, ValueError):
             return {}
 
@@ -181,8 +197,9 @@ class UltrasoundTrainTask(TrainTask):
                 "total_time": round(time.time() - start, 2),
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             }
+            stats = json_safe(stats)
             tmp = self.stats_path.with_suffix(".json.part")
-            tmp.write_text(json.dumps(stats, indent=2, default=str))
+            tmp.write_text(json.dumps(stats, indent=2))
             os.replace(tmp, self.stats_path)
             logger.info("%s: trained on %d %ss, published %s", self.store.name, count, self.kind, checkpoint)
             return stats
