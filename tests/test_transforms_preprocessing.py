@@ -218,3 +218,18 @@ def test_pipelines_return_plain_tensors_that_collate():
         assert d["image"].dtype == torch.float32 and d["label"].dtype == torch.float32
     batch = default_collate(samples)
     assert batch["image"].shape == (3, 3, 3, S, S) and batch["label"].shape == (3, 3, 1, S, S)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: window_indices(5, 7),
+        lambda: window_indices(0, 0),
+        lambda: __import__("usseg_models.transforms.fan", fromlist=["x"]).detect_fan(np.zeros((4, 4, 4, 4))),
+        lambda: __import__("usseg_models.transforms.resize", fromlist=["x"]).resize_xy(np.zeros(3), 8),
+        lambda: __import__("usseg_models.transforms.intensity", fromlist=["x"]).rgb_to_grey(np.zeros((4, 4, 2))),
+    ],
+)
+def test_bad_input_everywhere_is_a_usseg_error(call):
+    with pytest.raises(UssegError):
+        call()

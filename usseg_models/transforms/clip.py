@@ -26,6 +26,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 
+from usseg_models.transforms.errors import PreprocessingError
+
 __all__ = [
     "window_indices",
     "ClipWindow",
@@ -51,7 +53,8 @@ def window_indices(num_frames: int, t: int, window: int = 3) -> list[int]:
         docstring.
 
     Raises:
-        ValueError: when ``num_frames < 1``, ``window < 1`` or ``t`` is outside ``[0, num_frames)``.
+        ValueError: when ``window < 1``.
+        PreprocessingError: when ``num_frames < 1`` or ``t`` is outside ``[0, num_frames)`` (a ``ValueError`` too).
 
     Examples::
 
@@ -64,11 +67,11 @@ def window_indices(num_frames: int, t: int, window: int = 3) -> list[int]:
     """
     num_frames, t, window = int(num_frames), int(t), int(window)
     if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        raise PreprocessingError(f"a cine needs at least one frame, got num_frames={num_frames}")
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     if not 0 <= t < num_frames:
-        raise ValueError(f"target frame t={t} is outside the cine's {num_frames} frames")
+        raise PreprocessingError(f"target frame t={t} is outside the cine's {num_frames} frames")
     out = []
     for i in range(window):
         idx = t - i if t - i >= 0 else t + i
@@ -80,7 +83,7 @@ def _take_window(img: Any, t: int, window: int, time_dim: int) -> Any:
     """Gather the window for target ``t`` from ``img`` and move it to the front: ``(T_win, ...)``."""
     ndim = img.ndim
     if ndim < 2:
-        raise ValueError(f"a cine needs at least 2 dimensions, got shape {tuple(img.shape)}")
+        raise PreprocessingError(f"a cine needs at least 2 dimensions, got shape {tuple(img.shape)}")
     tdim = time_dim % ndim
     idx = window_indices(img.shape[tdim], t, window)
     if isinstance(img, torch.Tensor):

@@ -12,8 +12,8 @@ Heuristic (:func:`detect_fan`), on a grey image scaled to ``[0, 1]``; lengths sc
      cine), the single-image rule below is used on the temporal maximum instead.
    - Single image (``(X, Y)``): textured pixels brighter than ``intensity_threshold`` whose neighbourhood (a
      square of side ``~0.03 s``) is mostly such pixels (local fill ``> density_threshold``); flat header bands
-     and panels are not textured. Speckle texture is dense;
-     characters, tick marks, dotted depth scales and thin drawn lines are sparse and vanish.
+     and panels are not textured. Speckle texture is dense; characters, tick marks, dotted depth scales and
+     thin drawn lines are sparse and vanish.
 2. **Clean-up.** Morphological opening (radius ``~0.005 s``) cuts thin bridges (a sector outline touching
    text), then closing (radius ``~0.02 s``) joins speckle into one region.
 3. **Largest connected component** (8-connectivity): the fan is the biggest live region; separate text,
@@ -42,6 +42,7 @@ from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from usseg_models.transforms.errors import PreprocessingError
 from usseg_models.transforms.intensity import rgb_to_grey, scale_to_unit
 
 __all__ = [
@@ -161,7 +162,7 @@ def detect_fan(
         boolean ``(X, Y)`` mask, one 8-connected component.
 
     Raises:
-        ValueError: an input that is not 2D or 3D, or smaller than 8 pixels on a side.
+        PreprocessingError: an input that is not 2D or 3D, or smaller than 8 pixels on a side.
 
     Examples::
 
@@ -173,9 +174,9 @@ def detect_fan(
     """
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
-        raise ValueError(f"detect_fan needs a grey (X, Y) image or (X, Y, T) cine, got shape {arr.shape}")
+        raise PreprocessingError(f"detect_fan needs a grey (X, Y) image or (X, Y, T) cine, got shape {arr.shape}")
     if min(arr.shape[:2]) < 8:
-        raise ValueError(f"image too small for fan detection: {arr.shape}")
+        raise PreprocessingError(f"image too small for fan detection: {arr.shape}")
     x = scale_to_unit(arr)
     s = min(x.shape[:2])
     window = max(3, int(round(0.03 * s)) | 1)
@@ -187,7 +188,7 @@ def detect_fan(
         live = (x.std(axis=2) > temporal_threshold) & (x.max(axis=2) > intensity_threshold)
         live &= np.any([_textured(x[..., k]) for k in range(x.shape[2])], axis=0)
         if live.mean() < min_fraction:
-            logger.info("fan detection: only %.3f%% of pixels change over time; using the image rule", live.mean())
+            logger.info("fan detection: only %.3f%% of pixels change; using the image rule", 100 * live.mean())
             live = _dense_bright(x.max(axis=2), intensity_threshold, density_threshold, window)
             temporal = False
         else:
@@ -232,7 +233,7 @@ class MaskOutsideFan(Transform):
     def fan(self, img: Any) -> np.ndarray:
         """The boolean ``(X, Y)`` fan mask of a channel-first image or cine."""
         if img.ndim not in (3, 4):
-            raise ValueError(f"MaskOutsideFan needs (C, X, Y) or (C, X, Y, T), got shape {tuple(img.shape)}")
+            raise PreprocessingError(f"MaskOutsideFan needs (C, X, Y) or (C, X, Y, T), got shape {tuple(img.shape)}")
         arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         grey = rgb_to_grey(arr, channel_dim=0) if arr.shape[0] != 1 else arr[0]
         if arr.shape[0] != 1:  # luma of integer colour keeps the colour's value range

@@ -22,6 +22,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
+from usseg_models.transforms.errors import PreprocessingError
+
 __all__ = [
     "BT601_WEIGHTS",
     "scale_to_unit",
@@ -66,7 +68,8 @@ def scale_to_unit(img: Any, mode: str = "dtype") -> Any:
         float32 array/tensor of the same shape and kind.
 
     Raises:
-        ValueError: unknown ``mode`` or an empty image.
+        ValueError: unknown ``mode``.
+        PreprocessingError: an empty image.
 
     Examples::
 
@@ -77,7 +80,7 @@ def scale_to_unit(img: Any, mode: str = "dtype") -> Any:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     is_torch = isinstance(img, torch.Tensor)
     if (img.numel() if is_torch else np.asarray(img).size) == 0:
-        raise ValueError("cannot scale an empty image")
+        raise PreprocessingError("cannot scale an empty image")
     src_dtype = img.dtype
     x = img.float() if is_torch else np.asarray(img).astype(np.float32)
     if mode == "minmax":
@@ -111,11 +114,13 @@ def rgb_to_grey(img: Any, channel_dim: int = -1, keepdim: bool = False) -> Any:
         keepdim: keep the colour axis with size 1.
 
     Raises:
-        ValueError: when the colour axis has another size.
+        PreprocessingError: when the colour axis has another size.
     """
     n = img.shape[channel_dim]
     if n not in (1, 3, 4):
-        raise ValueError(f"expected 1, 3 or 4 colour channels along axis {channel_dim}, got shape {tuple(img.shape)}")
+        raise PreprocessingError(
+            f"expected 1, 3 or 4 colour channels along axis {channel_dim}, got shape {tuple(img.shape)}"
+        )
     is_torch = isinstance(img, torch.Tensor)
     x = img.float() if is_torch else np.asarray(img).astype(np.float32)
     if n == 1:
@@ -178,7 +183,7 @@ class RepeatChannels(Transform):
         ``(1, X, Y)`` -> ``(n, X, Y)``; an input that already has ``n`` channels is returned unchanged.
 
     Raises:
-        ValueError: when the channel axis has a size other than 1 or ``n``.
+        PreprocessingError: when the channel axis has a size other than 1 or ``n``.
     """
 
     backend = [torch.Tensor, np.ndarray]
@@ -194,7 +199,9 @@ class RepeatChannels(Transform):
         if c == self.n:
             return img
         if c != 1:
-            raise ValueError(f"RepeatChannels needs 1 channel along axis {self.channel_dim}, got shape {img.shape}")
+            raise PreprocessingError(
+                f"RepeatChannels needs 1 channel along axis {self.channel_dim}, got shape {tuple(img.shape)}"
+            )
         if isinstance(img, torch.Tensor):
             return torch.repeat_interleave(img, self.n, dim=self.channel_dim)
         return np.repeat(img, self.n, axis=self.channel_dim)
@@ -209,8 +216,8 @@ class ChannelNormalize(Transform):
         channel_dim: the channel axis.
 
     Raises:
-        ValueError: mismatched ``mean``/``std`` lengths, a non-positive ``std``, or an input whose channel count
-            differs from ``len(mean)``.
+        ValueError: mismatched ``mean``/``std`` lengths or a non-positive ``std``.
+        PreprocessingError: an input whose channel count differs from ``len(mean)``.
     """
 
     backend = [torch.Tensor, np.ndarray]
@@ -231,7 +238,7 @@ class ChannelNormalize(Transform):
 
     def __call__(self, img: Any) -> Any:
         if img.shape[self.channel_dim] != len(self.mean):
-            raise ValueError(
+            raise PreprocessingError(
                 f"expected {len(self.mean)} channels along axis {self.channel_dim}, got shape {tuple(img.shape)}"
             )
         shape = self._shape(img.ndim)

@@ -40,8 +40,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import Compose, MapTransform, RandFlipd, RandRotate90d, RandRotated, Transform
 
-from usseg_models.errors import UssegError
 from usseg_models.transforms.clip import ClipWindowd
+from usseg_models.transforms.errors import PreprocessingError
 from usseg_models.transforms.fan import detect_fan
 from usseg_models.transforms.intensity import (
     ChannelNormalize,
@@ -73,10 +73,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class PreprocessingError(UssegError, ValueError):
-    """An array handed to preprocessing has a shape or size it cannot take (message names the shape)."""
 
 
 def imagenet_normalize(channel_dim: int = 0) -> ChannelNormalize:

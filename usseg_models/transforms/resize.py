@@ -21,6 +21,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import ensure_tuple_rep
 
+from usseg_models.transforms.errors import PreprocessingError
+
 __all__ = [
     "ORIGINAL_XY_KEY",
     "resize_xy",
@@ -54,12 +56,13 @@ def resize_xy(img: Any, size: int | Sequence[int], mode: str = "bilinear") -> An
         ``(..., X', Y')`` of the input's kind (numpy or torch; a ``MetaTensor`` keeps its meta).
 
     Raises:
-        ValueError: unknown ``mode``, a bad ``size`` or an input with fewer than 2 dimensions.
+        ValueError: unknown ``mode`` or a bad ``size``.
+        PreprocessingError: an input with fewer than 2 dimensions.
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if img.ndim < 2:
-        raise ValueError(f"resize needs at least 2 (spatial) dimensions, got shape {tuple(img.shape)}")
+        raise PreprocessingError(f"resize needs at least 2 (spatial) dimensions, got shape {tuple(img.shape)}")
     xy = _as_xy(size)
     is_torch = isinstance(img, torch.Tensor)
     t = img.as_tensor() if isinstance(img, MetaTensor) else (img if is_torch else torch.from_numpy(np.asarray(img)))
@@ -99,7 +102,7 @@ def restore_size(mask: Any, orig_size: Sequence[int]) -> Any:
         (50, 70)
     """
     if len(tuple(orig_size)) != 2:
-        raise ValueError(f"orig_size must be the original (X, Y), got {orig_size!r}")
+        raise PreprocessingError(f"orig_size must be the original (X, Y), got {orig_size!r}")
     xy = _as_xy(orig_size)
     binary = mask > 0.5
     binary = binary.to(torch.uint8) if isinstance(binary, torch.Tensor) else np.asarray(binary).astype(np.uint8)
