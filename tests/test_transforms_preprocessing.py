@@ -9,6 +9,8 @@ import torch
 
 from usseg_models.errors import UssegError
 from usseg_models.transforms.clip import window_indices
+from usseg_models.transforms.fan import detect_fan
+from usseg_models.transforms.intensity import rgb_to_grey
 from usseg_models.transforms.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -21,6 +23,7 @@ from usseg_models.transforms.preprocessing import (
     preprocess_image,
     preprocess_image_label,
 )
+from usseg_models.transforms.resize import resize_xy
 
 S = 32
 
@@ -225,9 +228,9 @@ def test_pipelines_return_plain_tensors_that_collate():
     [
         lambda: window_indices(5, 7),
         lambda: window_indices(0, 0),
-        lambda: __import__("usseg_models.transforms.fan", fromlist=["x"]).detect_fan(np.zeros((4, 4, 4, 4))),
-        lambda: __import__("usseg_models.transforms.resize", fromlist=["x"]).resize_xy(np.zeros(3), 8),
-        lambda: __import__("usseg_models.transforms.intensity", fromlist=["x"]).rgb_to_grey(np.zeros((4, 4, 2))),
+        lambda: detect_fan(np.zeros((4, 4, 4, 4))),
+        lambda: resize_xy(np.zeros(3), 8),
+        lambda: rgb_to_grey(np.zeros((4, 4, 2))),
     ],
 )
 def test_bad_input_everywhere_is_a_usseg_error(call):
