@@ -183,3 +183,12 @@ def test_real_dicom_cines(us_dicom_dir, read_grey, name, frames, size, excluded,
     static_bright = (cine.max(axis=2) > 60) & (cine.std(axis=2) < 1)
     for x0, x1, y0, y1 in excluded:
         assert static_bright[x0:x1, y0:y1].sum() > 20
+
+
+def test_long_cine_is_subsampled_to_the_same_fan():
+    rng = np.random.default_rng(7)
+    truth = _sector()
+    cine = (np.stack([_speckle(truth.shape, rng) * truth for _ in range(40)], axis=-1) * 255).astype(np.uint8)
+    full = detect_fan(cine, max_frames=40)
+    sub = detect_fan(cine, max_frames=8)
+    assert _iou(full, sub) > 0.97 and _iou(sub, truth) >= IOU_MIN

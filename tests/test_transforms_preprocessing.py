@@ -236,3 +236,12 @@ def test_pipelines_return_plain_tensors_that_collate():
 def test_bad_input_everywhere_is_a_usseg_error(call):
     with pytest.raises(UssegError):
         call()
+
+
+def test_colour_cine_paths_agree():
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 65535, (24, 20, 37, 3), dtype=np.uint16)  # 37 frames: several conversion chunks
+    chunked = preprocess_cine(colour, 16)
+    reference = preprocess_cine(colour.astype(np.float64) / 65535.0, 16)  # float path: scale first, then luma
+    assert chunked.shape == (37, 3, 16, 16)
+    assert torch.allclose(chunked, reference, atol=1e-4)

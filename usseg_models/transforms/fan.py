@@ -144,6 +144,7 @@ def detect_fan(
     density_threshold: float = 0.6,
     min_fraction: float = 0.01,
     merge_fraction: float = 0.03,
+    max_frames: int = 64,
 ) -> np.ndarray:
     """Binary mask ``(X, Y)`` of the imaging fan of a grey image or cine (heuristic of the module docstring).
 
@@ -157,6 +158,7 @@ def detect_fan(
         min_fraction: for cines, the fraction of changing pixels below which the single-image rule is used.
         merge_fraction: for cines, changing regions at least this fraction of the largest one join the fan
             before the hull (a sector's near field separated from the rest by a dark band).
+        max_frames: longer cines are read at this many evenly spaced frames (bounded time and memory).
 
     Returns:
         boolean ``(X, Y)`` mask, one 8-connected component.
@@ -177,6 +179,8 @@ def detect_fan(
         raise PreprocessingError(f"detect_fan needs a grey (X, Y) image or (X, Y, T) cine, got shape {arr.shape}")
     if min(arr.shape[:2]) < 8:
         raise PreprocessingError(f"image too small for fan detection: {arr.shape}")
+    if arr.ndim == 3 and arr.shape[2] > max_frames > 0:
+        arr = arr[..., np.linspace(0, arr.shape[2] - 1, max_frames).round().astype(int)]
     x = scale_to_unit(arr)
     s = min(x.shape[:2])
     window = max(3, int(round(0.03 * s)) | 1)

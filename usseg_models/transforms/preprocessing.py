@@ -71,6 +71,8 @@ __all__ = [
     "image_transforms",
 ]
 
+_CHUNK = 16  # frames converted from colour at a time
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -107,7 +109,15 @@ def cine_to_unit_grey(frames: Any, intensity: str = "dtype", fan_mask: bool = Fa
     a = _to_numpy(frames)
     if a.ndim == 4 and a.shape[-1] in (1, 3, 4):
         _check_size(a.shape, "cine")
-        grey = rgb_to_grey(scale_to_unit(a, intensity), channel_dim=-1)
+        if intensity == "dtype" and np.issubdtype(a.dtype, np.unsignedinteger):
+            # luma is linear, so grey-then-scale equals scale-then-grey; chunks keep a float copy of a long colour
+            # cine out of memory
+            grey = np.empty(a.shape[:3], np.float32)
+            for k in range(0, a.shape[2], _CHUNK):
+                grey[:, :, k : k + _CHUNK] = rgb_to_grey(a[:, :, k : k + _CHUNK], channel_dim=-1)
+            grey /= np.float32(np.iinfo(a.dtype).max)
+        else:
+            grey = rgb_to_grey(scale_to_unit(a, intensity), channel_dim=-1)
     elif a.ndim == 3:
         _check_size(a.shape, "cine")
         grey = scale_to_unit(a, intensity)
