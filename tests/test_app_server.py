@@ -431,3 +431,14 @@ def test_train_dsanet_small_to_done_then_infer(server, client, cine_id):
     _, params = client.infer("dsanet", cine_id, {})
     assert params["model"]["weights"] == "dsanet.pt"
     assert params["model"]["mtime"] == pytest.approx(model_file.stat().st_mtime, abs=1e-3)
+
+
+def test_bench_server_against_running_server(server):
+    from usseg_models.bench.server import bench_server
+
+    info = bench_server(frames=8, size=64, repeats=2, warmup=0, url=server.url)
+    assert info["label_shape"] == [64, 64, 8]
+    assert len(info["seconds"]) == 2 and all(s > 0 for s in info["seconds"])
+    assert info["server_latencies"]["total"] <= max(info["seconds"])  # server time is part of the round trip
+    with pytest.raises(ValueError):
+        bench_server(repeats=0, url=server.url)

@@ -1,5 +1,7 @@
 """``usseg bench dsanet|intrasense``: throughput and peak memory after warm-up (CUDA: synchronised, bf16).
 
+``usseg bench server``: end-to-end seconds through the MONAI Label app (see :mod:`usseg_models.bench.server`).
+
 Examples::
 
     usseg bench dsanet --config paper --device cuda --batch 16 --compile
@@ -32,6 +34,9 @@ def add_parser(subparsers) -> None:
             p.add_argument("--frames", type=int, default=16, help="cine length for the clip/streaming figures")
             p.add_argument("--no-stream", action="store_true", help="skip the batch-1 streaming figure")
         p.set_defaults(func=run)
+    from usseg_models.bench.server import add_server_parser  # ``usseg bench server`` (the MONAI Label app)
+
+    add_server_parser(sub)
 
 
 def run(args: argparse.Namespace) -> int:
