@@ -71,3 +71,10 @@ def test_speckle_dict_variant_and_validation():
     assert torch.equal(RandSpeckleNoised("image", L=20, prob=0.0)(d)["image"], d["image"])
     with pytest.raises(ValueError, match="looks"):
         RandSpeckleNoise(L=0)
+
+
+def test_speckle_refuses_unscaled_integer_input():
+    from usseg_models.errors import UssegError
+
+    with pytest.raises(UssegError, match="float intensities"):
+        RandSpeckleNoise(L=25)(np.full((1, 4, 4), 200, np.uint8))

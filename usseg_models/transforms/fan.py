@@ -211,6 +211,17 @@ def detect_fan(
     return convex_hull_mask(fan)
 
 
+def _apply_fan(img: Any, fan: np.ndarray) -> Any:
+    """Zero a channel-first ``(C, X, Y[, T])`` image outside the ``(X, Y)`` fan (type and dtype kept)."""
+    if tuple(img.shape[1:3]) != fan.shape:
+        raise PreprocessingError(f"fan mask {fan.shape} does not match the image's (X, Y) {tuple(img.shape[1:3])}")
+    shape = (1, *fan.shape) + (1,) * (img.ndim - 3)
+    if isinstance(img, torch.Tensor):
+        return img * torch.as_tensor(fan.reshape(shape), device=img.device).to(img.dtype)
+    arr = np.asarray(img)
+    return arr * fan.reshape(shape).astype(arr.dtype)
+
+
 class MaskOutsideFan(Transform):
     """Zero everything outside the detected fan (channel-first input, the mask shared by channels and frames).
 
@@ -245,11 +256,7 @@ class MaskOutsideFan(Transform):
         return detect_fan(grey, **self.kwargs)
 
     def __call__(self, img: Any) -> Any:
-        fan = self.fan(img)
-        shape = (1, *fan.shape) + (1,) * (img.ndim - 3)
-        if isinstance(img, torch.Tensor):
-            return img * torch.as_tensor(fan.reshape(shape), device=img.device).to(img.dtype)
-        return np.asarray(img) * fan.reshape(shape).astype(np.asarray(img).dtype)
+        return _apply_fan(img, self.fan(img))
 
 
 class MaskOutsideFand(MapTransform):
@@ -286,12 +293,7 @@ class MaskOutsideFand(MapTransform):
             raise KeyError(f"MaskOutsideFand: source key {self.source_key!r} missing; keys are {list(d)}")
         fan = self.masker.fan(d[self.source_key])
         for key in self.key_iterator(d):
-            img = d[key]
-            shape = (1, *fan.shape) + (1,) * (img.ndim - 3)
-            if isinstance(img, torch.Tensor):
-                d[key] = img * torch.as_tensor(fan.reshape(shape), device=img.device).to(img.dtype)
-            else:
-                d[key] = np.asarray(img) * fan.reshape(shape).astype(np.asarray(img).dtype)
+            d[key] = _apply_fan(d[key], fan)
         if self.mask_key is not None:
             d[self.mask_key] = fan
         return d

@@ -16,6 +16,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
+from usseg_models.transforms.errors import PreprocessingError
+
 __all__ = ["RandSpeckleNoise", "RandSpeckleNoised", "RandSpeckleNoiseD", "RandSpeckleNoiseDict"]
 
 
@@ -30,7 +32,10 @@ class RandSpeckleNoise(RandomizableTransform):
             frame still gets its own field.
 
     Shapes:
-        any shape -> the same shape and type (numpy or torch); float output.
+        any shape -> the same shape and type (numpy or torch, float dtype kept).
+
+    Raises:
+        PreprocessingError: an integer input (not yet on ``[0, 1]``).
 
     Examples::
 
@@ -65,16 +70,20 @@ class RandSpeckleNoise(RandomizableTransform):
         self._noise = self.R.gamma(shape=self.L, scale=1.0 / self.L, size=self._noise_shape(tuple(data_shape)))
 
     def __call__(self, img: Any, randomize: bool = True) -> Any:
+        floating = img.is_floating_point() if isinstance(img, torch.Tensor) else np.issubdtype(img.dtype, np.floating)
+        if not floating:
+            raise PreprocessingError(
+                f"speckle needs float intensities on [0, 1], got dtype {img.dtype}: scale the image first "
+                "(usseg_models.transforms.intensity.ScaleToUnit)"
+            )
         if randomize:
             self.randomize(tuple(img.shape))
         if not self._do_transform or self._noise is None:
             return img
         if isinstance(img, torch.Tensor):
-            x = img if img.is_floating_point() else img.float()
-            noise = torch.as_tensor(self._noise, dtype=x.dtype, device=x.device)
-            return (x * noise).clamp_(0.0, 1.0)
+            noise = torch.as_tensor(self._noise, dtype=img.dtype, device=img.device)
+            return (img * noise).clamp_(0.0, 1.0)
         arr = np.asarray(img)
-        arr = arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float32)
         return np.clip(arr * self._noise.astype(arr.dtype), 0.0, 1.0)
 
 
