@@ -245,3 +245,11 @@ def test_colour_cine_paths_agree():
     reference = preprocess_cine(colour.astype(np.float64) / 65535.0, 16)  # float path: scale first, then luma
     assert chunked.shape == (37, 3, 16, 16)
     assert torch.allclose(chunked, reference, atol=1e-4)
+
+
+def test_pipelines_refuse_mismatched_labels():
+    cine = _asym_cine()
+    with pytest.raises(PreprocessingError, match="differ"):
+        cine_transforms(S, train=False)({"image": cine, "label": np.zeros((64, 48, 4), np.uint8)})
+    with pytest.raises(PreprocessingError, match="differ"):
+        image_transforms(S, train=False)({"image": cine[..., 0], "label": np.zeros((60, 48), np.uint8)})

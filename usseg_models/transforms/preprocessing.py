@@ -40,6 +40,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import Compose, MapTransform, RandFlipd, RandRotate90d, RandRotated, Transform
 
+from usseg_models.errors import UssegError
 from usseg_models.transforms.clip import ClipWindowd
 from usseg_models.transforms.errors import PreprocessingError
 from usseg_models.transforms.fan import detect_fan
@@ -67,6 +68,7 @@ __all__ = [
     "postprocess_logits",
     "CineToUnitGreyd",
     "ImageToUnitGreyd",
+    "UssegCompose",
     "cine_transforms",
     "image_transforms",
 ]
@@ -294,6 +296,22 @@ class _ImageLabeld(_Applyd):
         super().__init__(keys, lambda a: preprocess_image_label(a, _no_resize(a)), allow_missing_keys)
 
 
+class _SameGeometryd(MapTransform):
+    """Refuse an image and label that differ in frames or ``(X, Y)`` (cines ``(T, 1, X, Y)``, images ``(1, X, Y)``)."""
+
+    def __init__(self, image_key: str, label_key: str) -> None:
+        super().__init__((image_key, label_key), allow_missing_keys=True)
+        self.image_key, self.label_key = image_key, label_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.image_key in d and self.label_key in d:
+            a, b = tuple(d[self.image_key].shape), tuple(d[self.label_key].shape)
+            if (a[0], *a[-2:]) != (b[0], *b[-2:]):
+                raise PreprocessingError(f"image {a} and label {b} differ in frames or size")
+        return d
+
+
 def _no_resize(a: Any) -> tuple[int, int]:
     return int(a.shape[0]), int(a.shape[1])
 
@@ -311,6 +329,25 @@ class _ToFloatd(_Applyd):
         super().__init__(keys, _plain_float, allow_missing_keys=True)
 
 
+class UssegCompose(Compose):
+    """MONAI ``Compose`` that re-raises the project's own input errors unwrapped.
+
+    MONAI wraps any exception raised inside a transform in a ``RuntimeError`` ("applying transform ..."); callers of
+    these pipelines (CLI, server) rely on :class:`~usseg_models.errors.UssegError` reaching them as such.
+    """
+
+    def __call__(self, input_: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(input_, *args, **kwargs)
+        except RuntimeError as exc:
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, UssegError):
+                cause = cause.__cause__
+            if cause is None:
+                raise
+            raise cause from exc
+
+
 def cine_transforms(
     spatial_size: int,
     train: bool,
@@ -321,7 +358,7 @@ def cine_transforms(
     label_key: str = "label",
     index_key: str = "frame_index",
     window: int = 3,
-) -> Compose:
+) -> UssegCompose:
     """MONAI dictionary pipeline for cines, the same steps as :func:`preprocess_cine` / :func:`preprocess_cine_label`.
 
     Input: ``data[image_key]`` reader cine ``(X, Y, T[, 3])``; optional ``data[label_key]`` ``(X, Y, T)``; optional
@@ -344,6 +381,7 @@ def cine_transforms(
     xforms: list[Transform] = [
         CineToUnitGreyd(image_key, fan_mask=fan_mask),
         _CineLabeld(label_key),
+        _SameGeometryd(image_key, label_key),
         ClipWindowd(keys, index_key=index_key, window=window, time_dim=0, require_index=False, allow_missing_keys=True),
         ResizeToNetworkd(keys, spatial_size, mode=("bilinear", "nearest"), allow_missing_keys=True),
     ]
@@ -360,7 +398,7 @@ def cine_transforms(
         ChannelNormalized(image_key, IMAGENET_MEAN, IMAGENET_STD, channel_dim=1),
         _ToFloatd(keys),
     ]
-    return Compose(xforms)
+    return UssegCompose(xforms)
 
 
 def image_transforms(
@@ -372,7 +410,7 @@ def image_transforms(
     rotate_degrees: float = 0.0,
     image_key: str = "image",
     label_key: str = "label",
-) -> Compose:
+) -> UssegCompose:
     """MONAI dictionary pipeline for 2D images, the same steps as :func:`preprocess_image` / ``_label``.
 
     Input: ``data[image_key]`` ``(X, Y[, 1|3])``; optional ``data[label_key]`` ``(X, Y[, 1])``.
@@ -393,6 +431,7 @@ def image_transforms(
     xforms: list[Transform] = [
         ImageToUnitGreyd(image_key, fan_mask=fan_mask),
         _ImageLabeld(label_key),
+        _SameGeometryd(image_key, label_key),
         ResizeToNetworkd(keys, spatial_size, mode=("bilinear", "nearest"), allow_missing_keys=True),
     ]
     if train:
@@ -419,4 +458,4 @@ def image_transforms(
         ChannelNormalized(image_key, IMAGENET_MEAN, IMAGENET_STD, channel_dim=0),
         _ToFloatd(keys),
     ]
-    return Compose(xforms)
+    return UssegCompose(xforms)
