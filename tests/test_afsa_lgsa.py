@@ -149,3 +149,19 @@ def test_lgsa_bad_arguments():
         LGSA(WIDTHS, pairing="x")
     with pytest.raises(ValueError, match="expects"):
         LGSA(WIDTHS)(torch.rand(1, 8, 4, 4), [])
+
+
+def test_attention_uses_sdpa_with_a_head_axis(monkeypatch):
+    """3-D input sends CPU SDPA to its quadratic-memory math path; the layer must pass (B, 1, N, C)."""
+    import usseg_models.networks.blocks.lgsa as lgsa_module
+
+    shapes = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        shapes.append(tuple(q.shape))
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(lgsa_module.F, "scaled_dot_product_attention", spy)
+    out = SelfAttentionLayer(8)(torch.randn(2, 10, 8))
+    assert shapes == [(2, 1, 10, 8)] and out.shape == (2, 10, 8)
