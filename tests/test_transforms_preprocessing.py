@@ -253,3 +253,18 @@ def test_pipelines_refuse_mismatched_labels():
         cine_transforms(S, train=False)({"image": cine, "label": np.zeros((64, 48, 4), np.uint8)})
     with pytest.raises(PreprocessingError, match="differ"):
         image_transforms(S, train=False)({"image": cine[..., 0], "label": np.zeros((60, 48), np.uint8)})
+
+
+def test_cine_transforms_random_window():
+    cine = _asym_cine(t=9)
+    full = preprocess_cine(cine, S)
+    targets = []
+    for seed in (0, 0, 1, 2, 3):
+        tr = cine_transforms(S, train=False, random_window=True)
+        tr.set_random_state(seed)
+        d = tr({"image": cine})
+        t = d["frame_index"]
+        assert d["image"].shape == (3, 3, S, S)
+        assert torch.allclose(d["image"], full[window_indices(9, t)], atol=1e-6)
+        targets.append(t)
+    assert targets[0] == targets[1] and len(set(targets)) > 1

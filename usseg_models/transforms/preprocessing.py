@@ -41,7 +41,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, MapTransform, RandFlipd, RandRotate90d, RandRotated, Transform
 
 from usseg_models.errors import UssegError
-from usseg_models.transforms.clip import ClipWindowd
+from usseg_models.transforms.clip import ClipWindowd, RandClipTargetd
 from usseg_models.transforms.errors import PreprocessingError
 from usseg_models.transforms.fan import detect_fan
 from usseg_models.transforms.intensity import (
@@ -358,6 +358,7 @@ def cine_transforms(
     label_key: str = "label",
     index_key: str = "frame_index",
     window: int = 3,
+    random_window: bool = False,
 ) -> UssegCompose:
     """MONAI dictionary pipeline for cines, the same steps as :func:`preprocess_cine` / :func:`preprocess_cine_label`.
 
@@ -376,12 +377,18 @@ def cine_transforms(
         fan_mask: zero outside the detected fan.
         image_key, label_key, index_key: dictionary keys.
         window: DSANet window length.
+        random_window: draw the target frame uniformly per sample (stored under ``index_key``, replacing any value
+            there), so each sample is one random window of the cine; honours ``set_random_state``.
     """
     keys = (image_key, label_key)
     xforms: list[Transform] = [
         CineToUnitGreyd(image_key, fan_mask=fan_mask),
         _CineLabeld(label_key),
         _SameGeometryd(image_key, label_key),
+    ]
+    if random_window:
+        xforms.append(RandClipTargetd(image_key, index_key=index_key, time_dim=0))
+    xforms += [
         ClipWindowd(keys, index_key=index_key, window=window, time_dim=0, require_index=False, allow_missing_keys=True),
         ResizeToNetworkd(keys, spatial_size, mode=("bilinear", "nearest"), allow_missing_keys=True),
     ]
