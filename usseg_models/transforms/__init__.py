@@ -20,6 +20,7 @@ from usseg_models.transforms.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PreprocessingError,
+    UssegCompose,
     cine_transforms,
     image_transforms,
     postprocess_logits,
@@ -63,6 +64,7 @@ __all__ = [
     "preprocess_cine_label",
     "preprocess_image_label",
     "postprocess_logits",
+    "UssegCompose",
     "cine_transforms",
     "image_transforms",
 ]
