@@ -292,6 +292,11 @@ def test_bad_uploads_get_4xx_and_server_survives(server, image_dcm, cine_id, tmp
             f"{server.url}/datastore/label", params={"image": cine_id}, files={"label": ("l.nii.gz", f)}
         )
     assert 400 <= r.status_code < 500
+    for params in ({"image": "../" + cine_id}, {"image": cine_id, "tag": "../../escape"}):
+        r = requests.put(f"{server.url}/datastore/label", params=params,
+                         files={"label": ("l.nii.gz", b"\x00" * 10)})
+        assert r.status_code == 400, (params, r.status_code, r.text[:200])
+    assert not (server.studies_dir.parent / "escape").exists()
     assert_alive(server.url)
     labels_after = {p.name: p.read_bytes() for p in (server.studies_dir / "labels" / "final").iterdir()}
     assert labels_after == labels_before
