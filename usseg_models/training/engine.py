@@ -56,6 +56,7 @@ class TrainSettings:
         seed: shuffling / initialisation seed.
         progress: tqdm bar on rank 0.
         channels_last: channels-last memory format on CUDA (4D inputs only).
+        find_unused_parameters: passed to DistributedDataParallel (for ablations that leave modules unused).
     """
 
     epochs: int = 14
@@ -71,6 +72,7 @@ class TrainSettings:
     seed: int = 0
     progress: bool = True
     channels_last: bool = False
+    find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -167,7 +169,8 @@ def fit(
     ddp_model: nn.Module = model
     if ctx.distributed:
         ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None
+            model, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=settings.find_unused_parameters,
         )
     gen = torch.Generator().manual_seed(settings.seed)
     sampler = (
