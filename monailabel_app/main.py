@@ -21,6 +21,7 @@ import tempfile
 import threading
 from typing import Any
 
+from fastapi import HTTPException
 from monailabel.config import settings
 from monailabel.datastore.dicom import DICOMwebClientX
 from monailabel.interfaces.app import MONAILabelApp
@@ -32,9 +33,7 @@ from monailabel.tasks.activelearning.random import Random
 from monailabel_app.lib.configs import CONFIGS
 from monailabel_app.lib.datastore import SafeLocalDatastore, UltrasoundDicomWebDatastore
 from monailabel_app.lib.http import bad_request, not_found, validate_id
-from monailabel_app.lib.infers.base import spatial_ndim
-from usseg_models.errors import UssegError
-from usseg_models.io import load_image
+from monailabel_app.lib.trainers.base import item_kind
 
 __all__ = ["USSegApp"]
 
@@ -164,15 +163,10 @@ class USSegApp(MONAILabelApp):
     def _model_for_image(self, image_id: str) -> str | None:
         """The model whose kind (cine or image) matches the datastore image."""
         try:
-            array, meta = load_image(self.datastore().get_image_uri(image_id))
-        except (UssegError, OSError) as exc:
-            logger.warning("cannot tell the kind of %s: %s", image_id, exc)
+            kind = item_kind(self.datastore().get_image_uri(image_id))
+        except HTTPException as exc:
+            logger.warning("cannot tell the kind of %s: %s", image_id, exc.detail)
             return None
-        except Exception as exc:  # noqa: BLE001 - HTTP errors from the datastore
-            logger.warning("cannot tell the kind of %s: %s", image_id, exc)
-            return None
-        ndim = spatial_ndim(array, meta)
-        kind = "cine" if ndim == 3 and array.shape[2] > 1 else "image"
         return next((name for name, c in self.models.items() if c.kind == kind), None)
 
     def on_save_label(self, image_id, label_id):
