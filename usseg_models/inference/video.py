@@ -88,6 +88,7 @@ class DSANetPredictor:
 
     Examples::
 
+        >>> from usseg_models.networks import build_network
         >>> net = build_network("dsanet", "small")
         >>> predictor = DSANetPredictor(net, spatial_size=64)
         >>> cine = np.random.randint(0, 255, (120, 90, 5), dtype=np.uint8)    # reader (X, Y, T)
