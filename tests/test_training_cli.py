@@ -42,3 +42,25 @@ def test_train_intrasense_cli_kfold_unet(tmp_path, capsys):
 def test_train_cli_reports_bad_data(tmp_path, capsys):
     assert main(["train", "dsanet", "--data", str(tmp_path / "none"), "--epochs", "1", "--out", str(tmp_path)]) == 2
     assert "data folder not found" in capsys.readouterr().err
+
+
+def test_train_dsanet_cli_on_frame_folders(tmp_path, capsys):
+    # ASTR/VTUS-style frame folders, split folders train/ and val/ are used as given
+    rng = np.random.default_rng(1)
+    for split, videos in (("train", 2), ("val", 1)):
+        for v in range(videos):
+            for t in range(4):
+                mask = np.zeros((48, 48), np.uint8)
+                mask[10 + t:30 + t, 12:30] = 255
+                img = (rng.random((48, 48)) * 60).astype(np.uint8) + (mask > 0) * 150
+                _png(tmp_path / "data" / split / "frames" / f"v{v}" / f"{t}.jpg", img.astype(np.uint8))
+                _png(tmp_path / "data" / split / "masks" / f"v{v}" / f"{t}.png", mask)
+    out = tmp_path / "run"
+    code = main(["train", "dsanet", "--data", str(tmp_path / "data"), "--epochs", "1", "--batch", "2",
+                 "--out", str(out), "--device", "cpu", "--no-progress"])
+    assert code == 0
+    assert "best validation Dice" in capsys.readouterr().out
+    hist = json.loads((out / "history.json").read_text())["history"]
+    assert len(hist) == 1
+    _, payload = load_checkpoint(out / "last.pt")
+    assert payload["extra"]["data"]["split"] == "split folders" and payload["extra"]["data"]["n_val"] == 1

@@ -46,6 +46,7 @@ def train_dsanet(
     warmup_epochs: float = 1.0,
     grad_clip_value: float | None = 0.5,
     val_fraction: float = 0.2,
+    subject_pattern: str | None = None,
     pretrained: str | Path | None = None,
     label_value: int | None = None,
     seed: int = 0,
@@ -63,7 +64,9 @@ def train_dsanet(
         config: ``"small"`` or ``"paper"`` network configuration (its ``spatial_size`` sets the input size).
         epochs, batch_size, lr, weight_decay, warmup_epochs, grad_clip_value: recipe (paper defaults).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        val_fraction: hold-out fraction (by video) when the data has no ``train``/``val`` split folders.
+        val_fraction: hold-out fraction (by subject) when the data has no ``train``/``val`` split folders.
+        subject_pattern: regex with one group taking the subject from a clip id (default: the rule of
+            :func:`usseg_models.data.datasets.subject_of`), so one patient's clips stay on one side.
         pretrained: a usseg DSANet checkpoint to fine-tune from, or Res2Net-50 v1b ImageNet weights for the backbone.
         label_value: foreground class in multi-class masks (``None`` = any non-zero).
         seed, num_workers, progress, amp: see :class:`TrainSettings`.
@@ -82,7 +85,7 @@ def train_dsanet(
 
     size = network_spatial_size("dsanet", config)
     train_ds, val_ds, info = resolve_datasets(
-        data, discover_clips,
+        data, lambda d: discover_clips(d, subject_pattern=subject_pattern),
         lambda recs, aug: ClipWindowDataset(recs, size, augment=aug, label_value=label_value, seed=seed),
         val_fraction, by_subject=True, seed=seed,
     )

@@ -60,6 +60,7 @@ def train_intrasense(
     grad_clip_value: float | None = None,
     folds: int = 1,
     by_subject: bool = True,
+    subject_pattern: str | None = None,
     val_fraction: float = 0.2,
     pretrained: str | Path | None = None,
     label_value: int | None = None,
@@ -82,6 +83,8 @@ def train_intrasense(
         folds: ``1`` = one hold-out split (or the data's ``train``/``val`` folders); ``k > 1`` = k-fold
             cross-validation over all discovered images.
         by_subject: keep each subject's images in one fold / on one side of the hold-out split.
+        subject_pattern: regex with one group taking the subject (patient, study) from a file name; default rule
+            of :func:`usseg_models.data.datasets.subject_of`.
         val_fraction: hold-out fraction when ``folds == 1`` and the data has no split folders.
         pretrained: a usseg checkpoint to fine-tune from, or (IntraSense-Net) ImageNet ResNet-50 weights.
         label_value: foreground class in multi-class masks (e.g. 1 = CAMUS LV cavity).
@@ -132,12 +135,14 @@ def train_intrasense(
         return res
 
     if folds <= 1:
-        train_ds, val_ds, info = resolve_datasets(data, discover_images, make, val_fraction, by_subject, seed)
+        train_ds, val_ds, info = resolve_datasets(
+            data, lambda d: discover_images(d, subject_pattern=subject_pattern), make, val_fraction, by_subject, seed
+        )
         return run(train_ds, val_ds, out_dir, info)
 
     if not isinstance(data, (str, Path)):
         raise ValueError("k-fold cross-validation needs a data folder (records to split), not datasets")
-    records = discover_images(Path(data))
+    records = discover_images(Path(data), subject_pattern=subject_pattern)
     results = []
     for k, (tr, va) in enumerate(kfold_splits(records, folds, by_subject, seed)):
         info = {"source": str(data), "fold": k, "folds": folds, "n_train": len(tr), "n_val": len(va),
