@@ -34,8 +34,8 @@ def us_dicom_dir(shared_data: Path) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _few_threads():
-    """Keep CPU tests predictable on 2-core CI machines."""
+    """One intra-op thread: on shared 2-core machines two threads made forward passes many times slower."""
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(1)
     yield

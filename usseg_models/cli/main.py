@@ -27,7 +27,9 @@ logger = logging.getLogger("usseg")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="usseg", description="Ultrasound segmentation tools (DSANet, IntraSense-Net).")
+    parser = argparse.ArgumentParser(
+        prog="usseg", description="Ultrasound segmentation tools (DSANet, IntraSense-Net)."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -35,13 +37,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     wanted = [a for a in (argv or []) if a in COMMANDS]
     names = wanted[:1] if wanted else list(COMMANDS)
     for name in names:
-        try:
-            module = importlib.import_module(f"usseg_models.cli.{COMMANDS[name]}")
-        except ModuleNotFoundError as exc:  # a command whose module has not landed yet
-            if exc.name and exc.name.startswith("usseg_models.cli"):
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"usseg_models.cli.{COMMANDS[name]}").add_parser(sub)
     return parser
 
 
