@@ -11,16 +11,6 @@ import torch.nn.functional as F
 from usseg_models.networks.blocks.afsa import AFSA, ChannelAttention
 from usseg_models.networks.blocks.lgsa import LGSA, SelfAttentionLayer, reassemble_channels
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on 2 cores shared by several jobs, OpenMP spin-waits make 2 threads ~30x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 WIDTHS = (16, 32, 64, 128)
 
 

@@ -9,16 +9,6 @@ from usseg_models.losses import DSANetLoss
 from usseg_models.networks import DSANet, build_network, get_config
 from usseg_models.networks.checkpoint import load_checkpoint, save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on 2 cores shared by several jobs, OpenMP spin-waits make 2 threads ~30x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 ABLATIONS = [  # paper's four rows: baseline, +AFSA, +LGSA, full
     dict(use_afsa=False, use_lgsa=False),
     dict(use_afsa=True, use_lgsa=False),

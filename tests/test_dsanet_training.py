@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from usseg_models.losses import DSANetLoss
@@ -12,15 +11,6 @@ from usseg_models.networks import build_network
 from usseg_models.transforms.clip import window_indices
 
 S = 64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on 2 cores shared by several jobs, OpenMP spin-waits make 2 threads ~30x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def moving_disk_clip(num_frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,15 +18,6 @@ from usseg_models.networks.blocks.gcp import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two and immune to contention on shared CI cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _mixed_entropy_features(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(1, 8, 6, 6) features: left half one-hot-like (low entropy), right half nearly uniform (high entropy)."""
     rng = np.random.default_rng(seed)

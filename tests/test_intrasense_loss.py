@@ -19,15 +19,6 @@ from usseg_models.losses.intrasense_loss import (
 from usseg_models.networks.blocks.cdr import channel_decouple
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two and immune to contention on shared CI cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _low_rank_plus_noise(seed: int = 0, strength: float = 6.0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     a, b = torch.randn(2, 16, 1, generator=g), torch.randn(2, 1, 36, generator=g)

@@ -18,15 +18,6 @@ SMALL = {k: v for k, v in CONFIGS["small"].items() if k != "spatial_size"}
 SWITCHES = list(itertools.product([False, True], repeat=3))  # (use_gcp, gcp_entropy, use_cdr)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two and immune to contention on shared CI cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small_net(**overrides) -> IntraSenseNet:
     torch.manual_seed(0)
     return IntraSenseNet(**{**SMALL, **overrides})

@@ -21,15 +21,6 @@ SIZE = 64
 MARGIN = 0.4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two and immune to contention on shared CI cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def speckled_disks(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(n, 3, SIZE, SIZE)`` normalised images and ``(n, 1, SIZE, SIZE)`` masks."""
     rng = np.random.default_rng(seed)

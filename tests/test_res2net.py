@@ -8,16 +8,6 @@ import torch
 from usseg_models.errors import CheckpointError
 from usseg_models.networks.blocks.res2net import Res2NetV1b, load_res2net_weights
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on 2 cores shared by several jobs, OpenMP spin-waits make 2 threads ~30x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 SMALL = dict(layers=(1, 1, 1, 1), planes=(8, 16, 32, 64), stem_width=8)
 
 

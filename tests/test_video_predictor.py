@@ -15,15 +15,6 @@ S = 64
 MARGIN = 1e-4  # logits this close to 0 may flip between batch sizes (float summation order); none expected
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on 2 cores shared by several jobs, OpenMP spin-waits make 2 threads ~30x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def net():
     """Small DSANet with non-trivial BatchNorm statistics and a head bias that splits pixels into both classes."""

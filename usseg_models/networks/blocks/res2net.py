@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from usseg_models.errors import CheckpointError
+from usseg_models.networks.pretrained import load_pretrained_state
 
 __all__ = ["Bottle2neck", "Res2NetV1b", "load_res2net_weights"]
 
@@ -203,37 +203,4 @@ def load_res2net_weights(model: nn.Module, path: str | os.PathLike, prefix: str 
         path: local ``.pth`` file holding a state dict (optionally under ``"state_dict"``/``"model"``).
         prefix: prefix to strip from the file's keys (for example ``"module."``); ``"module."`` is always stripped.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Res2Net weights not found: {path} (weights are never downloaded)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise CheckpointError(f"cannot read Res2Net weights {path}: {exc}") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a state dict")
-    clean = {}
-    for k, v in state.items():
-        for p in (prefix, "module."):
-            if p and k.startswith(p):
-                k = k[len(p) :]
-        if not k.startswith("fc."):
-            clean[k] = v
-    own = model.state_dict()
-    missing = [k for k in own if k not in clean and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in clean if k not in own]
-    wrong_shape = [
-        f"{k}: file {tuple(clean[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in clean and tuple(clean[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or wrong_shape:
-        raise CheckpointError(
-            f"{path} does not match the Res2Net backbone: {len(missing)} missing {missing[:10]}, "
-            f"{len(unexpected)} unexpected {unexpected[:10]}, {len(wrong_shape)} wrong shape {wrong_shape[:10]}"
-        )
-    model.load_state_dict(clean, strict=False)
-    logger.info("loaded Res2Net weights from %s (%d tensors)", path, len(clean))
+    load_pretrained_state(model, path, "the Res2Net backbone", strip_prefixes=(prefix, "module."))

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from monai.networks.nets.basic_unet import UpCat
 from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
 
-from usseg_models.errors import CheckpointError
 from usseg_models.networks.blocks.cdr import CDR
 from usseg_models.networks.blocks.gcp import GCP
+from usseg_models.networks.pretrained import load_pretrained_state
 
 __all__ = ["IntraSenseNet", "CONFIGS", "STRIDE"]
 
@@ -218,31 +218,7 @@ class IntraSenseNet(nn.Module):
         it); any other missing, unexpected or shape-mismatched key raises :class:`CheckpointError` listing them.
         A dict with a ``state_dict`` entry is unwrapped first.
         """
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise CheckpointError(f"pretrained encoder weights not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-            raise CheckpointError(f"cannot read pretrained encoder weights {path}: {exc}") from exc
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CheckpointError(f"{path} does not hold a state dict of tensors")
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        own = self.encoder.state_dict()
-        missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in state if k not in own]
-        shapes = [f"{k}: file {tuple(state[k].shape)} vs net {tuple(own[k].shape)}"
-                  for k in state if k in own and state[k].shape != own[k].shape]
-        if missing or unexpected or shapes:
-            raise CheckpointError(
-                f"{path} does not match the IntraSenseNet encoder ({len(missing)} missing, {len(unexpected)} "
-                f"unexpected, {len(shapes)} shape mismatches): missing {missing[:10]}, unexpected {unexpected[:10]}, "
-                f"shapes {shapes[:10]}"
-            )
-        self.encoder.load_state_dict({**own, **state}, strict=True)
-        logger.info("loaded pretrained encoder weights from %s (%d tensors)", path, len(state))
+        load_pretrained_state(self.encoder, path, "the IntraSenseNet encoder")
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4:
