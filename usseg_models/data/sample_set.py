@@ -24,14 +24,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-from PIL import Image
 
 from usseg_models.data.dicom_writer import synthetic_identity, write_us_cine, write_us_image
 from usseg_models.data.synthetic import SyntheticCine, simulate_cine
+from usseg_models.io.writers import write_nifti, write_png
 
-__all__ = ["LABEL_VALUES", "write_label_nifti", "write_png", "generate_sample_set"]
+__all__ = ["LABEL_VALUES", "generate_sample_set"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,32 +38,9 @@ LABEL_VALUES = {0: "background", 1: "target (lesion interior or chamber cavity)"
 _KIND_CODES = {"cine": 0, "image": 1, "imagedcm": 2}
 
 
-def write_label_nifti(path: str | Path, label_xy: np.ndarray, pixel_mm: float) -> Path:
-    """Write an ``(X, Y)`` or ``(X, Y, T)`` uint8 label as NIfTI with affine ``diag(sx, sy, 1, 1)`` (mm)."""
-    label_xy = np.asarray(label_xy, dtype=np.uint8)
-    if label_xy.ndim not in (2, 3):
-        raise ValueError(f"label must be (X, Y) or (X, Y, T), got shape {label_xy.shape}")
-    affine = np.diag([pixel_mm, pixel_mm, 1.0, 1.0])
-    img = nib.Nifti1Image(label_xy, affine)
-    img.header.set_data_dtype(np.uint8)
-    img.header.set_xyzt_units("mm")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, str(path))
-    return path
-
-
-def write_png(path: str | Path, image_yx: np.ndarray) -> Path:
-    """Write a ``(rows, cols)`` uint8 array as an 8-bit grey PNG."""
-    image_yx = np.asarray(image_yx)
-    if image_yx.ndim != 2 or image_yx.dtype != np.uint8:
-        raise ValueError(f"PNG data must be a 2D uint8 array, got {image_yx.dtype} {image_yx.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_yx).save(path)  # 2D uint8 -> mode "L"
-    return path
+def _label_affine(pixel_mm: float) -> np.ndarray:
+    """Affine ``diag(sx, sy, 1, 1)`` (mm) shared by the DICOM cine and its NIfTI mask (docs/DESIGN.md)."""
+    return np.diag([pixel_mm, pixel_mm, 1.0, 1.0])
 
 
 def _fan_box(cine: SyntheticCine) -> tuple[int, int, int, int]:
@@ -132,16 +108,16 @@ def generate_sample_set(
                 out / f"{item_id}.dcm", cine.frames_tyx(), cine.pixel_mm, cine.frame_time_ms,
                 synthetic_identity(seed, item_id, "Synthetic B-mode cine", "chamber" in targets), box, freq_khz,
             )
-            label_path = write_label_nifti(label_dir / f"{item_id}.nii.gz", cine.label, cine.pixel_mm)
+            label_path = write_nifti(label_dir / f"{item_id}.nii.gz", cine.label, _label_affine(cine.pixel_mm))
         elif kind == "imagedcm":
             image_path = write_us_image(
                 out / f"{item_id}.dcm", cine.image[:, :, 0].T, cine.pixel_mm,
                 synthetic_identity(seed, item_id, "Synthetic B-mode image", "chamber" in targets), box, freq_khz,
             )
-            label_path = write_label_nifti(label_dir / f"{item_id}.nii.gz", cine.label[:, :, 0], cine.pixel_mm)
+            label_path = write_nifti(label_dir / f"{item_id}.nii.gz", cine.label[:, :, 0], _label_affine(cine.pixel_mm))
         else:
-            image_path = write_png(out / f"{item_id}.png", cine.image[:, :, 0].T)
-            label_path = write_png(label_dir / f"{item_id}.png", cine.label[:, :, 0].T)
+            image_path = write_png(out / f"{item_id}.png", cine.image[:, :, 0], mode="labels")
+            label_path = write_png(label_dir / f"{item_id}.png", cine.label[:, :, 0], mode="labels")
         if not labeled:  # a label left by an earlier run would make the study look labelled
             for stale in final.glob(f"{item_id}.*"):
                 stale.unlink()
