@@ -2,7 +2,8 @@
 
 Input: a multi-frame US DICOM, or an (X, Y, T) NIfTI/NRRD volume as 3D Slicer uploads a sequence.
 Every frame t is segmented from its 3-frame window (t, t-1, t-2) by
-:class:`usseg_models.inference.video.DSANetPredictor` (which pads the first frames of the clip).
+:class:`usseg_models.inference.video.DSANetPredictor`; at the start of a clip, where past frames are
+missing, the window uses the following frames instead, as the authors' loader does.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(argv[0]) as f:
         spec = json.load(f)
     result = run_training(spec["network"], spec["kwargs"])
+    result.pop("model", None)  # the trained module itself: its weights are in the checkpoint
     if int(os.environ.get("RANK", "0")) == 0:
         tmp = spec["result"] + ".part"
         with open(tmp, "w") as f:
