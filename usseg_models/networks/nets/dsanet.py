@@ -208,7 +208,8 @@ class DSANet(nn.Module):
             raise ValueError(f"DSANet expects {self.in_channels} channels per frame on axis 2, got {c}")
         if h % self.size_divisor or w % self.size_divisor or h == 0 or w == 0:
             raise ValueError(f"spatial size {h}x{w} must be positive multiples of {self.size_divisor}")
-        if not torch.isfinite(x).all():
+        # The finiteness check reads data, so it runs eagerly only (not under tracing, torch.export/compile).
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and not torch.isfinite(x).all():
             raise ValueError("DSANet input contains NaN or infinite values")
 
     def encode_frame(self, frames: torch.Tensor) -> list[torch.Tensor]:
