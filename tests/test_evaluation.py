@@ -59,7 +59,7 @@ def test_dsanet_report_matches_predictor(data_dir, tmp_path):
     assert "Table II" in report and "| speckle L=25 (mild) |" in report and "Temporal stability" in report
     assert len(result["overlays"]) == 2 and all(p.is_file() for p in result["overlays"])
     with Image.open(result["overlays"][0]) as im:
-        assert im.size == (3 * 64, 64) and im.mode == "RGB"
+        assert im.size == (3 * 256, 256) and im.mode == "RGB"  # 64 px panels enlarged 4x for display
     rows = list(csv.DictReader((out / "per_clip.csv").open()))
     assert len(rows) == 6  # 2 clips x 3 noise settings
     assert json.loads((out / "metrics.json").read_text())["n_frames"] == 10

@@ -58,9 +58,20 @@ def overlay_panel(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.
     return np.concatenate([p.transpose(1, 0, 2) for p in panels], axis=1)
 
 
+MIN_DISPLAY_ROWS = 256
+
+
 def save_overlay(path: str | Path, image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> Path:
-    """Write :func:`overlay_panel` as a PNG and return its path."""
+    """Write :func:`overlay_panel` as a PNG and return its path.
+
+    Panels smaller than ``MIN_DISPLAY_ROWS`` rows are enlarged by a whole factor (nearest neighbour, so every
+    original pixel stays a visible block) to be readable; larger ones are written at their own size.
+    """
+    panel = overlay_panel(image, truth, pred)
+    factor = max(1, -(-MIN_DISPLAY_ROWS // panel.shape[0]))
+    if factor > 1:
+        panel = panel.repeat(factor, axis=0).repeat(factor, axis=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(overlay_panel(image, truth, pred))).save(path)
+    Image.fromarray(np.ascontiguousarray(panel)).save(path)
     return path
