@@ -10,7 +10,8 @@ Configuration options are listed in :mod:`monailabel_app.lib.configs.base`; ``mo
 configs (default: all). Bad client input is answered with HTTP 4xx (never 500, never a crashed server):
 files are validated in Python by :func:`usseg_models.io.load_image` before any native decoder sees them.
 After ``auto_retrain_after`` newly saved labels of one kind (cine or image) the matching model retrains by
-itself; MONAI Label runs at most one training at a time and ``GET /train/`` shows its status.
+itself; MONAI Label runs at most one training at a time and ``GET /train/`` shows its status. The count is
+kept in the datastore's folder (:mod:`monailabel_app.lib.label_counter`), so it survives a server restart.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from monailabel.tasks.activelearning.random import Random
 from monailabel_app.lib.configs import CONFIGS
 from monailabel_app.lib.datastore import SafeLocalDatastore, UltrasoundDicomWebDatastore
 from monailabel_app.lib.http import bad_request, not_found, validate_id
+from monailabel_app.lib.label_counter import COUNTER_FILE, NewLabelCounter
 from monailabel_app.lib.trainers.base import item_kind
 
 __all__ = ["USSegApp"]
@@ -55,7 +57,6 @@ class USSegApp(MONAILabelApp):
             config.init(name, self.model_dir, conf, None)
             self.models[name] = config
         self._label_lock = threading.Lock()
-        self._new_labels = {name: 0 for name in self.models}
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -64,6 +65,8 @@ class USSegApp(MONAILabelApp):
             description="Ultrasound segmentation: DSANet for cines, IntraSense-Net for images",
             version="0.1.0",
         )
+        # per datastore and kept across restarts: next to the datastore index and the labels it counts
+        self._new_labels = NewLabelCounter(os.path.join(self.datastore().state_dir(), COUNTER_FILE), self.models)
 
     # ---- datastore -------------------------------------------------------------------------------------
     def init_datastore(self) -> Datastore:
@@ -170,21 +173,24 @@ class USSegApp(MONAILabelApp):
         return next((name for name, c in self.models.items() if c.kind == kind), None)
 
     def on_save_label(self, image_id, label_id):
-        """Count newly saved final labels per model; start training after ``auto_retrain_after`` of them."""
+        """Count newly saved final labels per model; start training after ``auto_retrain_after`` of them.
+
+        The count is stored in the datastore's folder (see :mod:`monailabel_app.lib.label_counter`), so labels
+        saved before a restart still count; it goes back to zero when the auto-started training starts.
+        """
         result = super().on_save_label(image_id, label_id) or {}
         model = self._model_for_image(image_id)
         if model is None:
             return result
         threshold = self.models[model].auto_retrain_after
         with self._label_lock:
-            self._new_labels[model] += 1
-            count = self._new_labels[model]
+            count = self._new_labels.increment(model)
             result["new_labels"] = {model: count, "auto_retrain_after": threshold}
             if threshold <= 0 or count < threshold:
                 return result
             started = self.async_training(model, enqueue=False)
             if started:
-                self._new_labels[model] = 0
+                self._new_labels.reset(model)
                 result["train"] = {"model": model, "task": started}
                 logger.info("auto retrain of %s started after %d new labels", model, count)
             else:

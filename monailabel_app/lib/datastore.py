@@ -62,6 +62,10 @@ def _validate_file(path: str, what: str) -> None:
 class _SafeLabelsMixin:
     """Atomic, validated label saving and an atomically written index for :class:`LocalDatastore` subclasses."""
 
+    def state_dir(self) -> str:
+        """The datastore's own writable folder (it holds ``datastore_v2.json``; the labels are under it)."""
+        return os.path.dirname(self._datastore_config_path)
+
     def save_label(
         self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any], *args, **kwargs
     ) -> str:
