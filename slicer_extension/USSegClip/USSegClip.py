@@ -572,6 +572,7 @@ class USSegClipLogic(ScriptedLoadableModuleLogic):
             seg_sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{proxy.GetName()} labels")
             seg_sequence.SetIndexName(seq_volume.GetIndexName())
             seg_sequence.SetIndexUnit(seq_volume.GetIndexUnit())
+            seg_sequence.SetIndexType(seq_volume.GetIndexType())  # browsing requires matching index types
             for i in range(seq_volume.GetNumberOfDataNodes()):
                 empty = slicer.vtkMRMLSegmentationNode()
                 seg_sequence.SetDataNodeAtValue(empty, seq_volume.GetNthIndexValue(i))
