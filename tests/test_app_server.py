@@ -441,6 +441,35 @@ def test_train_dsanet_small_to_done_then_infer(server, client, cine_id):
     assert params["model"]["mtime"] == pytest.approx(model_file.stat().st_mtime, abs=1e-3)
 
 
+def test_inference_while_training_runs(server, client, cine_id, image_png):
+    """A long training is started and observed RUNNING; meanwhile a second training is refused (429) and both
+    models still answer infer requests; then ``DELETE /train/`` stops it and nothing is published by it."""
+    published = {p.name: p.stat().st_mtime for p in (server.app_dir / "model").glob("*.pt")}
+    r = requests.post(f"{server.url}/train/dsanet", json={"max_epochs": 200}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    deadline = time.monotonic() + 120
+    while requests.get(f"{server.url}/train/", params={"check_if_running": True}, timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "training never reached RUNNING"
+        time.sleep(0.2)
+    try:
+        second = requests.post(f"{server.url}/train/intrasense", json={}, timeout=30)
+        assert second.status_code == 429, second.text[:300]
+        label, params = client.infer("dsanet", cine_id, {})
+        frames, _ = load(server.studies_dir / f"{cine_id}.dcm")
+        assert nib.load(label).shape == frames.shape[:3], params
+        during = requests.post(
+            f"{server.url}/infer/intrasense", params={"output": "json"},
+            files={"file": (image_png.name, image_png.read_bytes())}, timeout=300,
+        )
+        assert during.status_code == 200, during.text[:300]
+        still = requests.get(f"{server.url}/train/", params={"check_if_running": True}, timeout=30)
+        assert still.status_code == 200, "training ended before the checks ran: they did not overlap it"
+    finally:
+        stopped = requests.delete(f"{server.url}/train/", timeout=60)
+    assert stopped.status_code == 200 and stopped.json()["status"] == "STOPPED", stopped.text[:300]
+    assert {p.name: p.stat().st_mtime for p in (server.app_dir / "model").glob("*.pt")} == published
+
+
 def test_bench_server_against_running_server(server):
     from usseg_models.bench.server import bench_server
 
