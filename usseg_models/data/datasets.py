@@ -78,13 +78,25 @@ class DataLayoutError(UssegError, ValueError):
 
 @dataclass(frozen=True)
 class ClipRecord:
-    """One video: a cine file (``image`` is a Path) or ordered frame files (``image`` is a tuple of Paths)."""
+    """One video: a cine file (``image`` is a Path) or ordered frame files (``image`` is a tuple of Paths).
+
+    ``labelled`` lists the 0-based frames whose masks are real (sparse-frame labels: keyframes, ED/ES, the frames
+    a user reviewed); ``None`` means every frame. Frame-folder clips may then hold ``None`` in ``label`` for the
+    frames without a mask file; those frames are never read and never supervise training.
+    """
 
     id: str
     image: Path | tuple[Path, ...]
-    label: Path | tuple[Path, ...]
+    label: Path | tuple[Path | None, ...]
     subject: str
     split: str | None = None
+    labelled: tuple[int, ...] | None = None
+
+    def labelled_frames(self, num_frames: int) -> list[int]:
+        """Sorted labelled frame indices of a clip of ``num_frames`` frames (out-of-range entries dropped)."""
+        if self.labelled is None:
+            return list(range(num_frames))
+        return sorted({int(t) for t in self.labelled if 0 <= int(t) < num_frames})
 
 
 @dataclass(frozen=True)
@@ -376,7 +388,11 @@ def load_clip_arrays(record: ClipRecord, label_value: int | None = None) -> tupl
     """
     if isinstance(record.image, tuple):
         cine = _load_frames(record.image)
-        label = np.stack([_load_label(p, label_value) for p in record.label], axis=2)
+        frames = [None if p is None else _load_label(p, label_value) for p in record.label]
+        known = next((f for f in frames if f is not None), None)
+        if known is None:
+            raise DataLayoutError(f"clip {record.id} has no mask at all")
+        label = np.stack([np.zeros_like(known) if f is None else f for f in frames], axis=2)
     else:
         cine, meta = _load(record.image)
         if meta.get("num_frames") is None:  # a single-frame file: one-frame cine
@@ -450,10 +466,13 @@ class _RandomMixin:
 
 
 class ClipWindowDataset(_RandomMixin, Dataset):
-    """DSANet training samples: one item per (clip, target frame), a 3-frame window and its masks.
+    """DSANet training samples: one item per (clip, labelled target frame), a 3-frame window and its masks.
 
     Clips are loaded and preprocessed once (cached at ``spatial_size``); windows follow
-    :func:`usseg_models.transforms.clip.window_indices` (index 0 = target t, then t-1, t-2).
+    :func:`usseg_models.transforms.clip.window_indices` (index 0 = target t, then t-1, t-2). With sparse-frame
+    labels (:attr:`ClipRecord.labelled`) only windows whose **target** is labelled are made, and ``valid`` marks
+    which of the window's three frames have masks, so the auxiliary terms of unlabelled frames drop out of
+    :class:`~usseg_models.losses.DSANetLoss`; unlabelled frames still serve as input context.
 
     Args:
         records: clips from :func:`discover_clips`.
@@ -464,7 +483,7 @@ class ClipWindowDataset(_RandomMixin, Dataset):
         seed: augmentation seed.
 
     Item:
-        ``{"image": (T, 3, S, S), "label": (T, 1, S, S), "id": str, "frame": int}``.
+        ``{"image": (T, 3, S, S), "label": (T, 1, S, S), "valid": (T,) float, "id": str, "frame": int}``.
 
     Examples::
 
@@ -490,7 +509,11 @@ class ClipWindowDataset(_RandomMixin, Dataset):
         self.spatial_size, self.augment, self.window = int(spatial_size), bool(augment), int(window)
         self.label_value = label_value
         self.clips = [load_clip(r, self.spatial_size, label_value) for r in self.records]
-        self.index = [(c, t) for c, (frames, _) in enumerate(self.clips) for t in range(frames.shape[0])]
+        self.labelled = [set(r.labelled_frames(frames.shape[0])) for r, (frames, _) in zip(self.records, self.clips)]
+        self.index = [(c, t) for c, (frames, _) in enumerate(self.clips) for t in range(frames.shape[0])
+                      if t in self.labelled[c]]
+        if not self.index:
+            raise ValueError("no labelled target frame in these clips")
         self.set_random_state(seed)
 
     def __len__(self) -> int:
@@ -503,9 +526,10 @@ class ClipWindowDataset(_RandomMixin, Dataset):
         frames, masks = self.clips[c]
         idx = window_indices(frames.shape[0], t, self.window)
         image, label = frames[idx], masks[idx]
+        valid = torch.tensor([1.0 if i in self.labelled[c] else 0.0 for i in idx])
         if self.augment:
             image, label = _augment([image, label], self.rng, rotate=False)
-        return {"image": image, "label": label, "id": self.records[c].id, "frame": t}
+        return {"image": image, "label": label, "valid": valid, "id": self.records[c].id, "frame": t}
 
 
 class ImageSegDataset(_RandomMixin, Dataset):

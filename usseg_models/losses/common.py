@@ -8,13 +8,24 @@ import torch.nn.functional as F
 __all__ = ["soft_dice_loss", "structure_loss"]
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "none":
+        return per_sample
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def soft_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, reduction: str = "mean"
+) -> torch.Tensor:
     """Binary soft Dice loss ``1 - mean_b(2 Σ p g / (Σ p + Σ g + smooth))`` on sigmoid probabilities.
 
     Args:
         logits: ``(B, 1, H, W)`` raw scores.
         target: ``(B, 1, H, W)`` in {0, 1} (float).
         smooth: additive constant of numerator-free form used by the DSANet release (``+1`` in the denominator).
+        reduction: ``"mean"`` over the batch, or ``"none"`` for the ``(B,)`` per-sample losses.
     """
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
@@ -22,14 +33,15 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     tgt = target.float().flatten(1)
     inter = (prob * tgt).sum(1)
     dice = 2 * inter / (prob.sum(1) + tgt.sum(1) + smooth)
-    return 1 - dice.mean()
+    return _reduce(1 - dice, reduction)
 
 
-def structure_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def structure_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """F3Net structure loss: boundary-weighted BCE + weighted IoU (DSANet reference, Sec. loss).
 
     ``w = 1 + 5 |avgpool_31(g) - g|``; ``wbce = Σ w·bce / Σ w``;
-    ``wiou = 1 - (Σ w p g + 1) / (Σ w (p + g) - Σ w p g + 1)``; both averaged over the batch.
+    ``wiou = 1 - (Σ w p g + 1) / (Σ w (p + g) - Σ w p g + 1)``; both averaged over the batch
+    (``reduction="none"``: the ``(B,)`` per-sample values).
     """
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
@@ -42,4 +54,4 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     inter = (prob * target * weit).sum(dim=(2, 3))
     union = ((prob + target) * weit).sum(dim=(2, 3))
     wiou = 1 - (inter + 1) / (union - inter + 1)
-    return (wbce + wiou).mean()
+    return _reduce((wbce + wiou).flatten(1).mean(1), reduction)

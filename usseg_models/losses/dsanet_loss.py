@@ -29,6 +29,10 @@ class DSANetLoss(nn.Module):
             single ``(B, 1, H, W)`` tensor (eval-mode output) is scored on the target term only.
         masks: ``(B, 3, 1, H, W)`` binary masks in the **same frame order as the input clip**: index 0 = target
             frame t, 1 = t-1, 2 = t-2 (so ``masks[:, k]`` supervises output ``k``).
+        valid: optional ``(B, 3)`` weights in {0, 1}: 1 where that window frame has a mask (sparse-frame labels,
+            reviewed frames). A term ``k`` of sample ``b`` counts only where ``valid[b, k] = 1``; each term is the
+            mean over its valid samples (a term with no valid sample adds 0). ``None`` = every frame labelled,
+            which is exactly the unmasked loss.
 
     Examples::
 
@@ -51,7 +55,9 @@ class DSANetLoss(nn.Module):
         """Dice + structure loss of one output ``(B, 1, H, W)`` against its mask."""
         return soft_dice_loss(logits, mask, smooth=self.dice_smooth) + structure_loss(logits, mask)
 
-    def forward(self, outputs: torch.Tensor | Sequence[torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, outputs: torch.Tensor | Sequence[torch.Tensor], masks: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
         if not 1 <= len(outputs) <= 3:
@@ -59,10 +65,26 @@ class DSANetLoss(nn.Module):
         if masks.ndim != 5 or masks.shape[1] != 3:
             raise ValueError(f"masks must be (B, 3, 1, H, W) ordered t, t-1, t-2; got {tuple(masks.shape)}")
         masks = masks.float()
+        if valid is not None:
+            valid = valid.to(masks.device, torch.float32)
+            if tuple(valid.shape) != (masks.shape[0], 3):
+                raise ValueError(f"valid must be (B, 3), got {tuple(valid.shape)}")
         total = outputs[0].new_zeros((), dtype=torch.float32)
         for k, logits in enumerate(outputs):
             if logits.shape != masks[:, k].shape:
                 raise ValueError(f"output {k} has shape {tuple(logits.shape)}, mask {tuple(masks[:, k].shape)}")
-            if self.weights[k]:
+            if not self.weights[k]:
+                continue
+            if valid is None:
                 total = total + self.weights[k] * self.term(logits, masks[:, k])
+                continue
+            w = valid[:, k]
+            if float(w.sum()) > 0:
+                per_sample = self.per_sample_term(logits, masks[:, k])
+                total = total + self.weights[k] * (per_sample * w).sum() / w.sum()
         return total
+
+    def per_sample_term(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` Dice + structure loss of one output, one value per sample."""
+        return (soft_dice_loss(logits, mask, smooth=self.dice_smooth, reduction="none")
+                + structure_loss(logits, mask, reduction="none"))

@@ -21,10 +21,14 @@ __all__ = ["train_dsanet", "dsanet_train_step", "dsanet_predict"]
 
 
 def dsanet_train_step(loss_fn):
-    """``(model, batch) -> loss``: training-mode DSANet returns ``(target, aux_t1, aux_t2)``."""
+    """``(model, batch) -> loss``: training-mode DSANet returns ``(target, aux_t1, aux_t2)``.
+
+    A batch's optional ``"valid"`` ``(B, 3)`` marks which window frames have masks (sparse-frame labels); the
+    auxiliary terms of unlabelled frames are then left out (see :class:`~usseg_models.losses.DSANetLoss`).
+    """
 
     def step(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        return loss_fn(model(batch["image"]), batch["label"])
+        return loss_fn(model(batch["image"]), batch["label"], batch.get("valid"))
 
     return step
 
