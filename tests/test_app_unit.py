@@ -96,7 +96,8 @@ def test_safe_local_datastore_labels_survive_restart_and_bad_ids(tmp_path):
     ext = ["*.png", "*.nii.gz"]
     store = SafeLocalDatastore(str(studies), extensions=ext)
     assert sorted(store.list_images()) == ["img_a", "img_b"]
-    label = _png(tmp_path / "upload.png", 0)
+    label = tmp_path / "upload.png"  # a valid label: the image's (X, Y), values 0/1
+    Image.fromarray((np.asarray(Image.open(studies / "img_a.png")) == 200).astype(np.uint8)).save(label)
     assert store.save_label("img_a", str(label), "final", {"who": "test"}) == "img_a"
     with pytest.raises(HTTPException) as err:
         store.save_label("../img_a", str(label), "final", {})

@@ -1,10 +1,16 @@
 """Datastores that never lose a label and refuse bad ids and files with HTTP 4xx.
 
 * :class:`SafeLocalDatastore` — MONAI Label's local folder datastore, plus: ids with path separators or
-  ``..`` are refused; uploaded images and labels are validated by :func:`usseg_models.io.load_image` first;
-  labels and the ``datastore_v2.json`` index are written atomically (temporary file in the same folder +
-  ``os.replace``), so a ``kill -9`` mid-save leaves the previous label intact and a restarted server finds
-  every label.
+  ``..`` are refused; uploaded images are checked against the decoded-size limit from their header (413),
+  validated by :func:`usseg_models.io.load_image` and refused when they hold NaN/Inf (422)
+  (:mod:`monailabel_app.lib.input_limits`); labels and the ``datastore_v2.json`` index are written atomically
+  (temporary file in the same folder + ``os.replace``), so a ``kill -9`` mid-save leaves the previous label
+  intact and a restarted server finds every label; the in-memory index is guarded by one lock so the file
+  watcher survives bursts of uploads (:mod:`monailabel_app.lib.datastore_lock`).
+* Both datastores check a label against its image before storing anything (size limit, then
+  :func:`monailabel_app.lib.label_checks.check_label`: same (X, Y) and frame count, one channel, finite values
+  of the model's label set); a label that fails is answered 422 (413 over the size limit), the stored label and
+  the auto-retrain count stay as they were.
 * :class:`UltrasoundDicomWebDatastore` — MONAI Label's DICOMweb datastore for ultrasound: series are handed
   to the infer tasks as DICOM files (no NIfTI conversion through ITK, which ignores US calibration), and
   labels are stored locally keyed by SeriesInstanceUID, because MONAI Label's DICOM SEG export needs
@@ -13,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,9 +34,13 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 
-from monailabel_app.lib.http import http_error_for, not_found, validate_id
+from monailabel_app.lib.datastore_lock import IndexLockMixin
+from monailabel_app.lib.http import not_found, unprocessable, validate_id
+from monailabel_app.lib.image_header import ImageHeader, probe_header
+from monailabel_app.lib.infers.base import resolve_input_file
+from monailabel_app.lib.input_limits import read_checked
+from monailabel_app.lib.label_checks import BINARY_LABELS, LabelMismatch, check_label
 from usseg_models.errors import UssegError
-from usseg_models.io import load_image
 
 __all__ = ["SafeLocalDatastore", "UltrasoundDicomWebDatastore", "atomic_copy"]
 
@@ -52,15 +63,37 @@ def atomic_copy(src: str, dest: str) -> None:
         raise
 
 
-def _validate_file(path: str, what: str) -> None:
-    try:
-        load_image(path)
-    except UssegError as exc:
-        raise http_error_for(exc) from exc
-
-
 class _SafeLabelsMixin:
-    """Atomic, validated label saving and an atomically written index for :class:`LocalDatastore` subclasses."""
+    """Atomic, checked label saving and an atomically written index for :class:`LocalDatastore` subclasses.
+
+    Attributes:
+        label_values: the label values (background 0 included) a label may hold, per image kind (``"cine"``,
+            ``"image"``); the app sets them from its models' label sets.
+    """
+
+    label_values: dict[str, frozenset[int]] = {"cine": BINARY_LABELS, "image": BINARY_LABELS}
+    _index_lock = contextlib.nullcontext()  # no in-process index lock unless IndexLockMixin provides one
+
+    def _image_header(self, image_id: str) -> ImageHeader:
+        """Header of the stored image (no pixel decoded); 422 when the stored file cannot be read."""
+        try:
+            return probe_header(resolve_input_file(self.get_image_uri(image_id)))
+        except (UssegError, OSError) as exc:
+            raise unprocessable(f"cannot check the label: image {image_id!r} is unreadable ({exc})") from exc
+
+    def check_label_file(self, image_id: str, label_filename: str) -> dict[str, Any]:
+        """Refuse a label that does not fit its image or the model (see :mod:`monailabel_app.lib.label_checks`).
+
+        Raises:
+            HTTPException: 413 over the decoded-size limit; 422 unreadable, NaN/Inf, or not matching the image.
+        """
+        image = self._image_header(image_id)
+        label, meta, _ = read_checked(label_filename, "label")
+        allowed = self.label_values.get("cine" if image.is_cine else "image", BINARY_LABELS)
+        try:
+            return check_label(label, meta, image, allowed)
+        except LabelMismatch as exc:
+            raise unprocessable(f"label for {image_id!r} ({image.describe()}) refused: {exc}") from exc
 
     def state_dir(self) -> str:
         """The datastore's own writable folder (it holds ``datastore_v2.json``; the labels are under it)."""
@@ -71,15 +104,18 @@ class _SafeLabelsMixin:
     ) -> str:
         validate_id(image_id, "image id")
         validate_id(label_tag, "label tag")
-        obj = self._datastore.objects.get(image_id)
-        if obj is None:
-            raise not_found(f"image {image_id!r} is not in the datastore")
-        _validate_file(label_filename, "label")
+        with self._index_lock:
+            if self._datastore.objects.get(image_id) is None:
+                raise not_found(f"image {image_id!r} is not in the datastore")
+        checked = self.check_label_file(image_id, label_filename)  # before anything is written
         _, label_ext = self._to_id(os.path.basename(label_filename))
-        label_path = self._datastore.label_path(label_tag)
-        name = self._filename(image_id, label_ext)
-        dest = os.path.join(label_path, name)
-        with FileLock(self._lock_file):
+        with self._index_lock, FileLock(self._lock_file):
+            obj = self._datastore.objects.get(image_id)
+            if obj is None:  # removed while the label was being checked
+                raise not_found(f"image {image_id!r} is not in the datastore")
+            label_path = self._datastore.label_path(label_tag)
+            name = self._filename(image_id, label_ext)
+            dest = os.path.join(label_path, name)
             os.makedirs(label_path, exist_ok=True)
             atomic_copy(label_filename, dest)
             previous = obj.labels.get(label_tag)
@@ -92,7 +128,8 @@ class _SafeLabelsMixin:
             label_info["name"] = name
             obj.labels[label_tag] = DataModel(info=label_info, ext=label_ext)
             self._update_datastore_file(lock=False)
-        logger.info("saved label %s for %s (%s)", name, image_id, label_tag)
+        logger.info("saved label %s for %s (%s): shape %s, values %s", name, image_id, label_tag, checked["shape"],
+                    checked["values"])
         return image_id
 
     def _update_datastore_file(self, lock: bool = True) -> None:
@@ -115,7 +152,7 @@ class _SafeLabelsMixin:
             write()
 
 
-class SafeLocalDatastore(_SafeLabelsMixin, LocalDatastore):
+class SafeLocalDatastore(IndexLockMixin, _SafeLabelsMixin, LocalDatastore):
     """Local folder datastore with id checks, file validation and atomic writes (see the module docstring)."""
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
@@ -123,7 +160,7 @@ class SafeLocalDatastore(_SafeLabelsMixin, LocalDatastore):
             validate_id(image_id, "image id")
         else:
             validate_id(self._to_id(os.path.basename(image_filename))[0], "image id")
-        _validate_file(image_filename, "image")
+        read_checked(image_filename, "image")  # size limit from the header, readable, finite
         return super().add_image(image_id, image_filename, image_info)
 
     def get_image_info(self, image_id: str) -> dict[str, Any]:
