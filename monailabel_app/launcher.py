@@ -33,7 +33,7 @@ import requests
 __all__ = ["APP_DIR", "DATASTORE_FILE_EXT", "free_port", "wait_for_http", "prepare_app_dir", "MonaiLabelServer"]
 
 APP_DIR = Path(__file__).resolve().parent
-DATASTORE_FILE_EXT = ["*.dcm", "*.png", "*.jpg", "*.nii.gz", "*.nii", "*.nrrd"]
+DATASTORE_FILE_EXT = ["*.dcm", "*.png", "*.jpg", "*.nii.gz", "*.nii", "*.nrrd", "*.mp4", "*.avi", "*.mov"]
 
 
 def free_port() -> int:

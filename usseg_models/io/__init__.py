@@ -1,11 +1,12 @@
-"""Ultrasound image I/O: validated DICOM/PNG/JPEG/NIfTI/NRRD reading as MONAI readers/transforms, label writers.
+"""Ultrasound image I/O: validated DICOM/PNG/JPEG/NIfTI/NRRD/video reading as MONAI readers/transforms, label writers.
 
 See ``docs/DESIGN.md`` for the array layout and metadata keys, :mod:`usseg_models.io.dicom_pixels` for the colour
 rule and :mod:`usseg_models.io.validate` for the checks every file passes before any native decoder sees it.
 
 Modules: ``validate`` (checks, format sniffing), ``dicom_pixels`` (pydicom decoding + metadata), ``dicom``
-(``UltrasoundDicomReader``), ``image`` (``load_image`` for every format), ``transforms`` (``LoadUltrasound``,
-``LoadUltrasoundd``, ``UltrasoundImageReader``), ``writers`` (NIfTI, ``.seg.nrrd``, PNG labels).
+(``UltrasoundDicomReader``), ``video`` (MP4/MOV/AVI cines with PyAV), ``image`` (``load_image`` for every
+format), ``transforms`` (``LoadUltrasound``, ``LoadUltrasoundd``, ``UltrasoundImageReader``,
+``UltrasoundVideoReader``), ``writers`` (NIfTI, ``.seg.nrrd``, PNG labels).
 Names are imported on first access, so ``import usseg_models.io`` does not import MONAI.
 """
 
@@ -16,6 +17,10 @@ import importlib
 _EXPORTS = {
     "UltrasoundDicomReader": "dicom",
     "UltrasoundImageReader": "transforms",
+    "UltrasoundVideoReader": "transforms",
+    "read_video": "video",
+    "probe_video": "video",
+    "write_video": "video",
     "LoadUltrasound": "transforms",
     "LoadUltrasoundd": "transforms",
     "LoadUltrasoundD": "transforms",

@@ -1,12 +1,16 @@
-"""Load any ultrasound input this project accepts: DICOM, PNG/JPEG, NIfTI and NRRD, dispatched by content.
+"""Load any ultrasound input this project accepts: DICOM, PNG/JPEG, NIfTI, NRRD and video, dispatched by content.
 
 :func:`load_image` identifies the format from the file's bytes (:func:`usseg_models.io.validate.sniff_format`),
 validates it in Python and returns ``(array, meta)`` in MONAI's spatial-first layout (``docs/DESIGN.md``):
 
 - **DICOM**: :func:`usseg_models.io.dicom.read_dicom` — ``(X, Y[, T][, 3])``, ultrasound calibration in ``affine``.
-- **PNG / JPEG** (Pillow): ``(X, Y)`` grey or ``(X, Y, 3)`` colour. Palette images become RGB, alpha channels are
-  dropped, 1-bit images become ``uint8`` 0/255, 16-bit grey stays ``uint16``. Spacing 1, identity affine
+- **PNG / JPEG** (Pillow; also GIF, BMP and TIFF, e.g. masks shipped as GIF): ``(X, Y)`` grey or ``(X, Y, 3)``
+  colour. Palette images become RGB, alpha channels are dropped, 1-bit images become ``uint8`` 0/255, 16-bit grey
+  stays ``uint16``; an animated GIF or multi-page TIFF gives its first frame. Spacing 1, identity affine
   (physical size in PNG ``pHYs`` is ignored).
+- **Video** (MP4/MOV/AVI; :func:`usseg_models.io.video.read_video`, PyAV): ``(X, Y, T)`` grey or ``(X, Y, T, 3)``
+  colour, ``frame_time_ms`` from the container, spacing 1 with a warning, a frame limit, the container validated in
+  Python before decoding.
 - **NIfTI** (``.nii``/``.nii.gz``, nibabel): the stored array (scaled by ``scl_slope`` when set) with the file's
   RAS affine; ``RGB24`` voxels become a last axis of 3.
 - **NRRD** (``.nrrd``/``.seg.nrrd``, pynrrd): the stored array with the affine from ``space directions`` /
@@ -225,7 +229,8 @@ def load_image(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.nda
     """Validate and read an image or cine file of any supported format (see the module docstring).
 
     Args:
-        path: DICOM, PNG, JPEG, NIfTI (``.nii``/``.nii.gz``) or NRRD (``.nrrd``/``.seg.nrrd``) file.
+        path: DICOM, PNG, JPEG (GIF, BMP, TIFF), NIfTI (``.nii``/``.nii.gz``), NRRD (``.nrrd``/``.seg.nrrd``) or
+            video (MP4/MOV/AVI) file.
         grayscale: convert colour to grey by ITU-R BT.601 luma.
 
     Returns:
@@ -242,7 +247,11 @@ def load_image(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.nda
         arr, meta = read_dicom(path, grayscale=grayscale)
         meta.update(format="dicom", one_slice=False)
         return arr, meta
-    reader = {"png": _read_pil, "jpeg": _read_pil, "nifti": _read_nifti, "nrrd": _read_nrrd}[fmt]
+    if fmt == "video":
+        from usseg_models.io.video import read_video
+
+        return read_video(path, grayscale=grayscale)
+    reader = {"nifti": _read_nifti, "nrrd": _read_nrrd}.get(fmt, _read_pil)
     arr, meta = reader(path)
     if grayscale and meta["original_channel_dim"] == -1:
         arr = bt601_luma(arr)

@@ -1,5 +1,5 @@
-"""MONAI wrappers of :func:`usseg_models.io.image.load_image`: an ``ImageReader`` and the ``LoadUltrasound`` /
-``LoadUltrasoundd`` transform pair (array and dictionary, MONAI style).
+"""MONAI wrappers of :func:`usseg_models.io.image.load_image`: ``ImageReader`` classes (every format; video files
+only) and the ``LoadUltrasound`` / ``LoadUltrasoundd`` transform pair (array and dictionary, MONAI style).
 
 Examples::
 
@@ -27,10 +27,28 @@ from monai.utils import ensure_tuple
 
 from usseg_models.errors import UltrasoundIOError
 from usseg_models.io.image import load_image
+from usseg_models.io.video import VIDEO_SUFFIXES, read_video
 
-__all__ = ["UltrasoundImageReader", "LoadUltrasound", "LoadUltrasoundd", "LoadUltrasoundD", "LoadUltrasoundDict"]
+__all__ = [
+    "UltrasoundImageReader",
+    "UltrasoundVideoReader",
+    "LoadUltrasound",
+    "LoadUltrasoundd",
+    "LoadUltrasoundD",
+    "LoadUltrasoundDict",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def _stack_pairs(img) -> tuple[np.ndarray, dict]:
+    """``(array, meta)`` pair(s) from a reader's ``read`` → arrays stacked as channels, first file's metadata."""
+    items = [img] if isinstance(img, tuple) else list(img)
+    arrays = [a for a, _ in items]
+    if any(a.shape != arrays[0].shape for a in arrays):
+        raise UltrasoundIOError(f"cannot stack files of shapes {[a.shape for a in arrays]}")
+    meta = dict(items[0][1])
+    return _stack_images(arrays, meta), meta
 
 
 class UltrasoundImageReader(ImageReader):
@@ -54,7 +72,8 @@ class UltrasoundImageReader(ImageReader):
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         """True for names ending in a supported suffix (DICOM may also have no suffix)."""
-        ok = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".nii", ".nii.gz", ".nrrd")
+        ok = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz", ".nrrd",
+              *VIDEO_SUFFIXES)
         return all(str(f).lower().endswith(ok) or Path(f).suffix == "" for f in ensure_tuple(filename))
 
     def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
@@ -64,12 +83,46 @@ class UltrasoundImageReader(ImageReader):
 
     def get_data(self, img) -> tuple[np.ndarray, dict]:
         """Return the array (several files stacked as channels) and the first file's metadata."""
-        items = [img] if isinstance(img, tuple) else list(img)
-        arrays = [a for a, _ in items]
-        if any(a.shape != arrays[0].shape for a in arrays):
-            raise UltrasoundIOError(f"cannot stack files of shapes {[a.shape for a in arrays]}")
-        meta = dict(items[0][1])
-        return _stack_images(arrays, meta), meta
+        return _stack_pairs(img)
+
+
+class UltrasoundVideoReader(ImageReader):
+    """MONAI image reader for MP4/MOV/AVI cines (:mod:`usseg_models.io.video`: validated container, PyAV decoding,
+    ``(X, Y, T[, 3])`` frames, ``frame_time_ms`` from the container, spacing 1 with a warning, a frame limit).
+
+    Note:
+        ``LoadImage(reader=UltrasoundVideoReader())`` falls back to MONAI's other readers when this reader raises;
+        for untrusted files use :class:`LoadUltrasound`, which reads videos too and raises
+        :class:`~usseg_models.errors.UltrasoundIOError` instead.
+
+    Args:
+        grayscale: turn colour clips grey by BT.601 luma.
+
+    Examples::
+
+        >>> from monai.transforms import LoadImage
+        >>> LoadImage(reader=UltrasoundVideoReader(), image_only=True)("lung.mp4").shape   # doctest: +SKIP
+        torch.Size([350, 350, 100])
+    """
+
+    def __init__(self, grayscale: bool = False) -> None:
+        super().__init__()
+        if not isinstance(grayscale, bool):
+            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
+        self.grayscale = grayscale
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """True when every name ends in a video suffix (``.mp4``, ``.m4v``, ``.mov``, ``.qt``, ``.avi``)."""
+        return all(str(f).lower().endswith(VIDEO_SUFFIXES) for f in ensure_tuple(filename))
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
+        """Validate and decode the video(s); returns ``(array, meta)`` pairs."""
+        loaded = [read_video(f, grayscale=self.grayscale) for f in ensure_tuple(data)]
+        return loaded if len(loaded) > 1 else loaded[0]
+
+    def get_data(self, img) -> tuple[np.ndarray, dict]:
+        """Return the array (several files stacked as channels) and the first file's metadata."""
+        return _stack_pairs(img)
 
 
 class LoadUltrasound(Transform):

@@ -2,7 +2,8 @@
 
 A stock MONAI Label server aborted inside ITK on a DICOM whose header said ``BitsAllocated = 7``
 (``../shared/notes/environment.md``). Every file that enters this project is therefore checked here first, with
-pydicom (DICOM), nibabel (NIfTI), pynrrd (NRRD) and Pillow's header parser (PNG/JPEG); a file that fails raises
+pydicom (DICOM), nibabel (NIfTI), pynrrd (NRRD), Pillow's header parser (PNG/JPEG/GIF/BMP/TIFF) and a pure-Python
+container walk for video files (:func:`usseg_models.io.video.probe_video`); a file that fails raises
 :class:`~usseg_models.errors.UltrasoundIOError` (or its subclass :class:`~usseg_models.errors.MissingDecoderError`)
 with a message naming the file and the problem. That is the one documented exception type for bad input.
 
@@ -108,7 +109,8 @@ def sniff_format(path: str | os.PathLike) -> str:
         path: file to inspect.
 
     Returns:
-        one of ``"dicom"``, ``"png"``, ``"jpeg"``, ``"nifti"``, ``"nrrd"``.
+        one of ``"dicom"``, ``"png"``, ``"jpeg"``, ``"gif"``, ``"bmp"``, ``"tiff"``, ``"nifti"``, ``"nrrd"`` or
+        ``"video"`` (MP4/MOV or AVI container; :mod:`usseg_models.io.video` validates the rest).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -131,6 +133,16 @@ def sniff_format(path: str | os.PathLike) -> str:
         return "jpeg"
     if head.startswith(b"NRRD000"):
         return "nrrd"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "bmp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    from usseg_models.io.video import sniff_video
+
+    if sniff_video(head) is not None:
+        return "video"
     if head.startswith(b"\x1f\x8b"):
         try:
             with gzip.open(p, "rb") as gz:
@@ -142,7 +154,8 @@ def sniff_format(path: str | os.PathLike) -> str:
     suffix = "".join(p.suffixes[-2:]).lower()
     if suffix.endswith((".dcm", ".dicom")):
         raise _fail(path, "not a DICOM file (no 'DICM' prefix at byte 128)")
-    raise _fail(path, "unsupported or unrecognised file format (expected DICOM, PNG, JPEG, NIfTI or NRRD)")
+    raise _fail(path, "unsupported or unrecognised file format (expected DICOM, PNG, JPEG, GIF, BMP, TIFF, NIfTI, "
+                      "NRRD, or an MP4/MOV/AVI video)")
 
 
 def _looks_like_nifti(head: bytes) -> bool:
