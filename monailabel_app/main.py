@@ -31,6 +31,7 @@ from monailabel.interfaces.exception import MONAILabelException
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
+from monailabel_app.lib.auth import install_auth
 from monailabel_app.lib.configs import CONFIGS
 from monailabel_app.lib.datastore import SafeLocalDatastore, UltrasoundDicomWebDatastore
 from monailabel_app.lib.http import bad_request, not_found, validate_id
@@ -65,6 +66,7 @@ class USSegApp(MONAILabelApp):
             description="Ultrasound segmentation: DSANet for cines, IntraSense-Net for images",
             version="0.1.0",
         )
+        install_auth()  # MONAI_LABEL_AUTH_ENABLE: working token checks on every route but /info/ (lib/auth.py)
         # per datastore and kept across restarts: next to the datastore index and the labels it counts
         self._new_labels = NewLabelCounter(os.path.join(self.datastore().state_dir(), COUNTER_FILE), self.models)
 
