@@ -5,6 +5,9 @@ Examples::
     usseg train dsanet --data clips/ --config small --epochs 5 --out runs/dsanet
     usseg train intrasense --data busi/ --folds 5 --optimizer rmsprop --out runs/intrasense
     usseg train intrasense --data busi/ --model unet --out runs/unet          # baseline, identical budget
+    usseg train dsanet --data VTUS/ --out runs/vtus                            # Train/ + Train_GT/ as shipped
+    usseg train intrasense --images ddti/cropped --masks ddti/mask --out runs/ddti   # any folders, same names
+    usseg train dsanet --manifest clips.csv --out runs/keyframes               # image,mask[,subject][,split][,frames]
     torchrun --nproc_per_node 2 -m usseg_models.cli.main train dsanet --data clips/ --device cuda
 """
 
@@ -19,7 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 def _common(p: argparse.ArgumentParser, epochs: int, batch: int) -> None:
-    p.add_argument("--data", required=True, help="data folder (layouts: see usseg_models.data.datasets)")
+    from usseg_models.cli.data_options import add_data_options
+
+    add_data_options(p)
     p.add_argument("--config", default="small", choices=["small", "paper"], help="network configuration")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch", type=int, default=batch, help="batch size per process")
@@ -58,7 +63,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from usseg_models.cli.data_options import resolve_data
     from usseg_models.training import train_dsanet, train_intrasense
+
+    default_out = "runs/dsanet" if args.model_kind == "dsanet" else f"runs/{args.model}"
+    args.data = resolve_data(args, "clips" if args.model_kind == "dsanet" else "images", args.out or default_out)
 
     common = dict(config=args.config, epochs=args.epochs, batch_size=args.batch, device=args.device,
                   lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,

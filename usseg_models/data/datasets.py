@@ -1,19 +1,22 @@
 """Discover training data in the folder layouts users have, and serve it as torch Datasets.
 
 Layouts recognised (``DIR`` is what the user passes; every layout may sit under split folders such as
-``DIR/train/...``, ``DIR/val/...``, recorded as the record's ``split``):
+``DIR/train/...``, ``DIR/val/...``, recorded as the record's ``split``). Public data sets as shipped (VTUS/Vivim,
+CAMUS, EchoNet-Dynamic, BUSI), explicit ``--images``/``--masks`` pairing and CSV manifests (``DIR`` may be a
+``.csv`` file) are described in :mod:`usseg_models.data.layouts`; the generic rules are:
 
 Video (:func:`discover_clips`):
 
-- MONAI Label datastore: ``DIR/<id>.dcm|.nii.gz|.nii|.nrrd`` + ``DIR/labels/final/<id>.nii.gz`` (label volume
-  ``(X, Y, T)``, see ``docs/DESIGN.md``).
+- MONAI Label datastore: ``DIR/<id>.dcm|.nii.gz|.nii|.nrrd|.mp4|.avi|.mov`` + ``DIR/labels/final/<id>.nii.gz``
+  (label volume ``(X, Y, T)``, see ``docs/DESIGN.md``).
 - Mask beside the cine: ``DIR/<id>.dcm`` + ``DIR/<id>_mask.nii.gz``.
 - Frame folders as ASTR/VTUS ship them (ASTR's loader reads ``ROOT/<split>/image/<video>/<frame>`` and takes the
   mask from the same path with ``image`` replaced by ``mask``): ``DIR/[<split>/]<frames>/<video>/<frame>.jpg|png``
   with a parallel ``DIR/[<split>/]<masks>/<video>/<frame>.png``; ``<frames>`` is one of :data:`FRAME_DIR_NAMES`
   (``image``, ``images``, ``frames``, ``Frame``, ...) and ``<masks>`` one of :data:`MASK_DIR_NAMES` (``mask``,
   ``masks``, ``GT``, ``labels``, ...). Masks pair with frames by file stem (a ``.jpg`` frame may have a ``.png``
-  mask); frames are ordered by natural sort of their names (``2.png`` before ``10.png``).
+  mask); frames are ordered by natural sort of their names (``2.png`` before ``10.png``). Frames without a mask
+  file make a sparse-frame clip (``ClipRecord.labelled``: keyframes, ED/ES); a clip with no mask at all is skipped.
 
 Images (:func:`discover_images`):
 
@@ -45,6 +48,9 @@ from usseg_models.errors import UssegError
 __all__ = [
     "FRAME_DIR_NAMES",
     "MASK_DIR_NAMES",
+    "IMAGE_EXTS",
+    "VOLUME_EXTS",
+    "VIDEO_EXTS",
     "ClipRecord",
     "ImageRecord",
     "discover_clips",
@@ -67,8 +73,9 @@ FRAME_DIR_NAMES = ("image", "images", "img", "imgs", "frame", "frames", "Frame",
 MASK_DIR_NAMES = (
     "mask", "masks", "labels_clean", "labels", "label", "GT", "gt", "ground_truth", "Annotations", "annotations",
 )
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 VOLUME_EXTS = (".dcm", ".nii.gz", ".nii", ".nrrd", ".nhdr")
+VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi")
 MASK_SUFFIX = re.compile(r"_(mask|label|seg|gt)(_\d+)?$", re.IGNORECASE)
 
 
@@ -173,6 +180,11 @@ def _split_of(path: Path, root: Path) -> str | None:
     return None
 
 
+def _split_matches(record_split: str | None, wanted: str | None) -> bool:
+    """Split filter: ``None`` keeps everything; otherwise case-insensitive equality (``test`` matches ``Test``)."""
+    return wanted is None or (record_split or "").lower() == wanted.lower()
+
+
 @functools.lru_cache(maxsize=4096)
 def _listing(folder: Path) -> tuple[Path, ...]:
     return tuple(sorted(p for p in folder.iterdir() if p.is_file())) if folder.is_dir() else ()
@@ -205,9 +217,13 @@ def _find_label(img: Path, exts: Sequence[str]) -> list[Path]:
 
 
 def _num_frames(path: Path) -> int | None:
-    """Frames in a DICOM/NIfTI/NRRD file from its header only (``None`` = single-frame image, or unknown)."""
+    """Frames in a DICOM/NIfTI/NRRD/video file from its header only (``None`` = single-frame image, or unknown)."""
     ext = _ext(path)
     try:
+        if ext in VIDEO_EXTS:  # a video file is always a cine, even of one frame
+            from usseg_models.io.video import probe_video
+
+            return probe_video(path).num_frames
         if ext == ".dcm":
             import pydicom
 
@@ -246,18 +262,28 @@ def discover_images(
     """Find image/mask pairs under ``data_dir`` (layouts in the module docstring), sorted by id.
 
     Args:
-        data_dir: root folder.
-        split: keep only records under this split folder (e.g. ``"train"``); ``None`` keeps all.
+        data_dir: root folder, or a CSV manifest (:func:`usseg_models.data.layouts.read_manifest`).
+        split: keep only records of this split (e.g. ``"train"``; case-insensitive); ``None`` keeps all.
         subject_pattern: regex with one group overriding :func:`subject_of`.
 
     Raises:
         DataLayoutError: when the folder is missing or holds no image with a mask.
     """
+    from usseg_models.data import layouts
+
+    if Path(data_dir).is_file() and _ext(Path(data_dir)) == ".csv":
+        records = [r for r in layouts.read_manifest(data_dir, "images", subject_pattern)
+                   if _split_matches(r.split, split)]
+        if not records:
+            raise DataLayoutError(f"manifest {data_dir} lists no image" + (f" for split {split!r}" if split else ""))
+        return sorted(records, key=lambda r: r.id)
     root = _check_dir(data_dir)
     exts = IMAGE_EXTS + VOLUME_EXTS
-    records, unlabelled = [], 0
+    found = layouts.layout_images(root, subject_pattern)
+    claimed = {r.image for r in found}
+    records, unlabelled = [r for r in found if _split_matches(r.split, split)], 0
     for img in sorted(root.rglob("*")):
-        if not img.is_file() or _ext(img) not in exts or _is_label_path(img, root):
+        if not img.is_file() or _ext(img) not in exts or _is_label_path(img, root) or img in claimed:
             continue
         if _ext(img) in VOLUME_EXTS and _num_frames(img):
             continue  # a cine: see discover_clips
@@ -266,7 +292,7 @@ def discover_images(
             unlabelled += 1
             continue
         rec_split = _split_of(img, root)
-        if split is not None and rec_split != split:
+        if not _split_matches(rec_split, split):
             continue
         ident = _stem(img) if rec_split is None else f"{rec_split}/{_stem(img)}"
         records.append(ImageRecord(ident, img, tuple(labels), subject_of(_stem(img), subject_pattern), rec_split))
@@ -275,12 +301,15 @@ def discover_images(
     if not records:
         raise DataLayoutError(
             f"no image/mask pairs under {root}" + (f" for split {split!r}" if split else "")
-            + ": expected name.png + name_mask.png, images/ + masks/ folders, or <id> + labels/final/<id>"
+            + ": expected name.png + name_mask.png, images/ + masks/ folders, <id> + labels/final/<id>, CAMUS or "
+            "BUSI as shipped; pair other folders with --images DIR --masks DIR or a CSV manifest"
         )
-    return records
+    return sorted(records, key=lambda r: r.id)
 
 
 def _frame_folder_clips(root: Path, subject_pattern: str | None) -> list[ClipRecord]:
+    from usseg_models.data.layouts import _frame_clip
+
     clips = []
     for fdir in sorted(p for p in root.rglob("*") if p.is_dir() and p.name in FRAME_DIR_NAMES):
         mdirs = [fdir.parent / n for n in MASK_DIR_NAMES if (fdir.parent / n).is_dir()]
@@ -288,33 +317,46 @@ def _frame_folder_clips(root: Path, subject_pattern: str | None) -> list[ClipRec
         if not mdirs or not videos:
             continue
         for video in videos:
-            frames = sorted((p for p in video.iterdir() if _ext(p) in IMAGE_EXTS), key=_natural_key)
             mvideo = next((m / video.name for m in mdirs if (m / video.name).is_dir()), None)
-            if not frames or mvideo is None:
+            if mvideo is None:
                 continue
-            masks = {_stem(p): p for p in mvideo.iterdir() if _ext(p) in IMAGE_EXTS}
-            missing = [f.name for f in frames if _stem(f) not in masks]
-            if missing:
-                raise DataLayoutError(f"{mvideo} has no mask for frame(s) {missing[:5]} of {video}")
-            split = _split_of(fdir, root)
-            ident = video.name if split is None else f"{split}/{video.name}"
-            clips.append(ClipRecord(ident, tuple(frames), tuple(masks[_stem(f)] for f in frames),
-                                    subject_of(video.name, subject_pattern), split))
+            record = _frame_clip(video, mvideo, _split_of(fdir, root), subject_pattern)
+            if record is not None:
+                clips.append(record)
     return clips
 
 
 def discover_clips(
-    data_dir: str | Path, split: str | None = None, subject_pattern: str | None = None
+    data_dir: str | Path, split: str | None = None, subject_pattern: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> list[ClipRecord]:
     """Find videos with per-frame masks under ``data_dir`` (layouts in the module docstring), sorted by id.
+
+    Args:
+        data_dir: root folder, or a CSV manifest (:func:`usseg_models.data.layouts.read_manifest`).
+        split: keep only clips of this split (case-insensitive); ``None`` keeps all.
+        subject_pattern: regex with one group overriding :func:`subject_of`.
+        cache_dir: where generated label volumes (EchoNet tracings) go; default
+            :func:`usseg_models.data.layouts.label_cache_dir`.
 
     Raises:
         DataLayoutError: when nothing usable is found.
     """
+    from usseg_models.data import layouts
+
+    if Path(data_dir).is_file() and _ext(Path(data_dir)) == ".csv":
+        clips = [c for c in layouts.read_manifest(data_dir, "clips", subject_pattern) if _split_matches(c.split, split)]
+        if not clips:
+            raise DataLayoutError(f"manifest {data_dir} lists no clip" + (f" for split {split!r}" if split else ""))
+        return sorted(clips, key=lambda c: c.id)
     root = _check_dir(data_dir)
-    clips = _frame_folder_clips(root, subject_pattern)
+    clips = layouts.layout_clips(root, subject_pattern, cache_dir)
+    claimed = {c.image if isinstance(c.image, Path) else c.image[0] for c in clips}
+    clips += [c for c in _frame_folder_clips(root, subject_pattern) if c.image[0] not in claimed]
     for vol in sorted(root.rglob("*")):
-        if not vol.is_file() or _ext(vol) not in VOLUME_EXTS or _is_label_path(vol, root):
+        if not vol.is_file() or _ext(vol) not in VOLUME_EXTS + VIDEO_EXTS or _is_label_path(vol, root):
+            continue
+        if vol in claimed:
             continue
         if any(p in FRAME_DIR_NAMES for p in vol.relative_to(root).parts[:-1]):
             continue
@@ -326,13 +368,13 @@ def discover_clips(
         rec_split = _split_of(vol, root)
         ident = _stem(vol) if rec_split is None else f"{rec_split}/{_stem(vol)}"
         clips.append(ClipRecord(ident, vol, labels[0], subject_of(_stem(vol), subject_pattern), rec_split))
-    if split is not None:
-        clips = [c for c in clips if c.split == split]
+    clips = [c for c in clips if _split_matches(c.split, split)]
     if not clips:
         raise DataLayoutError(
             f"no clips with masks under {root}" + (f" for split {split!r}" if split else "")
-            + ": expected <id>.dcm + labels/final/<id>.nii.gz, <id>_mask.nii.gz beside, "
-            "or <split>/<frames>/<video>/*.png with a parallel <masks>/<video>/ folder"
+            + ": expected <id>.dcm|.mp4 + labels/final/<id>.nii.gz, <id>_mask.nii.gz beside, "
+            "<split>/<frames>/<video>/*.png with a parallel <masks>/<video>/ folder, or VTUS/Vivim, CAMUS, "
+            "EchoNet-Dynamic as shipped; pair other folders with --images DIR --masks DIR or a CSV manifest"
         )
     return sorted(clips, key=lambda c: c.id)
 

@@ -7,6 +7,11 @@ Table II protocol; here the noise is drawn at network resolution, after resizing
 :class:`usseg_models.inference.video.DSANetPredictor` (one backbone pass per frame). Masks are compared with the
 truth **at the original resolution** (logits resized, then > 0); MAE uses the resized sigmoid probability.
 Metrics are per frame, averaged over all frames; temporal stability is per clip, averaged over clips.
+
+**Sparse-frame labels** (:attr:`usseg_models.data.datasets.ClipRecord.labelled`: EchoNet's ED/ES tracings, keyframes,
+the frames a user reviewed): every frame is still segmented (the windows need their neighbours), but only the
+labelled frames are scored; the report and ``metrics.json`` say how many frames were scored out of how many.
+Temporal stability compares consecutive frames, so it is computed on fully labelled clips only.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ def evaluate_dsanet(
 
     Returns:
         dict with ``rows`` (``{noise_label: metrics}``), ``temporal`` (``{noise_label: stability}``),
-        ``report``, ``overlays``, ``n_clips``, ``n_frames``.
+        ``report``, ``overlays``, ``n_clips``, ``n_frames`` (labelled frames scored), ``n_frames_total`` (frames
+        segmented), ``n_sparse_clips`` (clips with sparse-frame labels).
     """
     from usseg_models.data.datasets import discover_clips, load_clip_arrays
     from usseg_models.inference.video import DSANetPredictor
@@ -78,6 +84,7 @@ def evaluate_dsanet(
     records = discover_clips(data, split=split)
     out = Path(out_dir)
     clips = [(r, *load_clip_arrays(r, label_value)) for r in records]
+    scored = {r.id: r.labelled_frames(label.shape[-1]) for r, _, label in clips}
     settings: list[float | None] = [None, *speckle]
     rows, temporal, per_clip_rows, overlays, overlaid = [], {}, [], [], 0
     for L in settings:
@@ -90,19 +97,23 @@ def evaluate_dsanet(
             xy = (int(cine.shape[0]), int(cine.shape[1]))
             pred = postprocess_logits(logits, xy)  # (X, Y, T)
             prob = np.moveaxis(resize_xy(torch.sigmoid(logits[:, 0]), xy).numpy(), 0, -1)
-            m = per_frame_metrics(pred, label, prob=prob, frame_axis=-1)
+            idx = scored[rec.id]
+            full = len(idx) == label.shape[-1]
+            m = per_frame_metrics(pred[..., idx], label[..., idx], prob=prob[..., idx], frame_axis=-1)
             frames_metrics.append(m)
-            ts = temporal_stability(pred, label, frame_axis=-1) if label.shape[-1] > 1 else None
+            ts = temporal_stability(pred, label, frame_axis=-1) if full and label.shape[-1] > 1 else None
             if ts is not None:
                 stabilities.append(ts)
-            per_clip_rows.append({"clip": rec.id, "noise": noise_label(L), "frames": int(label.shape[-1]),
+            per_clip_rows.append({"clip": rec.id, "noise": noise_label(L), "frames": len(idx),
+                                  "frames_total": int(label.shape[-1]),
                                   **{k: float(v.mean()) for k, v in m.items()},
                                   "temporal_pred": ts["pred_consecutive_dice"] if ts else float("nan"),
                                   "temporal_true": ts["true_consecutive_dice"] if ts else float("nan")})
             if L is None and overlaid < overlay_clips:
                 overlaid += 1
-                n = label.shape[-1]
-                for t in sorted(set(np.linspace(0, n - 1, min(overlay_frames, n)).round().astype(int).tolist())):
+                n = len(idx)
+                picks = np.linspace(0, n - 1, min(overlay_frames, n)).round().astype(int).tolist()
+                for t in sorted({idx[k] for k in picks}):
                     name = rec.id.replace("/", "_")
                     frame = cine[:, :, t]
                     overlays.append(save_overlay(out / "overlays" / f"{name}__frame{t:04d}.png", frame,
@@ -112,15 +123,19 @@ def evaluate_dsanet(
         if stabilities:
             temporal[noise_label(L)] = {k: float(np.mean([s[k] for s in stabilities])) for k in stabilities[0]}
         logger.info("DSANet %s: Dice %.4f IoU %.4f MAE %.4f", noise_label(L), agg["dice"], agg["iou"], agg["mae"])
-    n_frames = int(sum(label.shape[-1] for _, _, label in clips))
+    n_total = int(sum(label.shape[-1] for _, _, label in clips))
+    n_frames = int(sum(len(v) for v in scored.values()))
+    n_sparse = sum(1 for r, _, label in clips if len(scored[r.id]) < label.shape[-1])
+    scope = (f"{n_frames} frames" if n_sparse == 0 else
+             f"{n_frames} labelled frames scored of {n_total} segmented ({n_sparse} clips with sparse-frame labels)")
     lines = [
         "# DSANet evaluation",
         "",
         f"- checkpoint: `{checkpoint}` ({payload['network']}/{payload['config']}, input {size} px, "
         f"epoch {(payload.get('extra') or {}).get('epoch', '?')})",
-        f"- data: `{data}`" + (f" (split {split})" if split else "") + f": {len(clips)} clips, {n_frames} frames",
-        "- metrics per frame at the original resolution, averaged over all frames (foreground = logit > 0); "
-        "MAE on the sigmoid probability",
+        f"- data: `{data}`" + (f" (split {split})" if split else "") + f": {len(clips)} clips, {scope}",
+        "- metrics per labelled frame at the original resolution, averaged over those frames (foreground = "
+        "logit > 0); MAE on the sigmoid probability",
         f"- speckle: multiplicative Gamma(L, rate L) on [0, 1] intensity per frame, seed {seed}",
         "",
         "## Speckle robustness (paper Table II layout)",
@@ -130,7 +145,8 @@ def evaluate_dsanet(
         "## Temporal stability",
         "",
         "Mean consecutive-frame Dice of the predictions vs. the same for the ground truth (difference < 0: the "
-        "prediction flickers more than the anatomy moves).",
+        "prediction flickers more than the anatomy moves); fully labelled clips only"
+        + (f" ({len(clips) - n_sparse} of {len(clips)})." if n_sparse else "."),
         "",
         "| setting | predictions | ground truth | difference | mean abs. difference |",
         "|---|---:|---:|---:|---:|",
@@ -147,6 +163,7 @@ def evaluate_dsanet(
     report.write_text("\n".join(lines))
     write_csv(out / "per_clip.csv", per_clip_rows)
     result = {"rows": dict(rows), "temporal": temporal, "report": report, "overlays": overlays,
-              "n_clips": len(clips), "n_frames": n_frames, "checkpoint": str(checkpoint)}
+              "n_clips": len(clips), "n_frames": n_frames, "n_frames_total": n_total, "n_sparse_clips": n_sparse,
+              "checkpoint": str(checkpoint)}
     write_json(out / "metrics.json", {k: v for k, v in result.items() if k != "overlays"})
     return result
