@@ -20,6 +20,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .auth import TokenProvider
 from .errors import ServerError, ServerResponseError, ServerTimeoutError, ServerUnavailableError
 from .multipart import parse_multipart
 
@@ -83,6 +84,9 @@ class MonaiLabelClient:
     Args:
         base_url: server address, e.g. ``http://127.0.0.1:8000``.
         token: optional bearer token (servers started with authentication enabled).
+        username, password: log in to the server's realm instead (see :mod:`USSegClipLib.auth`): the token is
+            fetched before the first request, renewed before it expires, and fetched anew once after a 401.
+        token_url: the realm's token endpoint when the client reaches it at another address than the server.
         timeout: seconds to wait for the connection and for each read; inference on a long clip may need more,
             see ``infer_timeout``.
         infer_timeout: read timeout for ``/infer`` requests.
@@ -108,6 +112,9 @@ class MonaiLabelClient:
         infer_timeout: float = 600.0,
         retries: int = 2,
         backoff: float = 0.3,
+        username: str | None = None,
+        password: str | None = None,
+        token_url: str | None = None,
     ):
         base_url = (base_url or "").strip()
         if not base_url.startswith(("http://", "https://")):
@@ -122,6 +129,10 @@ class MonaiLabelClient:
         self.session = requests.Session()
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
+        if token and username:
+            raise ValueError("give either a token or a username and password, not both")
+        self.auth = (TokenProvider(self.base_url, username, password or "", self.timeout, token_url)
+                     if username else None)
         retry = Retry(
             total=retries,
             connect=retries,
@@ -141,6 +152,22 @@ class MonaiLabelClient:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def _request(self, method: str, path: str, timeout: float | None = None, **kwargs) -> requests.Response:
+        auth = getattr(self, "auth", None)
+        if auth is None:
+            return self._request_once(method, path, timeout, **kwargs)
+        try:
+            return self._request_once(method, path, timeout, headers=auth.header(), **kwargs)
+        except ServerResponseError as e:
+            if e.status != 401 or not auth.invalidate():
+                raise
+        logger.info("%s %s: token refused (401); logging in again", method, path)
+        for item in (kwargs.get("files") or {}).values():  # uploads are sent again from their start
+            stream = item[1] if isinstance(item, tuple) else item
+            if hasattr(stream, "seek"):
+                stream.seek(0)
+        return self._request_once(method, path, timeout, headers=auth.header(), **kwargs)
+
+    def _request_once(self, method: str, path: str, timeout: float | None = None, **kwargs) -> requests.Response:
         url = self._url(path)
         logger.debug("%s %s", method, url)
         try:
