@@ -20,6 +20,7 @@ COMMANDS = {
     "sample-data": "sample_data",
     "train": "train",
     "evaluate": "evaluate",
+    "predict": "predict",
     "bench": "bench",
 }
 

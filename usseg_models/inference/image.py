@@ -55,10 +55,20 @@ class ImagePredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> ImagePredictor:
-        """Build the predictor from a usseg checkpoint (network, configuration and input size come from it)."""
+        """Build the predictor from a usseg checkpoint (network, configuration and input size come from it).
+
+        Raises:
+            CheckpointError: not a usseg checkpoint, not an image network (IntraSense-Net / UNet), or weights that
+                do not fit.
+        """
+        from usseg_models.errors import CheckpointError
         from usseg_models.networks.checkpoint import load_checkpoint
 
         model, payload = load_checkpoint(path)
+        if payload["network"] not in ("intrasense", "unet"):
+            raise CheckpointError(
+                f"{path} holds a {payload['network']} network; ImagePredictor needs intrasense or unet"
+            )
         return cls(model, int(payload["spatial_size"]), device=device, **kwargs)
 
     def _autocast(self):

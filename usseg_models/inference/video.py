@@ -35,6 +35,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,30 @@ class DSANetPredictor:
         self.amp = bool(amp)
         self.batch_size = int(batch_size)
         self.in_channels = int(getattr(model, "in_channels", 3))
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", amp: bool = False, batch_size: int = 8
+    ) -> DSANetPredictor:
+        """Build the predictor from a usseg DSANet checkpoint (configuration and input size come from it).
+
+        Raises:
+            CheckpointError: the file is not a usseg checkpoint, does not hold a DSANet, or its weights do not fit.
+
+        Examples::
+
+            >>> predictor = DSANetPredictor.from_checkpoint("best.pt", device="cuda", amp=True)  # doctest: +SKIP
+            >>> label = predictor.predict_clip(cine)   # (X, Y, T[, 3]) -> uint8 (X, Y, T)       # doctest: +SKIP
+        """
+        from usseg_models.errors import CheckpointError
+        from usseg_models.networks.checkpoint import load_checkpoint
+
+        model, payload = load_checkpoint(path)
+        if payload["network"] != "dsanet":
+            raise CheckpointError(
+                f"{path} holds a {payload['network']} network; DSANetPredictor needs a dsanet checkpoint"
+            )
+        return cls(model, int(payload["spatial_size"]), device=device, amp=amp, batch_size=batch_size)
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self) -> contextlib.AbstractContextManager:
