@@ -22,12 +22,20 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" / "USSegClip"))
 
 from USSegClipLib import (  # noqa: E402
+    Clip,
+    ClipGeometryError,
+    ModelNotTrainedError,
     MonaiLabelClient,
     ServerError,
     ServerResponseError,
     ServerTimeoutError,
     ServerUnavailableError,
+    USSegClipError,
     parse_multipart,
+    read_volume,
+    refine_clip,
+    refine_model_name,
+    write_nifti,
 )
 
 MultipartEncoder = pytest.importorskip("requests_toolbelt").MultipartEncoder
@@ -95,6 +103,8 @@ def test_bad_urls_and_settings_are_refused():
 class _Handler(BaseHTTPRequestHandler):
     counts: dict = {}
     infer_body: tuple = (b"", "")
+    refine_requests: list = []
+    refine_delay: float = 0.0
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -131,9 +141,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._count()
         length = int(self.headers.get("Content-Length", 0))
-        self.rfile.read(length)
+        body = self.rfile.read(length)
         path = self.path.split("?")[0]
-        if path.startswith("/activelearning/"):
+        if path == "/infer/untrained":
+            detail = ("model untrained is not trained yet, so its output would be meaningless: its first training is "
+                      "running (started 1796000000); GET /train/ shows its progress — try again when it is DONE. "
+                      'Send params {"allow_untrained": true} to get untrained output anyway.')
+            self._send(409, json.dumps({"detail": detail}).encode())
+        elif path == "/infer/dsanet_refine":
+            parts = parse_multipart(body, self.headers["Content-Type"])
+            _Handler.refine_requests.append((self.path, {k: (v.filename, v.data) for k, v in parts.items()}))
+            time.sleep(self.refine_delay)
+            answer, ctype = self.infer_body
+            self._send(200, answer, ctype)
+        elif path.startswith("/activelearning/"):
             self._send(503, b"busy", "text/plain")
         elif path.startswith("/infer/bad"):
             detail = [{"loc": ["query", "image"], "msg": "field required"}]
@@ -200,3 +221,79 @@ def test_infer_multipart_answer_over_http(http_server, tmp_path):
     assert result.label == payload
     saved = Path(result.save_label(tmp_path))
     assert saved.name == "usseg_x.nii.gz" and saved.read_bytes() == payload
+
+
+def test_untrained_model_answer_becomes_a_plain_sentence(http_server):
+    """409 "not trained yet" (the usseg server's wording) → ModelNotTrainedError, a sentence without API jargon."""
+    with pytest.raises(ModelNotTrainedError) as err:
+        MonaiLabelClient(http_server, retries=0).infer("untrained", image_id="cine_000")
+    message = str(err.value)
+    assert err.value.status == 409 and err.value.model == "untrained" and "allow_untrained" in err.value.detail
+    assert message.startswith("The untrained model on the server is not trained yet")
+    assert "its first training is running" in message and "Refine from my edits" in message
+    assert "allow_untrained" not in message and "HTTP" not in message
+
+
+def _refine_answer(tmp_path, shape=(8, 6, 5), value=1):
+    label = np.zeros(shape, np.uint8)
+    label[2:5, 1:4, :] = value
+    path = write_nifti(Clip(label, np.diag([0.5, 0.5, 1.0, 1.0]), 2), tmp_path / "refined.nii.gz")
+    return label, _encoded({"refinement": {"corrected_frames": [0, 4], "steps": 3}}, Path(path).read_bytes())
+
+
+def test_refine_request_and_answer(http_server, tmp_path):
+    """The clip (upload) or its id, the label as multipart ``label`` and corrected_frames in params; the refined
+    label comes back on the label's grid; progress is reported while waiting."""
+    refined, _Handler.infer_body = _refine_answer(tmp_path)
+    _Handler.refine_requests, _Handler.refine_delay = [], 0.3
+    client = MonaiLabelClient(http_server, retries=0)
+    matrix = np.diag([0.5, 0.5, 1.0, 1.0])
+    label = Clip(np.zeros((8, 6, 5), np.uint8), matrix, 2)
+    label.voxels[0:2, 0:2, 4] = 1
+    clip = Clip(np.arange(240, dtype=np.uint8).reshape(8, 6, 5), matrix, 2)
+    calls, answer = [], {}
+    out = refine_clip(client, "dsanet_refine", label, [4, 0, 4], clip=clip, params={"max_steps": 3},
+                      progress=lambda s, b: calls.append((s, b)), poll_interval=0.05, answer=answer)
+    np.testing.assert_array_equal(out.voxels, refined)
+    np.testing.assert_array_equal(out.ijk_to_ras, matrix)
+    assert answer["refinement"]["steps"] == 3 and len(calls) >= 3 and all(b is None for _, b in calls)
+    query, parts = _Handler.refine_requests[-1]
+    assert "output=all" in query and "image=" not in query
+    assert json.loads(parts["params"][1]) == {"max_steps": 3, "corrected_frames": [0, 4]}
+    (tmp_path / "sent").mkdir()
+    sent = tmp_path / "sent" / parts["label"][0]
+    sent.write_bytes(parts["label"][1])
+    np.testing.assert_array_equal(read_volume(sent).voxels, label.voxels)
+    assert parts["file"][0].endswith(".nii.gz")
+    refine_clip(client, "dsanet_refine", label, [0], image_id="cine_000", poll_interval=0.05)
+    query, parts = _Handler.refine_requests[-1]
+    assert "image=cine_000" in query and "file" not in parts
+
+
+def test_refine_cancel_stops_waiting(http_server, tmp_path):
+    _, _Handler.infer_body = _refine_answer(tmp_path)
+    _Handler.refine_requests, _Handler.refine_delay = [], 3.0
+    client = MonaiLabelClient(http_server, retries=0)
+    label = Clip(np.ones((8, 6, 5), np.uint8), np.eye(4), 2)
+    cancel = threading.Event()
+    t0 = time.monotonic()
+    out = refine_clip(client, "dsanet_refine", label, [1], image_id="x", params={"time_budget_s": 8.0},
+                      progress=lambda s, b: cancel.set() if s > 0.2 else None, cancel=cancel, poll_interval=0.05)
+    assert out is None and time.monotonic() - t0 < 2.0  # returned long before the server's 3 s answer
+    assert client.info()["name"] == "t"  # the caller's client is still usable (the request ran on a clone)
+
+
+def test_refine_input_errors(tmp_path):
+    client = MonaiLabelClient("http://127.0.0.1:9")
+    label = Clip(np.zeros((8, 6, 5), np.uint8), np.eye(4), 2)
+    with pytest.raises(ValueError, match="at least one corrected frame"):
+        refine_clip(client, "dsanet_refine", label, [], image_id="x")
+    with pytest.raises(ClipGeometryError, match=r"\[5\] lie outside the clip's 5 frames"):
+        refine_clip(client, "dsanet_refine", label, [0, 5], image_id="x")
+    with pytest.raises(ClipGeometryError, match="binary"):
+        refine_clip(client, "dsanet_refine", Clip(np.full((8, 6, 5), 2, np.uint8), np.eye(4), 2), [0], image_id="x")
+    with pytest.raises(ValueError, match="exactly one"):
+        refine_clip(client, "dsanet_refine", label, [0])
+    assert refine_model_name({"models": {"dsanet": {}, "dsanet_refine": {}}}, "dsanet") == "dsanet_refine"
+    with pytest.raises(USSegClipError, match="no refinement"):
+        refine_model_name({"models": {"dsanet": {}}}, "dsanet")

@@ -1,15 +1,16 @@
 """USSegClipLib: everything the USSegClip Slicer module does that does not need Slicer.
 
-Server communication (MONAI Label REST client, inference, training status) and data conversion (clip geometry,
-NIfTI/NRRD/PNG volumes, ``.seg.nrrd`` segmentations, label values). This package never imports ``slicer``, ``qt``,
-``ctk`` or ``vtk``, so it runs and is tested with plain Python; it needs ``requests``, ``numpy``, ``nibabel``,
-``pynrrd`` and ``slicerio``.
+Server communication (MONAI Label REST client, inference, refinement from corrected frames, training status) and
+data conversion (clip geometry, NIfTI/NRRD/PNG volumes, ``.seg.nrrd`` segmentations, label values and colours,
+reviewed frames). This package never imports ``slicer``, ``qt``, ``ctk`` or ``vtk``, so it runs and is tested with
+plain Python; it needs ``requests``, ``numpy``, ``nibabel``, ``pynrrd`` and ``slicerio``.
 """
 
 from .client import InferResult, MonaiLabelClient
 from .errors import (
     ClipGeometryError,
     LabelFileError,
+    ModelNotTrainedError,
     ServerError,
     ServerResponseError,
     ServerTimeoutError,
@@ -32,14 +33,18 @@ from .geometry import (
 )
 from .inference import frame_chunks, infer_clip, infer_frame, infer_image
 from .labels import (
+    SegmentStyle,
     compose_labelmap,
     fit_label_to_clip,
+    label_palette,
     model_labels,
     models_of_dimension,
     rename_labels,
     split_labelmap,
 )
 from .multipart import MultipartPart, parse_multipart
+from .refine import refine_clip, refine_model_name
+from .review import changed_frames, format_frames, parse_frames, review_summary
 from .segfile import read_seg_nrrd, write_seg_nrrd
 from .training import TrainingMonitor, TrainingState
 from .volumeio import read_volume, write_nifti, write_nrrd
@@ -49,18 +54,22 @@ __all__ = [
     "ClipGeometryError",
     "InferResult",
     "LabelFileError",
+    "ModelNotTrainedError",
     "MonaiLabelClient",
     "MultipartPart",
     "ServerError",
     "ServerResponseError",
     "ServerTimeoutError",
+    "SegmentStyle",
     "ServerUnavailableError",
     "TrainingMonitor",
     "TrainingState",
     "USSegClipError",
+    "changed_frames",
     "compose_labelmap",
     "compose_matrix",
     "fit_label_to_clip",
+    "format_frames",
     "frame_chunks",
     "frame_index_from_ras",
     "ijk_to_kji",
@@ -68,16 +77,21 @@ __all__ = [
     "infer_frame",
     "infer_image",
     "kji_to_ijk",
+    "label_palette",
     "matrix_from_text",
     "matrix_to_text",
     "model_labels",
     "models_of_dimension",
+    "parse_frames",
     "parse_multipart",
     "ras_of_frame",
     "ras_to_ijk",
     "read_seg_nrrd",
     "read_volume",
+    "refine_clip",
+    "refine_model_name",
     "rename_labels",
+    "review_summary",
     "split_labelmap",
     "split_matrix",
     "stack_frames",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +22,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .auth import TokenProvider
-from .errors import ServerError, ServerResponseError, ServerTimeoutError, ServerUnavailableError
+from .errors import (
+    ModelNotTrainedError,
+    ServerError,
+    ServerResponseError,
+    ServerTimeoutError,
+    ServerUnavailableError,
+)
 from .multipart import parse_multipart
 
 __all__ = ["InferResult", "MonaiLabelClient"]
@@ -147,6 +154,17 @@ class MonaiLabelClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
+    def clone(self) -> MonaiLabelClient:
+        """A client for the same server with its own HTTP session (for a request made in another thread)."""
+        twin = MonaiLabelClient.__new__(MonaiLabelClient)
+        twin.base_url, twin.timeout, twin.infer_timeout = self.base_url, self.timeout, self.infer_timeout
+        twin.auth = getattr(self, "auth", None)  # a shared token provider (logins are serialised there)
+        twin.session = requests.Session()
+        twin.session.headers.update(self.session.headers)
+        for prefix, adapter in self.session.adapters.items():
+            twin.session.mount(prefix, HTTPAdapter(max_retries=adapter.max_retries))
+        return twin
+
     # ------------------------------------------------------------------ plumbing
     def _url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
@@ -189,7 +207,12 @@ class MonaiLabelClient:
         except requests.exceptions.RequestException as e:
             raise ServerError(f"request {method} {url} failed: {e}") from e
         if response.status_code >= 400:
-            raise ServerResponseError(response.status_code, _detail_message(response), method, path)
+            detail = _detail_message(response)
+            if response.status_code == 409 and "not trained yet" in detail:
+                named = re.search(r"model (\S+) is not trained yet", detail)
+                model = named.group(1) if named else path.rstrip("/").rsplit("/", 1)[-1]
+                raise ModelNotTrainedError(model, detail, method, path)
+            raise ServerResponseError(response.status_code, detail, method, path)
         return response
 
     @staticmethod
@@ -267,20 +290,53 @@ class MonaiLabelClient:
                                          timeout=self.infer_timeout)
         else:
             response = self._request("POST", path, params=query, data=data, timeout=self.infer_timeout)
-        content_type = response.headers.get("Content-Type", "")
-        if content_type.startswith("multipart/"):
-            parts = parse_multipart(response.content, content_type)
-            params_part = parts.get("params")
-            result_params = json.loads(params_part.data.decode("utf-8")) if params_part and params_part.data else {}
-            image_part = parts.get("image")
-            if image_part is None:
-                return InferResult(result_params or {})
-            return InferResult(result_params or {}, image_part.data, image_part.filename)
-        if content_type.startswith("application/json"):
-            body = self._json(response)
-            return InferResult(body if isinstance(body, dict) else {"result": body})
-        name = _filename_from_disposition(response.headers.get("Content-Disposition", ""))
-        return InferResult({}, response.content, name)
+        return _infer_result(response)
+
+    def refine(
+        self,
+        model: str,
+        label_file: str | os.PathLike,
+        corrected_frames: list[int],
+        image_id: str | None = None,
+        file: str | os.PathLike | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> InferResult:
+        """``POST /infer/{model}`` of a refinement task (e.g. ``dsanet_refine``): the clip (datastore id or upload),
+        its partly corrected label (multipart ``label``) and ``params["corrected_frames"]``.
+
+        Args:
+            model: the refinement task, e.g. ``"dsanet_refine"``.
+            label_file: (X, Y, T) label with the cine's grid; the server reads only the corrected frames.
+            corrected_frames: 0-based indices of the frames the user drew or checked (not empty).
+            image_id: the clip in the datastore, or
+            file: the clip to upload.
+            params: further parameters (``max_steps``, ``time_budget_s``, ``seed``, ``result_extension``).
+
+        Raises:
+            ValueError: neither or both of ``image_id`` and ``file``, or no corrected frame.
+            ServerError: the server refused (4xx naming the problem; 429 when too many refinements run) or failed.
+        """
+        if (image_id is None) == (file is None):
+            raise ValueError("give exactly one of image_id (a datastore image) or file (a file to upload)")
+        frames = sorted({int(f) for f in corrected_frames})
+        if not frames:
+            raise ValueError("refinement needs at least one corrected frame")
+        query = {"output": "all"}
+        if image_id is not None:
+            query["image"] = image_id
+        data = {"params": json.dumps({**(params or {}), "corrected_frames": frames})}
+        path = f"/infer/{quote(model, safe='')}"
+        with open(label_file, "rb") as lf:
+            files = {"label": (os.path.basename(os.fspath(label_file)), lf, "application/octet-stream")}
+            if file is None:
+                response = self._request("POST", path, params=query, data=data, files=files,
+                                         timeout=self.infer_timeout)
+            else:
+                with open(file, "rb") as f:
+                    files["file"] = (os.path.basename(os.fspath(file)), f, "application/octet-stream")
+                    response = self._request("POST", path, params=query, data=data, files=files,
+                                             timeout=self.infer_timeout)
+        return _infer_result(response)
 
     def save_label(
         self,
@@ -346,6 +402,24 @@ class MonaiLabelClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _infer_result(response: requests.Response) -> InferResult:
+    """The label file and result parameters of an ``/infer`` answer (multipart, JSON or a bare file)."""
+    content_type = response.headers.get("Content-Type", "")
+    if content_type.startswith("multipart/"):
+        parts = parse_multipart(response.content, content_type)
+        params_part = parts.get("params")
+        result_params = json.loads(params_part.data.decode("utf-8")) if params_part and params_part.data else {}
+        image_part = parts.get("image")
+        if image_part is None:
+            return InferResult(result_params or {})
+        return InferResult(result_params or {}, image_part.data, image_part.filename)
+    if content_type.startswith("application/json"):
+        body = MonaiLabelClient._json(response)
+        return InferResult(body if isinstance(body, dict) else {"result": body})
+    name = _filename_from_disposition(response.headers.get("Content-Disposition", ""))
+    return InferResult({}, response.content, name)
 
 
 def _filename_from_disposition(value: str) -> str | None:

@@ -81,6 +81,7 @@ def infer_clip(
     progress: ProgressCallback | None = None,
     params: dict[str, Any] | None = None,
     workdir: str | None = None,
+    answer: dict[str, Any] | None = None,
 ) -> Clip:
     """Segment every frame of ``clip`` with ``model`` on the server.
 
@@ -95,6 +96,7 @@ def infer_clip(
             it to cancel.
         params: extra inference parameters sent with each request.
         workdir: directory for the temporary files (a new temporary directory by default).
+        answer: when given, filled with the server's result parameters (``label_names``, ``label_colors``, ...).
 
     Returns:
         The label clip on ``clip``'s grid and matrix (frame axis as ``clip``).
@@ -114,6 +116,8 @@ def infer_clip(
             part = _frames(last, first_sent, stop_sent)
             path = write_nifti(part, os.path.join(tmp, f"clip_{index:04d}.nii.gz"))
             result = client.infer(model, file=path, params=params)
+            if answer is not None:
+                answer.update(result.params)
             label = fit_label_to_clip(read_volume(result.save_label(tmp), 2), part)
             out[:, :, first_kept:stop] = label.voxels[:, :, first_kept - first_sent : stop - first_sent]
             logger.info("%s: frames %d-%d of %d segmented", model, first_kept, stop - 1, n)
@@ -132,10 +136,13 @@ def infer_frame(
     frame_index: int,
     params: dict[str, Any] | None = None,
     workdir: str | None = None,
+    answer: dict[str, Any] | None = None,
 ) -> Clip:
     """Segment one frame of ``clip`` with an image model (e.g. ``"intrasense"``).
 
     The frame is sent as a one-slice NIfTI ``(X, Y, 1)`` with the frame's own matrix (as Slicer sends 2-D images).
+
+    ``answer``, when given, is filled with the server's result parameters.
 
     Returns:
         A one-frame label clip ``(X, Y, 1)`` placed at the frame (``Clip.single_frame`` geometry).
@@ -146,6 +153,8 @@ def infer_frame(
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = write_nifti(frame, os.path.join(tmp, f"frame_{frame_index:04d}.nii.gz"))
         result = client.infer(model, file=path, params=params)
+        if answer is not None:
+            answer.update(result.params)
         return fit_label_to_clip(read_volume(result.save_label(tmp), 2), frame)
 
 
@@ -156,8 +165,14 @@ def infer_image(
     frame_axis: int = 2,
     params: dict[str, Any] | None = None,
     workdir: str | None = None,
+    answer: dict[str, Any] | None = None,
 ) -> Clip:
-    """Segment a datastore image by id; returns the label as the server wrote it (its own matrix)."""
+    """Segment a datastore image by id; returns the label as the server wrote it (its own matrix).
+
+    ``answer``, when given, is filled with the server's result parameters.
+    """
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         result = client.infer(model, image_id=image_id, params=params)
+        if answer is not None:
+            answer.update(result.params)
         return read_volume(result.save_label(tmp), frame_axis)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,8 +14,8 @@ import numpy as np
 from .errors import ClipGeometryError, LabelFileError
 from .geometry import Clip
 
-__all__ = ["compose_labelmap", "fit_label_to_clip", "model_labels", "models_of_dimension", "rename_labels",
-           "split_labelmap"]
+__all__ = ["SegmentStyle", "compose_labelmap", "fit_label_to_clip", "label_palette", "model_labels",
+           "models_of_dimension", "rename_labels", "split_labelmap"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,69 @@ def model_labels(info: Mapping[str, Any], model: str | None = None) -> dict[str,
     else:
         table = {str(name): i + 1 for i, name in enumerate(labels)}
     return {k: v for k, v in table.items() if v != 0 and k.lower() != "background"}
+
+
+@dataclass(frozen=True)
+class SegmentStyle:
+    """How one server label appears as a Slicer segment.
+
+    Attributes:
+        name: the server's label name (the segment's name and id).
+        value: the label value in the server's label files.
+        color: RGB in 0..1 from the server, or None when the server gave none (Slicer then picks one).
+    """
+
+    name: str
+    value: int
+    color: tuple[float, float, float] | None = None
+
+
+def _color(value: Any) -> tuple[float, float, float] | None:
+    try:
+        rgb = [float(c) for c in value][:3]
+    except (TypeError, ValueError):
+        return None
+    if len(rgb) != 3 or any(c < 0 for c in rgb):
+        return None
+    if max(rgb) > 1.0:  # 0..255 colours
+        rgb = [c / 255.0 for c in rgb]
+    return (rgb[0], rgb[1], rgb[2])
+
+
+def label_palette(answer: Mapping[str, Any] | None = None, info: Mapping[str, Any] | None = None,
+                  model: str | None = None) -> list[SegmentStyle]:
+    """Segment names, values and colours as the server gives them, in label-value order.
+
+    The server is the one source of the palette: an inference answer's ``label_names`` and ``label_colors``
+    (0..1 floats) when there is one, else the model's ``labels`` in ``GET /info/`` (and its ``label_colors`` when
+    the info lists them; otherwise no colours).
+
+    Args:
+        answer: result parameters of ``POST /infer/{model}`` (may be None or lack the keys).
+        info: the server's ``/info/`` JSON.
+        model: the model whose labels to use from ``info``.
+
+    Raises:
+        LabelFileError: neither source names any label.
+
+    Examples::
+
+        label_palette({"label_names": {"lesion": 1}, "label_colors": {"lesion": [1, 0.2, 0.2]}})
+        # [SegmentStyle(name="lesion", value=1, color=(1.0, 0.2, 0.2))]
+    """
+    names: dict[str, int] | None = None
+    colors: Mapping[str, Any] = {}
+    if answer and answer.get("label_names"):
+        names = model_labels({"labels": answer["label_names"]})
+        colors = answer.get("label_colors") or {}
+    if names is None and info is not None:
+        names = model_labels(info, model)
+        entry = info.get("models", {}).get(model, {}) if model else info
+        colors = entry.get("label_colors") or {}
+    if not names:
+        raise LabelFileError("the server named no labels for this model")
+    return [SegmentStyle(name, value, _color(colors.get(name)) if name in colors else None)
+            for name, value in sorted(names.items(), key=lambda kv: kv[1])]
 
 
 def models_of_dimension(info: Mapping[str, Any], dimension: int, preferred: str | None = None) -> list[str]:
