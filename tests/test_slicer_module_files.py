@@ -2,9 +2,11 @@
 
 - the ``.ui`` file loads with PySide6's ``QUiLoader`` offscreen and holds every widget the module's code uses,
   and every ``SlicerParameterName`` is a field of the parameter node;
-- ``USSegClip.py`` and the in-Slicer test compile; they do no HTTP themselves (only ``USSegClipLib`` does),
-  import from Lib only names it exports, and call only Logic methods that exist;
+- ``USSegClip.py``, the in-Slicer test and the Logic package compile; they do no HTTP themselves (only
+  ``USSegClipLib`` does), import from Lib and Logic only names those export, and call only Logic methods that exist;
 - ``USSegClipLib`` never imports ``slicer``, ``qt``, ``ctk`` or ``vtk`` (checked in the source and at run time);
+- the Logic package imports only ``slicer``, ``vtk``, numpy, ``USSegClipLib`` and the standard library: no Qt, no
+  ``slicer.modules``/``slicer.app``, no ``ScriptedLoadableModule`` (it runs on slicer-core: test_slicer_mrml*.py);
 - the CMake files follow the extension template and list every file that must be installed.
 
 No stand-in ``slicer`` module is used: the module file is analysed, not imported.
@@ -28,6 +30,8 @@ MODULE_DIR = EXT / "USSegClip"
 MODULE_PY = MODULE_DIR / "USSegClip.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "USSegClip.ui"
 LIB_DIR = MODULE_DIR / "USSegClipLib"
+LOGIC_DIR = MODULE_DIR / "USSegClipLogic"
+LOGIC_PY = LOGIC_DIR / "logic.py"
 SLICER_TEST = MODULE_DIR / "Testing" / "Python" / "USSegClipModuleTest.py"
 GUI_MODULES = {"slicer", "qt", "ctk", "vtk"}
 HTTP_MODULES = {"requests", "urllib", "urllib3", "http", "httpx", "aiohttp", "socket", "requests_toolbelt"}
@@ -145,7 +149,7 @@ def test_ui_parameter_names_are_parameter_node_fields(loaded_ui):
     assert set(loaded_ui["params"].values()) == fields  # every field has its widget
 
 
-@pytest.mark.parametrize("path", [MODULE_PY, SLICER_TEST], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [MODULE_PY, SLICER_TEST, *sorted(LOGIC_DIR.glob("*.py"))], ids=lambda p: p.name)
 def test_module_files_compile_and_do_no_http(path, tmp_path):
     py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
     tree = _tree(path)
@@ -155,30 +159,60 @@ def test_module_files_compile_and_do_no_http(path, tmp_path):
     assert not re.search(r"\b(requests|urllib3?|http\.client)\.", source), f"HTTP call in {path.name}"
 
 
-def test_module_imports_only_what_lib_exports():
+def _declared_all(path: Path) -> set[str]:
+    for node in _tree(path).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    raise AssertionError(f"{path} declares no __all__")
+
+
+def test_module_imports_only_what_lib_and_logic_export():
     sys.path.insert(0, str(MODULE_DIR))
     try:
         import USSegClipLib
     finally:
         sys.path.remove(str(MODULE_DIR))
-    for path in (MODULE_PY, SLICER_TEST):
+    exported = {"USSegClipLib": set(USSegClipLib.__all__), "USSegClipLogic": _declared_all(LOGIC_DIR / "__init__.py")}
+    used = 0
+    for path in (MODULE_PY, SLICER_TEST, *LOGIC_DIR.glob("*.py")):
         for node in ast.walk(_tree(path)):
-            if isinstance(node, ast.ImportFrom) and node.module == "USSegClipLib":
+            if isinstance(node, ast.ImportFrom) and node.module in exported:
                 for alias in node.names:
-                    assert alias.name in USSegClipLib.__all__, f"{path.name} imports {alias.name!r} from Lib"
+                    used += 1
+                    assert alias.name in exported[node.module], f"{path.name} imports {alias.name!r} from {node.module}"
+    assert used >= 10
+
+
+ALLOWED_LOGIC_IMPORTS = {"slicer", "vtk", "numpy", "USSegClipLib",  # and the standard library:
+                         "__future__", "collections", "json", "logging", "os", "re", "tempfile", "threading", "typing"}
+
+
+def test_logic_package_needs_no_qt():
+    """Only slicer (MRML, util, logic classes), vtk, numpy, Lib and the standard library; no GUI entry points."""
+    files = sorted(LOGIC_DIR.glob("*.py"))
+    assert {p.name for p in files} >= {"__init__.py", "logic.py", "mrml.py"}
+    for path in files:
+        tree = _tree(path)
+        extra = _imported_modules(tree) - ALLOWED_LOGIC_IMPORTS
+        assert not extra, f"{path.name} imports {sorted(extra)}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "slicer":
+                assert node.attr not in {"modules", "app", "ScriptedLoadableModule", "mrmlScene"}, (
+                    f"{path.name} uses slicer.{node.attr} (absent from slicer-core)")
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("slicer."):
+                assert node.module not in {"slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper"}, path.name
 
 
 def test_widget_calls_only_existing_logic_methods():
     tree = _tree(MODULE_PY)
-    logic_methods = {n.name for n in _class(tree, "USSegClipLogic").body if isinstance(n, ast.FunctionDef)}
-    logic_methods |= {"getParameterNode"}
+    logic_methods = {n.name for n in _class(_tree(LOGIC_PY), "USSegClipLogic").body if isinstance(n, ast.FunctionDef)}
     called = set()
     for node in ast.walk(_class(tree, "USSegClipWidget")):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "logic"
                 and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"):
             called.add(node.attr)
     assert called, "no self.logic.* use found"
-    unknown = called - logic_methods - {"client", "info", "monitors"}
+    unknown = called - logic_methods - {"client", "info", "monitors", "sequencesLogic", "scene"}
     assert not unknown, f"the widget uses Logic members that do not exist: {unknown}"
 
 
@@ -212,7 +246,7 @@ def test_cmake_files_follow_the_template_and_list_every_file():
     listed = {m.replace("${MODULE_NAME}", "USSegClip") for m in entries}
     for name in listed:
         assert (MODULE_DIR / name).is_file(), f"CMakeLists lists {name}, which does not exist"
-    lib_files = {f"USSegClipLib/{p.name}" for p in LIB_DIR.glob("*.py")}
+    lib_files = {f"{p.parent.name}/{p.name}" for d in (LIB_DIR, LOGIC_DIR) for p in d.glob("*.py")}
     assert lib_files <= listed, f"not installed by CMake: {sorted(lib_files - listed)}"
     assert {"USSegClip.py", "Resources/UI/USSegClip.ui", "Resources/Icons/USSegClip.png"} <= listed
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module
@@ -228,7 +262,8 @@ def test_module_and_in_slicer_tests_follow_the_scripted_template():
     bases = {n.name: [ast.unparse(b) for b in n.bases] for n in tree.body if isinstance(n, ast.ClassDef)}
     assert bases["USSegClip"] == ["ScriptedLoadableModule"]
     assert "ScriptedLoadableModuleWidget" in bases["USSegClipWidget"]
-    assert bases["USSegClipLogic"] == ["ScriptedLoadableModuleLogic"]
+    assert "USSegClipLogic" not in bases  # the Logic lives in USSegClipLogic/ (no Qt base class)
+    assert [ast.unparse(b) for b in _class(_tree(LOGIC_PY), "USSegClipLogic").bases] == []
     assert bases["USSegClipTest"] == ["ScriptedLoadableModuleTest"]
     test_classes = [n for n in _tree(SLICER_TEST).body if isinstance(n, ast.ClassDef)]
     assert [ast.unparse(b) for b in test_classes[0].bases] == ["ScriptedLoadableModuleTest"]
