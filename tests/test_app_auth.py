@@ -311,12 +311,29 @@ def test_logs_and_batch_need_admin(url, tokens):
     assert call(url, "POST", "/batch/infer/intrasense", tokens["annotator"], json={}).status_code == 403
 
 
+def test_monai_label_client_logs_in_through_the_server(url, server):
+    """MONAI Label's own Python client: ``/auth/`` says auth is on, ``/auth/token`` gives a token that works."""
+    from monailabel.client.client import MONAILabelClient, MONAILabelClientException
+
+    client = MONAILabelClient(url, tmpdir=str(server.app_dir / "ml_client"))
+    assert client.auth_enabled()
+    with pytest.raises(MONAILabelClientException):
+        client.datastore()  # no token yet
+    with pytest.raises(MONAILabelClientException) as refused:
+        client.auth_token("user", "wrong")
+    assert refused.value.status_code == 401
+    client.update_auth(client.auth_token("user", "user"))
+    assert client.auth_valid_token()
+    assert client.datastore()["objects"]
+    assert client.next_sample("first", {}).get("id")
+
+
 # ---- the USSegClip client ----------------------------------------------------------------------------------
 def test_client_logs_in_once_and_sends_its_token(url):
     with MonaiLabelClient(url, username="annotator", password="annotator") as client:
         assert {"dsanet", "intrasense"} <= set(client.info()["models"])
         assert client.datastore("stats")["total"] >= 1
-        assert client.next_sample("random").get("id")
+        assert client.next_sample("first").get("id")
         with pytest.raises(ServerResponseError) as refused:
             client.start_training("intrasense")
         assert refused.value.status == 403
