@@ -387,6 +387,53 @@ def test_client_gives_up_after_one_new_login(url, tmp_path):
         assert stranger.counts()["password"] == 2
 
 
+def test_client_credentials_against_a_server_without_auth():
+    """Auth off (``GET /auth/`` is 404 then): the client sends no token and does not try to log in."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = b'{"total": 1}' if self.path.startswith("/datastore/") else b'{"detail": "Not Found"}'
+            self.send_response(200 if self.path.startswith("/datastore/") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        client = MonaiLabelClient(f"http://127.0.0.1:{httpd.server_address[1]}", username="u", password="p")
+        assert client.datastore("stats") == {"total": 1}
+        assert client.datastore("stats") == {"total": 1}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert seen[0] == ("/auth/", None)  # asked once whether auth is on
+    assert [p for p, _ in seen[1:]] == ["/datastore/?output=stats"] * 2 and all(a is None for _, a in seen)
+    assert client.auth.logins == 0
+
+
+def test_accepted_algorithms_are_public_key_ones(monkeypatch):
+    from monailabel_app.lib.auth import accepted_algorithms
+
+    monkeypatch.delenv("USSEG_AUTH_ALGORITHMS", raising=False)
+    assert accepted_algorithms() == ["RS256"]
+    monkeypatch.setenv("USSEG_AUTH_ALGORITHMS", "RS512, PS256")
+    assert accepted_algorithms() == ["RS512", "PS256"]
+    for bad in ("none", "RS256,HS256", "hs512"):
+        monkeypatch.setenv("USSEG_AUTH_ALGORITHMS", bad)
+        with pytest.raises(ValueError, match="public-key"):
+            accepted_algorithms()
+
+
 # ---- scripts/serve --------------------------------------------------------------------------------------------
 def _serve(args, env_extra=None, timeout=60):
     env = {k: v for k, v in os.environ.items() if k not in ("MONAI_LABEL_AUTH_ENABLE", "USSEG_INSECURE_PUBLIC",
