@@ -58,7 +58,7 @@ def test_self_checks_catch_a_transposed_frame(scene, monkeypatch):
     volume = add_volume_clip(mrml_scene, np.zeros((4, 16, 16), np.uint8), matrix)
     label = selftest.moving_label((16, 16, 4))
     seg = logic.writeLabel(volume, None, Clip(label.transpose(1, 0, 2).copy(), matrix, 2), selftest.PALETTE)
-    with pytest.raises(AssertionError, match="in common"):
+    with pytest.raises(AssertionError, match="differs from the label"):
         selftest.assert_covers(seg, "lesion", label, matrix)
 
 

@@ -41,14 +41,26 @@ def moving_label(shape) -> np.ndarray:
 
 
 def assert_covers(segmentation, segment_name: str, label_ijk: np.ndarray, ijk_to_ras) -> None:
-    """Slicer draws ``segment_name`` exactly on the RAS points of ``label_ijk``'s non-zero voxels (mm, 1e-3)."""
+    """Slicer draws ``segment_name`` exactly on the voxels of ``label_ijk`` placed by ``ijk_to_ras``: every drawn
+    voxel centre maps back (RAS→IJK) onto a whole voxel of the label's grid (within 1e-3), and those voxels are
+    the label's non-zero ones."""
     segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName(segment_name)
     assert segment_id, f"no segment {segment_name!r} in {segmentation.GetName()!r}"
     m = np.asarray(ijk_to_ras, dtype=np.float64)
-    drawn = {tuple(p) for p in np.round(segment_world_points(segmentation, segment_id), 3)}
-    expected = {tuple(p) for p in np.round(np.argwhere(label_ijk) @ m[:3, :3].T + m[:3, 3], 3)}
-    assert drawn == expected, (f"segment {segment_name!r} covers {len(drawn)} points, the label {len(expected)}; "
-                               f"{len(drawn & expected)} in common")
+    points = segment_world_points(segmentation, segment_id)
+    ijk = (points - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
+    index = np.rint(ijk).astype(int)
+    off_grid = float(np.abs(ijk - index).max()) if len(ijk) else 0.0
+    assert off_grid < 1e-3, f"segment {segment_name!r} lies {off_grid:.3f} voxel off the label's grid"
+    shape = np.shape(label_ijk)
+    inside = np.all((index >= 0) & (index < np.array(shape)), axis=1)
+    assert inside.all(), f"{int((~inside).sum())} voxels of {segment_name!r} lie outside the label's grid {shape}"
+    drawn = np.zeros(shape, bool)
+    drawn[tuple(index.T)] = True
+    expected = np.asarray(label_ijk) > 0
+    wrong = int(np.count_nonzero(drawn != expected))
+    assert wrong == 0, (f"segment {segment_name!r} differs from the label in {wrong} voxels "
+                        f"({int(drawn.sum())} drawn, {int(expected.sum())} labelled)")
 
 
 def check_volume_clip(scene, sequences_logic=None) -> None:
