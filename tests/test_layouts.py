@@ -60,6 +60,7 @@ def test_vivim_vtus_as_shipped(tmp_path):
     test = by_id["Test/0005"]  # masks on frames 1, 5, 9 only: a sparse-frame clip
     assert test.labelled == (0, 4, 8) and [m is None for m in test.label].count(False) == 3
     assert [c.id for c in discover_clips(root, split="test")] == ["Test/0005"]  # split names case-insensitive
+    assert [c.id for c in discover_clips(root / "Train")] == ["Train/0002", "Train/0010"]  # Train_GT found beside
     cine, label = load_clip_arrays(train)
     assert cine.shape == (32, 24, 12) and label.shape == (32, 24, 12) and set(np.unique(label)) == {0, 1}
     cine, label = load_clip_arrays(test)

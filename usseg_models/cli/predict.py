@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 __all__ = ["add_parser", "run", "MAX_EXIT_CODE"]
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from usseg_models.inference.files import collect_inputs, predict_files
+    from usseg_models.io.video import VIDEO_SUFFIXES
     from usseg_models.training.distributed import resolve_device
 
     device = resolve_device(args.device)
@@ -66,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
                                                    batch_size=args.batch)
     out = Path(args.output)
     items = collect_inputs(args.input, args.model_kind, exclude=out)
+    if any(p.suffix.lower() in VIDEO_SUFFIXES for it in items for p in it.paths):
+        warnings.filterwarnings("ignore", message=".*carries no calibration")  # said once here, not per file
+        print("usseg predict: note: video files carry no pixel spacing; their labels are in pixel units")
 
     def progress(seq):
         return tqdm(seq, desc=f"usseg predict {args.model_kind}", unit="input", disable=args.no_progress)

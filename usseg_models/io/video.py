@@ -28,7 +28,7 @@ cines as ordinary video files. This module reads them into the project's cine la
 - **Time**: ``frame_time_ms`` is the median step between the decoded frames' presentation times (container time
   base), else ``1000 / average frame rate``; ``fps`` is also reported.
 - **Geometry**: a video file has no calibration, so ``spacing`` is 1 (pixels, frame index), the affine is the
-  identity and a warning says so (``meta["spacing_source"] = "default"``). A file always has a T axis
+  identity and a ``UserWarning`` says so (``meta["spacing_source"] = "default"``). A file always has a T axis
   (``num_frames`` is set, even for one frame), as a multi-frame DICOM.
 
 Examples::
@@ -464,7 +464,7 @@ def read_video(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.nda
     if frame_ms is None:
         frame_ms = info.frame_time_ms
     msg = f"{os.fspath(path)}: a video file carries no calibration; spacing set to 1 (pixels)"
-    logger.warning(msg)
+    logger.debug(msg)
     warnings.warn(msg, UserWarning, stacklevel=2)
     x, y, t = arr.shape[:3]
     meta = {
