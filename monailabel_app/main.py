@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
 from typing import Any
@@ -31,12 +32,18 @@ from monailabel.interfaces.exception import MONAILabelException
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
+from monailabel_app.lib import bootstrap
 from monailabel_app.lib.auth import install_auth
 from monailabel_app.lib.configs import CONFIGS
+from monailabel_app.lib.configs.base import conf_value
 from monailabel_app.lib.datastore import SafeLocalDatastore, UltrasoundDicomWebDatastore
 from monailabel_app.lib.http import bad_request, not_found, validate_id
+from monailabel_app.lib.inputs import item_kind
 from monailabel_app.lib.label_counter import COUNTER_FILE, NewLabelCounter
-from monailabel_app.lib.trainers.base import item_kind
+from monailabel_app.lib.request_guards import install_request_guards
+from monailabel_app.lib.routes import run_in_threads
+from monailabel_app.lib.trainers.base import clean_stale_work
+from monailabel_app.lib.trainers.options import TrainOptionError
 
 __all__ = ["USSegApp"]
 
@@ -69,6 +76,65 @@ class USSegApp(MONAILabelApp):
         install_auth()  # MONAI_LABEL_AUTH_ENABLE: working token checks on every route but /info/ (lib/auth.py)
         # per datastore and kept across restarts: next to the datastore index and the labels it counts
         self._new_labels = NewLabelCounter(os.path.join(self.datastore().state_dir(), COUNTER_FILE), self.models)
+        self._install_request_checks()  # before _patch_routes copies MONAI Label's handlers
+        self._patch_routes()
+
+    def _patch_routes(self) -> None:
+        """Serve infer requests from worker threads and check training options when the request arrives.
+
+        See :mod:`monailabel_app.lib.threaded_routes`; MONAI Label starts trainings in a subprocess, so without
+        this a bad option would be accepted (200) and fail later inside the job.
+        """
+        server = sys.modules.get("monailabel.app")
+        if server is None:  # a training/scoring subprocess: no HTTP routes here
+            return
+        from monailabel.endpoints import infer as infer_endpoint
+        from monailabel.endpoints import train as train_endpoint
+
+        def checked_training(model, params=None, run_sync=False, enqueue=False):
+            self.check_train_request(model, params)
+            return train_endpoint.run_model(model, params, run_sync, enqueue)
+
+        run_in_threads(server.app, {("POST", "/infer/{model}"): infer_endpoint.run_inference,
+                                    ("POST", "/train/{model}"): checked_training})
+
+    def check_train_request(self, model: str, params: Any) -> None:
+        """404 for an unknown model, 422 naming the bad option (see :mod:`monailabel_app.lib.trainers.options`)."""
+        if model not in self.models:
+            raise not_found(f"no trainer {model!r}; available: {sorted(self.models)}")
+        if params is not None and not isinstance(params, dict):
+            raise HTTPException(status_code=422, detail="training options must be a JSON object")
+        try:
+            self._trainers[model].options(dict(params or {}))
+        except TrainOptionError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+
+    def _bootstrap_conf(self, name: str) -> tuple[int, int]:
+        config = self.models[name]
+        minimum = int(conf_value(self.conf, name, "bootstrap_min_labels", bootstrap.DEFAULT_BOOTSTRAP_MIN_LABELS))
+        epochs = int(conf_value(self.conf, name, "bootstrap_epochs",
+                                bootstrap.DEFAULT_BOOTSTRAP_EPOCHS.get(config.config_name, 30)))
+        return minimum, epochs
+
+    def on_init_complete(self):
+        """Start the first training of every untrained model whose kind has enough labels (bootstrap)."""
+        super().on_init_complete()
+        for config in self.models.values():
+            clean_stale_work(config.store.model_dir)
+        datastore = self.datastore()
+        for name, config in self.models.items():
+            minimum, epochs = self._bootstrap_conf(name)
+            if config.store.weights_path() is not None or minimum <= 0:
+                continue
+            labelled = bootstrap.labelled_items(datastore, config.kind)
+            if len(labelled) < minimum:
+                logger.info("%s is untrained; %d labelled %ss, bootstrap needs %d", name, len(labelled),
+                            config.kind, minimum)
+                continue
+            started = self.async_training(name, params={name: {"max_epochs": epochs, "bootstrap": True}},
+                                          enqueue=True)
+            logger.info("%s is untrained: first training on %d labelled %ss started (%s)", name, len(labelled),
+                        config.kind, started)
 
     # ---- datastore -------------------------------------------------------------------------------------
     def init_datastore(self) -> Datastore:
@@ -123,16 +189,33 @@ class USSegApp(MONAILabelApp):
                 "device": c.device,
                 "kind": c.kind,
                 "auto_retrain_after": c.auto_retrain_after,
+                "trained": c.store.weights_path() is not None,
+                "weights": c.store.weights_path().name if c.store.weights_path() else None,
+                "candidate": self._trainers[name].history.candidate() if name in self._trainers else None,
+                "history": self._trainers[name].history.entries()[-5:] if name in self._trainers else [],
             }
             for name, c in self.models.items()
         }
         return meta
+
+    def _refuse_untrained(self, model: str, request: dict[str, Any]) -> None:
+        config = self.models.get(model)
+        if config is None or config.store.weights_path() is not None or bootstrap.wants_untrained(request):
+            return
+        minimum, _ = self._bootstrap_conf(model)
+        try:
+            labelled = len(bootstrap.labelled_items(self.datastore(), config.kind))
+        except Exception as exc:  # noqa: BLE001 - the message is best effort; the refusal is what matters
+            logger.warning("cannot count labelled %ss: %s", config.kind, exc)
+            labelled = 0
+        raise HTTPException(status_code=409, detail=bootstrap.untrained_message(model, config.kind, labelled, minimum))
 
     # ---- requests --------------------------------------------------------------------------------------
     def infer(self, request, datastore=None):
         model = request.get("model")
         if model not in self._infers:
             raise not_found(f"no model {model!r}; available: {sorted(self._infers)}")
+        self._refuse_untrained(model, request)
         image = request.get("image")
         if isinstance(image, str) and os.path.exists(image):
             # Only files uploaded with the request (saved by MONAI Label in the temp folder) may be named by
@@ -198,3 +281,16 @@ class USSegApp(MONAILabelApp):
             else:
                 logger.info("auto retrain of %s postponed: a training run is already going", model)
         return result
+
+    # ---- request checks --------------------------------------------------------------------------------
+    def _install_request_checks(self) -> None:
+        """Give the datastore each kind's label values and put 4xx checks in front of MONAI Label's handlers.
+
+        See :mod:`monailabel_app.lib.label_checks` (labels are checked against the model of their image's kind)
+        and :mod:`monailabel_app.lib.request_guards` (params, missing image, scoring method, model upload).
+        """
+        datastore = self.datastore()
+        if hasattr(datastore, "label_values"):
+            values = {c.kind: frozenset({0, *c.labels.values()}) for c in self.models.values()}
+            datastore.label_values = {**datastore.label_values, **values}
+        install_request_guards()

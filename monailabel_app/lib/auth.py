@@ -40,6 +40,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordRequestForm
 from monailabel.config import settings
 
+from monailabel_app.lib.routes import api_routes, find_route, shadow_route
+
 __all__ = ["OPEN_ROUTES", "DEFAULT_ALGORITHMS", "accepted_algorithms", "install_auth", "route_roles"]
 
 logger = logging.getLogger(__name__)
@@ -138,32 +140,6 @@ def _rbac_of(route: APIRoute):
     return next((d.call for d in route.dependant.dependencies if isinstance(d.call, RBAC)), None)
 
 
-def _api_routes(app):
-    """``(path, methods, APIRoute)`` for every API route in matching order, routes of included routers too.
-
-    FastAPI >= 0.16x keeps included routers as nested objects (``iter_route_contexts`` flattens them); older
-    versions copy their routes into ``app.router.routes``.
-    """
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # older FastAPI: included routes are copied into the app's list
-        iter_route_contexts = None
-    if iter_route_contexts is None:
-        for route in app.router.routes:
-            if isinstance(route, APIRoute):
-                yield route.path, set(route.methods), route
-        return
-    for context in iter_route_contexts(app.router.routes):
-        route = context.original_route
-        if isinstance(route, APIRoute):
-            yield context.path, set(context.methods or ()), route
-
-
-def _find(app, method: str, path: str) -> APIRoute | None:
-    """The route that answers ``method path`` (the first in matching order)."""
-    return next((r for p, methods, r in _api_routes(app) if p == path and method in methods), None)
-
-
 async def _login(form_data: OAuth2PasswordRequestForm = Depends()) -> dict[str, Any]:  # noqa: B008 - FastAPI style
     """``POST /auth/token``: MONAI Label's password-grant proxy to the realm, with 401/503 instead of 500."""
     from monailabel.endpoints.user.auth import token_uri
@@ -199,20 +175,6 @@ async def _login(form_data: OAuth2PasswordRequestForm = Depends()) -> dict[str, 
     return response.json()
 
 
-def _shadow(app, path: str, endpoint, methods: set[str], dependencies=(), name: str | None = None) -> None:
-    """Add a route in front of all others, so it answers ``methods path`` instead of the existing one."""
-    app.router.add_api_route(
-        path, endpoint, methods=sorted(methods), dependencies=list(dependencies), include_in_schema=False,
-        name=name,
-    )
-    route = app.router.routes.pop()
-    route.usseg_auth = True
-    app.router.routes.insert(0, route)
-    mark_changed = getattr(app.router, "_mark_routes_changed", None)
-    if mark_changed is not None:  # FastAPI >= 0.16x caches route lists by version
-        mark_changed()
-
-
 def _open_paths() -> set[tuple[str, str]]:
     return {(m, _prefixed(p)) for m, p in OPEN_ROUTES}
 
@@ -224,32 +186,32 @@ def _secure_routes(app) -> list[str]:
     admin = settings.MONAI_LABEL_AUTH_ROLE_ADMIN
     changes = []
 
-    info = _find(app, "GET", _prefixed("/info/"))
+    info = find_route(app, "GET", _prefixed("/info/"))
     rbac = _rbac_of(info) if info is not None else None
     if rbac is not None and rbac not in app.dependency_overrides:
         app.dependency_overrides[rbac] = _open
         changes.append("GET /info/ open")
 
     for method in ("PUT", "DELETE"):
-        route = _find(app, method, _prefixed("/model/{model}"))
+        route = find_route(app, method, _prefixed("/model/{model}"))
         rbac = _rbac_of(route) if route is not None else None
         if rbac is not None and rbac not in app.dependency_overrides and rbac.roles != admin:
             app.dependency_overrides[rbac] = RBAC(admin)
             changes.append(f"{method} /model/{{model}} needs {admin} (was {rbac.roles})")
 
-    login = _find(app, "POST", _prefixed("/auth/token"))
+    login = find_route(app, "POST", _prefixed("/auth/token"))
     if login is not None and not getattr(login, "usseg_auth", False):
-        _shadow(app, _prefixed("/auth/token"), _login, {"POST"}, name="usseg_login")
+        shadow_route(app, _prefixed("/auth/token"), _login, {"POST"}, name="usseg_login")
         changes.append("POST /auth/token answers 401/503 instead of 500")
 
     open_paths = _open_paths()
     answered: set[tuple[str, str]] = set()  # (method, path) already served by an earlier route
-    for path, methods, route in list(_api_routes(app)):
+    for path, methods, route in list(api_routes(app)):
         todo = {m for m in methods if (m, path) not in answered and (m, path) not in open_paths}
         answered.update((m, path) for m in methods)
         if not todo or _has_auth(route.dependant):
             continue
-        _shadow(app, path, route.endpoint, todo, [*route.dependencies, Depends(RBAC(admin))], name=route.name)
+        shadow_route(app, path, route.endpoint, todo, [*route.dependencies, Depends(RBAC(admin))], name=route.name)
         changes.append(f"{','.join(sorted(todo))} {path} needs {admin} (had no check)")
     return changes
 
@@ -280,7 +242,7 @@ def route_roles(app) -> dict[tuple[str, str], str | None]:
         return "*" if _has_auth(dependant) else None
 
     roles: dict[tuple[str, str], str | None] = {}
-    for path, methods, route in _api_routes(app):
+    for path, methods, route in api_routes(app):
         for method in methods:
             roles.setdefault((method, path), role_of(route.dependant))
     return roles

@@ -61,6 +61,7 @@ __all__ = [
     "ImageSegDataset",
     "DataLayoutError",
     "load_clip",
+    "augment_consistently",
     "load_image_pair",
     "load_clip_arrays",
     "load_image_arrays",
@@ -485,7 +486,7 @@ def load_image_pair(record: ImageRecord, spatial_size: int, label_value: int | N
     return img, lab
 
 
-def _augment(tensors: Sequence[torch.Tensor], rng: np.random.Generator, rotate: bool) -> list[torch.Tensor]:
+def augment_consistently(tensors: Sequence[torch.Tensor], rng: np.random.Generator, rotate: bool) -> list[torch.Tensor]:
     """Random flips of both spatial axes (and a random multiple of 90° when ``rotate``), identical for all inputs.
 
     Inputs are ``(..., H, W)``; the same draw applies to every frame and mask, so a clip stays consistent.
@@ -570,7 +571,7 @@ class ClipWindowDataset(_RandomMixin, Dataset):
         image, label = frames[idx], masks[idx]
         valid = torch.tensor([1.0 if i in self.labelled[c] else 0.0 for i in idx])
         if self.augment:
-            image, label = _augment([image, label], self.rng, rotate=False)
+            image, label = augment_consistently([image, label], self.rng, rotate=False)
         return {"image": image, "label": label, "valid": valid, "id": self.records[c].id, "frame": t}
 
 
@@ -611,7 +612,7 @@ class ImageSegDataset(_RandomMixin, Dataset):
     def __getitem__(self, i: int) -> dict:
         image, label = self.items[i]
         if self.augment:
-            image, label = _augment([image, label], self.rng, rotate=True)
+            image, label = augment_consistently([image, label], self.rng, rotate=True)
         return {"image": image, "label": label, "id": self.records[i].id}
 
 

@@ -30,7 +30,7 @@ from usseg_models.training.curves import plot_curves
 from usseg_models.training.distributed import DistContext, all_reduce_mean, init_distributed
 from usseg_models.training.schedule import build_scheduler
 
-__all__ = ["TrainSettings", "fit", "build_optimizer", "autocast_context"]
+__all__ = ["TrainSettings", "fit", "build_optimizer", "autocast_context", "validation_dice"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,21 @@ def _validate(model: nn.Module, loader: DataLoader, predict: Predict, device: to
         scores.append(per_frame_metrics(logits.float() > 0, target > 0.5)["dice"])
     model.train()
     return float(np.concatenate(scores).mean()) if scores else float("nan")
+
+
+def validation_dice(model: nn.Module, dataset: Dataset, predict: Predict, device: str | torch.device = "cpu",
+                    batch_size: int = 4, amp: bool = False) -> float:
+    """Mean per-sample Dice of ``model`` on ``dataset`` — the same score :func:`fit` reports as ``val_dice``.
+
+    Used to compare two models (a retrained candidate and the live model) on one fixed validation set.
+    """
+    dev = torch.device(device)
+    loader = DataLoader(dataset, batch_size=max(1, int(batch_size)), shuffle=False)
+    model = unwrap_model(model).to(dev)
+    was_training = model.training
+    score = _validate(model, loader, predict, dev, amp, channels_last=False)
+    model.train(was_training)
+    return score
 
 
 def fit(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cached_property
 
 from monailabel_app.lib.activelearning.temporal import TemporalUncertainty
-from monailabel_app.lib.configs.base import UltrasoundTaskConfig
+from monailabel_app.lib.configs.base import UltrasoundTaskConfig, conf_value
 from monailabel_app.lib.infers.dsanet import DSANetInfer
+from monailabel_app.lib.infers.refine import DSANetRefineInfer, RefineLimits
 from monailabel_app.lib.scoring.temporal import TemporalDisagreementScoring
 from monailabel_app.lib.trainers.base import UltrasoundTrainTask
 
@@ -29,8 +30,18 @@ class DSANetConfig(UltrasoundTaskConfig):
     def scoring(self) -> TemporalDisagreementScoring:
         return TemporalDisagreementScoring(self.infer_task)
 
+    @cached_property
+    def refine_task(self) -> DSANetRefineInfer:
+        limits = RefineLimits(
+            max_steps=int(conf_value(self.conf, self.name, "refine_max_steps", 60)),
+            time_budget_s=float(conf_value(self.conf, self.name, "refine_time_budget_s", 8.0)),
+            max_concurrent=int(conf_value(self.conf, self.name, "refine_max_concurrent", 1)),
+        )
+        return DSANetRefineInfer(self.store, self.labels, self.label_colors, limits)
+
     def infer(self):
-        return {self.name: self.infer_task}
+        """``<name>`` segments a cine; ``<name>_refine`` re-segments it from a few corrected frames."""
+        return {self.name: self.infer_task, f"{self.name}_refine": self.refine_task}
 
     def trainer(self):
         return UltrasoundTrainTask(self.store, self.kind, self.train_defaults(), description="Train DSANet on cines")

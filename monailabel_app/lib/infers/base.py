@@ -13,16 +13,17 @@ import os
 import tempfile
 import time
 from abc import abstractmethod
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from monailabel_app.lib import inputs
 from monailabel_app.lib.http import bad_request, http_error_for, unprocessable
+from monailabel_app.lib.input_limits import check_result_fits, read_checked
 from monailabel_app.lib.model_store import ModelStore
 from usseg_models.errors import UssegError
-from usseg_models.io import load_image, writers
+from usseg_models.io import writers
 
 __all__ = ["UltrasoundInferTask", "RESULT_EXTENSIONS", "resolve_input_file", "spatial_ndim"]
 
@@ -32,21 +33,11 @@ RESULT_EXTENSIONS = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".png")
 
 
 def resolve_input_file(path: str) -> str:
-    """Return the file to read for ``path``: the file itself, or the single DICOM instance of a series folder.
-
-    A DICOMweb datastore hands over a folder holding the series' instances; an ultrasound cine is one
-    multi-frame instance and an image one single-frame instance.
-    """
-    if not os.path.isdir(path):
-        return path
-    files = sorted(p for p in Path(path).iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise unprocessable(f"series folder {Path(path).name} holds no DICOM instance")
-    if len(files) > 1:
-        # several instances: take the largest (the multi-frame cine of a series, not a secondary capture)
-        files.sort(key=lambda p: p.stat().st_size, reverse=True)
-        logger.info("series %s has %d instances; using %s", Path(path).name, len(files), files[0].name)
-    return str(files[0])
+    """:func:`monailabel_app.lib.inputs.resolve_input_file`, with an empty series folder answered 422."""
+    try:
+        return inputs.resolve_input_file(path)
+    except FileNotFoundError as exc:
+        raise unprocessable(str(exc)) from exc
 
 
 def spatial_ndim(array: np.ndarray, meta: dict[str, Any]) -> int:
@@ -135,13 +126,12 @@ class UltrasoundInferTask(InferTask):
             raise bad_request("no image file or id given")
         try:
             path = resolve_input_file(image)
-            array, meta = load_image(path)
+            array, meta, _ = read_checked(path, "image")  # size limit from the header (413), NaN/Inf (422)
             data = self.check_input(array, meta)
             ext = self._result_extension(request, path)
+            check_result_fits(ext, array.shape[: spatial_ndim(array, meta)])
             t_read = time.time()
-            with self.store.lock:
-                network, version = self.store.refresh()
-                label = self.predict(network, data)
+            label, version, extra = self.run(data, request, array, meta)
             t_infer = time.time()
             label = self.restore_layout(np.asarray(label, dtype=np.uint8), array, meta)
             out = self._write(label, meta, ext)
@@ -149,6 +139,7 @@ class UltrasoundInferTask(InferTask):
             logger.warning("infer %s rejected %s: %s", self.store.name, image, exc)
             raise http_error_for(exc) from exc
         params: dict[str, Any] = {
+            **extra,
             "label_names": dict(self.labels),
             "label_colors": {k: list(v) for k, v in self.label_colors.items()},
             "model": {"name": self.store.name, **version},
@@ -167,6 +158,19 @@ class UltrasoundInferTask(InferTask):
         if meta.get("num_frames") is not None:
             params["num_frames"] = int(meta["num_frames"])
         return out, params
+
+    def run(
+        self, data: np.ndarray, request: dict[str, Any], array: np.ndarray, meta: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+        """Predict under the store's lock; return ``(label, model version, extra response params)``.
+
+        Subclasses that do more than one prediction (refinement) override this.
+        """
+        with self.store.lock:
+            network, version = self.store.refresh()
+            label = self.predict(network, data)
+        extra = {} if self.store.weights_path() else {"untrained": True}
+        return label, version, extra
 
     def _result_extension(self, request: dict[str, Any], path: str) -> str:
         default = ".png" if path.lower().endswith(".png") else ".nii.gz"

@@ -1,4 +1,4 @@
-"""Train task: fine-tune a usseg model on the datastore's final labels and publish ``model/<name>.pt``.
+"""Train task: fine-tune a usseg model on the datastore's final labels; publish it only when it is better.
 
 The task wraps the project's own training functions (:func:`usseg_models.training.train_dsanet`,
 :func:`usseg_models.training.train_intrasense`) rather than MONAI Label's ``BasicTrainTask``: DSANet has
@@ -6,10 +6,19 @@ three supervised outputs and both models share their preprocessing with inferenc
 :mod:`usseg_models.transforms.preprocessing`. No MLflow tracking is used (MLflow 3 refuses MONAI Label's
 default file store); the history goes to ``model/<name>_train.json`` and ``GET /train/`` shows the status.
 
-Data: the datastore's ``(image, label)`` pairs of this model's kind — cines with ``(X, Y, T)`` labels for
-DSANet, 2D images for IntraSense-Net — are linked into a temporary folder in MONAI Label's layout and handed
-to the training function. Training starts from the weights in use (``model/<name>.pt`` or the pretrained
-file) when they match the configuration.
+A run, in order:
+
+1. options checked (:mod:`.options`; the server also checks them when the request arrives and answers 422);
+2. the datastore's labelled studies of this model's kind become records directly (:mod:`.records`); a cine
+   label's ``reviewed_frames`` restricts supervision to those frames;
+3. each study is on the train or validation side of the datastore's **fixed** split (:mod:`.splits`);
+4. training from the weights in use (``model/<name>.pt`` or the pretrained file) when they match;
+5. the candidate and the live model are scored on the same validation studies in this job; the candidate is
+   published only when it is at least as good (:mod:`.publish`), else kept as a candidate with the reason;
+6. ``{"rollback": true}`` instead puts back the previously published model.
+
+Intermediate files live in ``model/.work/train_<name>_<pid>/`` (removed at the end; stale ones from a killed
+run are removed when the server starts).
 
 Data-parallel: with ``"multi_gpu": true`` and more than one device (CUDA GPUs, or ``"nproc": N`` CPU
 processes on the gloo backend) the run is launched through ``torch.distributed.run`` (``torchrun``); the
@@ -26,7 +35,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,51 +43,20 @@ import torch
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
-from monailabel_app.lib.datastore import atomic_copy
-from monailabel_app.lib.infers.base import resolve_input_file, spatial_ndim
 from monailabel_app.lib.model_store import ModelStore
+from monailabel_app.lib.trainers.options import validate_train_options
+from monailabel_app.lib.trainers.publish import ModelHistory, should_publish
+from monailabel_app.lib.trainers.records import datastore_records
+from monailabel_app.lib.trainers.splits import SPLITS_FILE, FixedSplit
+from usseg_models.data.datasets import ClipRecord, ImageRecord
 from usseg_models.errors import UssegError
-from usseg_models.io import load_image
-from usseg_models.networks.checkpoint import read_checkpoint
+from usseg_models.networks.checkpoint import load_checkpoint, read_checkpoint
 
-__all__ = ["UltrasoundTrainTask", "stage_datastore", "item_kind", "run_training", "json_safe"]
+__all__ = ["UltrasoundTrainTask", "run_training", "json_safe", "WORK_DIR", "clean_stale_work"]
 
 logger = logging.getLogger(__name__)
 
-
-def item_kind(path: str) -> str | None:
-    """``"cine"`` for a multi-frame clip, ``"image"`` for a 2D image, ``None`` when unreadable."""
-    try:
-        array, meta = load_image(resolve_input_file(path))
-    except (UssegError, OSError) as exc:
-        logger.warning("skipping %s: %s", path, exc)
-        return None
-    return "cine" if spatial_ndim(array, meta) == 3 and array.shape[2] > 1 else "image"
-
-
-def _suffix(path: str) -> str:
-    name = os.path.basename(path).lower()
-    for ext in (".nii.gz", ".seg.nrrd", ".nii", ".nrrd", ".png", ".jpg", ".jpeg", ".dcm"):
-        if name.endswith(ext):
-            return ext
-    return ".dcm"  # DICOM files from a PACS often have no suffix
-
-
-def stage_datastore(pairs: list[dict[str, str]], kind: str, folder: str | os.PathLike) -> int:
-    """Link the ``(image, label)`` pairs of ``kind`` into ``folder`` in MONAI Label's layout; return the count."""
-    folder = Path(folder)
-    labels = folder / "labels" / "final"
-    labels.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for i, pair in enumerate(pairs):
-        image = resolve_input_file(pair["image"])
-        if item_kind(image) != kind:
-            continue
-        item = f"item_{i:04d}"
-        os.symlink(os.path.realpath(image), folder / f"{item}{_suffix(image)}")
-        os.symlink(os.path.realpath(pair["label"]), labels / f"{item}{_suffix(pair['label'])}")
-        count += 1
-    return count
+WORK_DIR = ".work"
 
 
 def json_safe(value: Any) -> Any:
@@ -97,22 +74,82 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
+def clean_stale_work(model_dir: str | os.PathLike) -> list[str]:
+    """Remove ``model/.work/*`` folders left by killed training runs (call when no training runs)."""
+    root = Path(model_dir) / WORK_DIR
+    removed = []
+    if root.is_dir():
+        for folder in root.iterdir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    if removed:
+        logger.info("removed stale training folders: %s", removed)
+    return removed
+
+
+def _record_to_json(record: ClipRecord | ImageRecord) -> dict[str, Any]:
+    if isinstance(record, ClipRecord):
+        return {"kind": "cine", "id": record.id, "image": str(record.image), "label": str(record.label),
+                "subject": record.subject, "labelled": list(record.labelled) if record.labelled is not None else None}
+    return {"kind": "image", "id": record.id, "image": str(record.image), "label": [str(p) for p in record.label],
+            "subject": record.subject}
+
+
+def _record_from_json(d: dict[str, Any]) -> ClipRecord | ImageRecord:
+    if d["kind"] == "cine":
+        labelled = tuple(d["labelled"]) if d.get("labelled") is not None else None
+        return ClipRecord(d["id"], Path(d["image"]), Path(d["label"]), d["subject"], labelled=labelled)
+    return ImageRecord(d["id"], Path(d["image"]), tuple(Path(p) for p in d["label"]), d["subject"])
+
+
+def _datasets(network: str, config: str, records: list, augment: bool, seed: int):
+    from usseg_models.data.datasets import ClipWindowDataset, ImageSegDataset
+    from usseg_models.networks.factory import network_spatial_size
+
+    size = network_spatial_size(network, config)
+    if network == "dsanet":
+        return ClipWindowDataset(records, size, augment=augment, seed=seed)
+    return ImageSegDataset(records, size, augment=augment, seed=seed)
+
+
 def run_training(network: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Call the project's training function for ``network`` with ``kwargs`` (``data``, ``out_dir``, ...)."""
+    """Call the project's training function for ``network`` with ``kwargs`` (``data``, ``out_dir``, ...).
+
+    ``kwargs["records"] = {"train": [...], "val": [...]}`` (JSON records, as written for data-parallel runs)
+    is turned into datasets and passed as ``data``.
+    """
     from usseg_models.training import train_dsanet, train_intrasense
 
+    kwargs = dict(kwargs)
+    spec = kwargs.pop("records", None)
+    if spec is not None:
+        train = [_record_from_json(r) for r in spec["train"]]
+        val = [_record_from_json(r) for r in spec["val"]]
+        seed = int(kwargs.get("seed", 0))
+        kwargs["data"] = (_datasets(network, kwargs["config"], train, True, seed),
+                          _datasets(network, kwargs["config"], val, False, seed) if val else None)
     fn = {"dsanet": train_dsanet, "intrasense": train_intrasense}[network]
     return fn(**kwargs)
 
 
+def score_model(network: str, model: torch.nn.Module, dataset, device: str) -> float:
+    """Validation Dice of ``model`` on ``dataset`` (the training engine's own score)."""
+    from usseg_models.training.dsanet import dsanet_predict
+    from usseg_models.training.engine import validation_dice
+    from usseg_models.training.image import image_predict
+
+    predict = dsanet_predict if network == "dsanet" else image_predict
+    return validation_dice(model, dataset, predict, device)
+
+
 class UltrasoundTrainTask(TrainTask):
-    """Fine-tune one model on the datastore's final labels and publish the checkpoint atomically.
+    """Fine-tune one model on the datastore's final labels; publish only when better (see the module docstring).
 
     Args:
         store: the model's :class:`ModelStore` (its network name, configuration and ``model/`` paths).
         kind: ``"cine"`` or ``"image"``.
         defaults: default request options (``max_epochs``, ``batch_size``, ``lr``, ``val_split``,
-            ``multi_gpu``, ``config``); a train request overrides them.
+            ``multi_gpu``, ``config``); a train request overrides them (checked by :mod:`.options`).
         description: shown by ``GET /info/``.
     """
 
@@ -124,6 +161,7 @@ class UltrasoundTrainTask(TrainTask):
         self.kind = kind
         self.defaults = dict(defaults)
         self.stats_path = store.model_dir / f"{store.name}_train.json"
+        self.history = ModelHistory(store.model_dir, store.name, store.trained_path)
 
     def config(self) -> dict[str, Any]:
         return dict(self.defaults)
@@ -134,15 +172,9 @@ class UltrasoundTrainTask(TrainTask):
         except (OSError, ValueError):
             return {}
 
-    def _options(self, request: dict[str, Any]) -> dict[str, Any]:
-        opts = dict(self.defaults)
-        opts.update({k: v for k, v in request.items() if k in self.defaults or k in ("nproc", "device", "seed")})
-        if opts.get("config", self.store.config) != self.store.config:
-            raise ValueError(f"this server runs the {self.store.config!r} configuration, not {opts['config']!r}")
-        for key in ("max_epochs", "batch_size"):
-            if int(opts[key]) < 1:
-                raise ValueError(f"{key} must be >= 1, got {opts[key]}")
-        return opts
+    def options(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The run's options: defaults overridden by ``request``, checked (raises ``TrainOptionError``)."""
+        return validate_train_options(request, self.defaults, self.store.config)
 
     def _start_weights(self) -> str | None:
         path = self.store.weights_path()
@@ -155,56 +187,107 @@ class UltrasoundTrainTask(TrainTask):
         ok = payload["network"] == self.store.name and payload["config"] == self.store.config
         return str(path) if ok else None
 
+    def _write_stats(self, stats: dict[str, Any]) -> dict[str, Any]:
+        stats = json_safe(stats)
+        tmp = self.stats_path.with_suffix(".json.part")
+        tmp.write_text(json.dumps(stats, indent=2))
+        os.replace(tmp, self.stats_path)
+        return stats
+
+    def _split(self, datastore: Datastore, records: dict[str, Any], val_split: float) -> tuple[list, list]:
+        state_dir = datastore.state_dir() if hasattr(datastore, "state_dir") else str(self.store.model_dir)
+        train_ids, val_ids = FixedSplit(os.path.join(state_dir, SPLITS_FILE)).assign(
+            self.store.name, sorted(records), val_split)
+        return [records[i] for i in train_ids], [records[i] for i in val_ids]
+
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
-        opts = self._options(request)
+        opts = self.options(request)
+        if opts.get("rollback"):
+            entry = self.history.rollback()
+            return self._write_stats({"model": self.store.name, "rollback": entry,
+                                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
         start = time.time()
-        work = Path(tempfile.mkdtemp(prefix=f"train_{self.store.name}_", dir=self.store.model_dir.parent))
+        records = datastore_records(datastore, self.kind)
+        if not records:
+            raise ValueError(f"no labelled {self.kind}s in the datastore to train {self.store.name} on")
+        train, val = self._split(datastore, records, float(opts.get("val_split", 0.2)))
+        seed = int(opts.get("seed", 0))
+        work = self.store.model_dir / WORK_DIR / f"train_{self.store.name}_{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
         try:
-            count = stage_datastore(datastore.datalist(), self.kind, work / "data")
-            if count == 0:
-                raise ValueError(f"no labelled {self.kind}s in the datastore to train {self.store.name} on")
             device = opts.get("device") or ("cuda" if self.store.device.type == "cuda" else "cpu")
             kwargs: dict[str, Any] = {
-                "data": str(work / "data"),
+                "records": {"train": [_record_to_json(r) for r in train], "val": [_record_to_json(r) for r in val]},
                 "out_dir": str(work / "run"),
                 "config": self.store.config,
                 "epochs": int(opts["max_epochs"]),
                 "batch_size": int(opts["batch_size"]),
                 "lr": float(opts["lr"]),
                 "device": device,
-                "val_fraction": float(opts.get("val_split", 0.2)) if count > 1 else 0.0,
                 "pretrained": self._start_weights(),
                 "progress": False,
-                "seed": int(opts.get("seed", 0)),
+                "seed": seed,
             }
             result = self._train(kwargs, opts, work)
             checkpoint = result.get("best_checkpoint") or result.get("last_checkpoint")
             if not checkpoint or not os.path.isfile(checkpoint):
                 raise RuntimeError(f"training of {self.store.name} wrote no checkpoint")
-            atomic_copy(checkpoint, str(self.store.trained_path))
+            decision = self._decide(checkpoint, val, opts, device, seed)
+            record = {"score": decision["candidate_dice"], "live_score": decision["live_dice"],
+                      "labelled_studies": len(records), "train_studies": len(train), "val_studies": len(val),
+                      "reason": decision["reason"], "bootstrap": bool(opts.get("bootstrap"))}
+            if decision["publish"]:
+                entry = self.history.publish(checkpoint, record)
+            else:
+                entry = self.history.keep_candidate(checkpoint, record)
+                logger.warning("%s: %s", self.store.name, decision["reason"])
             stats = {
                 "model": self.store.name,
                 "config": self.store.config,
-                "items": count,
+                "items": len(records),
+                "train_items": [r.id for r in train],
+                "val_items": [r.id for r in val],
+                "reviewed_frames": {r.id: list(r.labelled) for r in train + val
+                                    if isinstance(r, ClipRecord) and r.labelled is not None},
                 "epochs": kwargs["epochs"],
                 "best_dice": result.get("best_dice"),
                 "best_epoch": result.get("best_epoch"),
                 "initial_val_dice": result.get("initial_val_dice"),
                 "world_size": result.get("world_size", 1),
                 "history": result.get("history", []),
-                "published": str(self.store.trained_path),
-                "published_mtime": self.store.trained_path.stat().st_mtime,
+                **decision,
+                "version": entry.get("version"),
+                "published": str(self.store.trained_path) if decision["publish"] else None,
+                "published_mtime": self.store.trained_path.stat().st_mtime if decision["publish"] else None,
                 "total_time": round(time.time() - start, 2),
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             }
-            stats = json_safe(stats)
-            tmp = self.stats_path.with_suffix(".json.part")
-            tmp.write_text(json.dumps(stats, indent=2))
-            os.replace(tmp, self.stats_path)
-            logger.info("%s: trained on %d %ss, published %s", self.store.name, count, self.kind, checkpoint)
-            return stats
+            logger.info("%s: trained on %d %ss; %s", self.store.name, len(train), self.kind, decision["reason"])
+            return self._write_stats(stats)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _decide(self, checkpoint: str, val: list, opts: dict[str, Any], device: str, seed: int) -> dict[str, Any]:
+        """Score the candidate and the live model on the validation studies; decide whether to publish."""
+        live_path = self.store.weights_path()
+        candidate_dice = live_dice = None
+        if val:
+            dataset = _datasets(self.store.name, self.store.config, val, False, seed)
+            candidate_dice = score_model(self.store.name, load_checkpoint(checkpoint)[0], dataset, device)
+            if live_path is not None:
+                try:
+                    live_dice = score_model(self.store.name, load_checkpoint(live_path)[0], dataset, device)
+                except UssegError as exc:
+                    logger.warning("%s: live model %s cannot be scored (%s)", self.store.name, live_path, exc)
+        if candidate_dice is not None and not math.isfinite(candidate_dice):
+            candidate_dice = None
+        publish, reason = should_publish(candidate_dice, live_dice, float(opts["tolerance"]),
+                                         bool(opts.get("force")), has_live=live_path is not None)
+        if publish and not opts.get("force") and val and candidate_dice is None:
+            publish, reason = False, "not published: the candidate's validation Dice is not a number"
+        return {"publish": publish, "reason": reason, "candidate_dice": candidate_dice, "live_dice": live_dice,
+                "tolerance": float(opts["tolerance"]), "forced": bool(opts.get("force"))}
 
     def _world_size(self, opts: dict[str, Any]) -> int:
         if not opts.get("multi_gpu") or "WORLD_SIZE" in os.environ:

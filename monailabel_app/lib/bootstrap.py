@@ -1,0 +1,82 @@
+"""A working model at first start, and an honest answer while there is none.
+
+When a model has never been trained (no ``model/<name>.pt``) and no pretrained file is configured, random weights
+mark most of every frame as foreground — an answer that looks like a segmentation and is not one. So:
+
+- **Bootstrap**: at start-up, if the datastore already holds at least ``bootstrap_min_labels`` final labels of the
+  model's kind (default :data:`DEFAULT_BOOTSTRAP_MIN_LABELS`; the bundled sample studies hold 3 labelled cines and
+  6 labelled images), the app starts that model's first training by itself, with ``bootstrap_epochs`` epochs
+  (default :data:`DEFAULT_BOOTSTRAP_EPOCHS` for the small configuration). ``bootstrap_min_labels 0`` turns it off.
+- **409 until trained**: ``POST /infer/<model>`` answers 409 with a sentence saying the model is not trained and
+  what its training is doing, unless the request asks for untrained output with ``{"allow_untrained": true}``.
+  Refinement (``<model>_refine``) is never refused: it adapts to the user's own corrected frames.
+- ``GET /info/`` shows ``usseg.<model>.trained`` and ``usseg.<model>.training``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from monailabel.utils.async_tasks.task import AsyncTask
+
+from monailabel_app.lib.inputs import item_kind
+
+__all__ = [
+    "DEFAULT_BOOTSTRAP_MIN_LABELS",
+    "DEFAULT_BOOTSTRAP_EPOCHS",
+    "labelled_items",
+    "training_status",
+    "untrained_message",
+    "wants_untrained",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BOOTSTRAP_MIN_LABELS = 3
+DEFAULT_BOOTSTRAP_EPOCHS = {"small": 30, "paper": 30}
+
+
+def labelled_items(datastore: Any, kind: str) -> list[str]:
+    """Ids of the datastore's images of ``kind`` that have a final label (header-only kind check)."""
+    out = []
+    for item in datastore.datalist():
+        image = item.get("image")
+        if image and item.get("label") and item_kind(image) == kind:
+            out.append(image)
+    return out
+
+
+def training_status() -> dict[str, Any] | None:
+    """The latest training task of this server (MONAI Label's task record), or ``None``."""
+    task, _ = AsyncTask.status("train")
+    return task if isinstance(task, dict) else None
+
+
+def _plural(kind: str, n: int) -> str:
+    return f"{n} labelled {kind}{'' if n == 1 else 's'}"
+
+
+def untrained_message(name: str, kind: str, labelled: int, minimum: int) -> str:
+    """One plain sentence for a user whose request met an untrained model."""
+    task = training_status()
+    if task and task.get("status") in ("SUBMITTED", "RUNNING") and (task.get("request") or {}).get("model") in (
+        name, None
+    ):
+        doing = (f"its first training is {task['status'].lower()} (started {task.get('start_ts', '?')}); "
+                 "GET /train/ shows its progress — try again when it is DONE")
+    elif task and task.get("status") == "ERROR" and (task.get("request") or {}).get("model") == name:
+        doing = "its last training failed (GET /train/ shows why)"
+    elif minimum > 0 and labelled < minimum:
+        doing = (f"the datastore holds {_plural(kind, labelled)}; a first training starts with {minimum} "
+                 "(submit labels, or correct a few frames and use refinement)")
+    else:
+        doing = f"start a training with POST /train/{name}"
+    return (f"model {name} is not trained yet, so its output would be meaningless: {doing}. "
+            'Send params {"allow_untrained": true} to get untrained output anyway.')
+
+
+def wants_untrained(request: dict[str, Any]) -> bool:
+    """Whether the request explicitly asks for untrained output (``true`` or the string ``"true"``)."""
+    value = request.get("allow_untrained")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")

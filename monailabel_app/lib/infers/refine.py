@@ -1,0 +1,167 @@
+"""``dsanet_refine`` infer task: re-segment a cine after the user corrected a few of its frames.
+
+Request (``POST /infer/dsanet_refine``, MONAI Label's own infer route, so the official client works):
+
+- the cine: ``image=<datastore id>`` or an uploaded ``file``, exactly as for ``/infer/dsanet``;
+- ``label``: the partly corrected label file, ``(X, Y, T)`` like the cine (NIfTI, NRRD or ``.seg.nrrd``); only the
+  frames named in ``corrected_frames`` are read, and they must hold only 0 and 1;
+- ``params``: ``{"corrected_frames": [t, ...], "max_steps": n, "time_budget_s": s, "seed": k}`` (the last three
+  optional, at most the server's limits).
+
+A copy of the served network is adapted to the clip (:func:`usseg_models.inference.refine.refine_clip`); the
+served model is never modified, and refinement is allowed before the model was ever trained (drawing a few
+frames of a new clip and refining is how a user without labels starts). Answer: the refined ``(X, Y, T)`` label
+in the cine's geometry, the corrected frames exactly as drawn; ``params.refinement`` reports steps, seconds and
+what stopped the adaptation. At most ``refine_max_concurrent`` refinements run at once; more get 429 at once.
+
+Server options (``--conf``): ``refine_max_steps`` (default 60), ``refine_time_budget_s`` (default 8 s: with the
+clip's prediction this keeps the small configuration under ~15 s for a 100-frame clip on 2 CPU cores),
+``refine_max_concurrent`` (default 1).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import tempfile
+import threading
+from typing import Any
+
+import numpy as np
+from fastapi import HTTPException
+
+from monailabel_app.lib.http import bad_request, unprocessable
+from monailabel_app.lib.infers.dsanet import DSANetInfer
+from usseg_models.inference.refine import RefineSettings, refine_clip
+from usseg_models.io import load_image
+
+__all__ = ["DSANetRefineInfer", "RefineLimits"]
+
+logger = logging.getLogger(__name__)
+
+
+class RefineLimits:
+    """Server-side bounds of refinement requests (see the module docstring)."""
+
+    def __init__(self, max_steps: int = 60, time_budget_s: float = 8.0, max_concurrent: int = 1) -> None:
+        if int(max_steps) < 1 or not float(time_budget_s) > 0 or int(max_concurrent) < 1:
+            raise ValueError(
+                f"refine limits must be positive: max_steps={max_steps}, time_budget_s={time_budget_s}, "
+                f"max_concurrent={max_concurrent}"
+            )
+        self.max_steps = int(max_steps)
+        self.time_budget_s = float(time_budget_s)
+        self.max_concurrent = int(max_concurrent)
+        self.slots = threading.BoundedSemaphore(self.max_concurrent)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"max_steps": self.max_steps, "time_budget_s": self.time_budget_s,
+                "max_concurrent": self.max_concurrent}
+
+
+def _int_list(value: Any, name: str) -> list[int]:
+    if isinstance(value, str):
+        raise unprocessable(f"{name} must be a JSON list of frame indices, got the string {value!r}")
+    if not isinstance(value, (list, tuple)):
+        raise unprocessable(f"{name} must be a list of frame indices, got {type(value).__name__}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise unprocessable(f"{name} must hold integers, found {v!r}")
+        out.append(int(v))
+    return out
+
+
+def _bounded_number(request: dict[str, Any], key: str, limit: float, cast: type) -> float:
+    value = request.get(key)
+    if value is None:
+        return limit
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise unprocessable(f"{key} must be a number, got {value!r}")
+    if not 0 < float(value) <= limit:
+        raise unprocessable(f"{key} must be in (0, {limit}] (the server's limit), got {value}")
+    return cast(value)
+
+
+class DSANetRefineInfer(DSANetInfer):
+    """Refine a cine's segmentation from corrected frames (see the module docstring)."""
+
+    def __init__(self, store, labels, label_colors, limits: RefineLimits | None = None):
+        super().__init__(store, labels, label_colors,
+                         description="DSANet refinement: adapt to a cine from a few corrected frames")
+        self.limits = limits or RefineLimits()
+
+    def info(self) -> dict[str, Any]:
+        info = super().info()
+        info["refine"] = self.limits.as_dict()
+        return info
+
+    def _corrections(self, request: dict[str, Any], num_frames: int, xy: tuple[int, int]) -> dict[int, np.ndarray]:
+        frames = request.get("corrected_frames")
+        if frames is None:
+            raise unprocessable("corrected_frames is required: the list of frames you corrected (0-based)")
+        frames = _int_list(frames, "corrected_frames")
+        if not frames:
+            raise unprocessable("corrected_frames is empty: correct at least one frame before refining")
+        if len(set(frames)) != len(frames):
+            raise unprocessable(f"corrected_frames lists a frame twice: {frames}")
+        bad = [t for t in frames if not 0 <= t < num_frames]
+        if bad:
+            raise unprocessable(f"corrected frame(s) {bad} outside the cine's frames 0..{num_frames - 1}")
+        label_path = request.get("label")
+        if not isinstance(label_path, str) or not os.path.isfile(label_path):
+            raise unprocessable("no label file: send the corrected label as the 'label' file of the request")
+        if os.path.dirname(os.path.realpath(label_path)) != os.path.realpath(tempfile.gettempdir()):
+            raise bad_request("label must be a file uploaded with the request")
+        label, meta = load_image(label_path)
+        label = np.asarray(label)
+        if label.ndim == 4 and label.shape[-1] == 1:
+            label = label[..., 0]
+        if label.ndim != 3 or tuple(label.shape) != (*xy, num_frames):
+            raise unprocessable(
+                f"the label is shaped {tuple(label.shape)}, the cine is {(*xy, num_frames)} (X, Y, T): "
+                "send one label frame per cine frame"
+            )
+        out = {}
+        for t in frames:
+            m = label[..., t]
+            values = np.unique(m)
+            if m.dtype.kind == "f" and not np.isfinite(values).all():
+                raise unprocessable(f"label frame {t} holds NaN or infinite values")
+            if not np.isin(values, (0, 1)).all():
+                bad_values = [v.item() for v in values if v not in (0, 1)][:5]
+                raise unprocessable(f"label frame {t} must hold only 0 and 1 (one structure), found {bad_values}")
+            out[t] = m.astype(np.uint8)
+        return out
+
+    def run(self, data, request, array, meta):
+        num_frames, xy = int(data.shape[2]), (int(data.shape[0]), int(data.shape[1]))
+        corrections = self._corrections(request, num_frames, xy)
+        seed = request.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise unprocessable(f"seed must be an integer, got {seed!r}")
+        settings = RefineSettings(
+            max_steps=int(_bounded_number(request, "max_steps", self.limits.max_steps, int)),
+            time_budget_s=_bounded_number(request, "time_budget_s", self.limits.time_budget_s, float),
+            seed=seed,
+        )
+        if not self.limits.slots.acquire(blocking=False):
+            raise HTTPException(
+                status_code=429,
+                detail=f"{self.limits.max_concurrent} refinement(s) already running (the server's limit); "
+                       "try again in a few seconds",
+            )
+        try:
+            with self.store.lock:
+                network, version = self.store.refresh()
+                snapshot = copy.deepcopy(network)  # adapted outside the lock; the served network is untouched
+            result = refine_clip(snapshot, data, corrections, self.store.spatial_size, settings,
+                                 device=self.store.device, amp=self.store.device.type == "cuda", copy_model=False)
+        finally:
+            self.limits.slots.release()
+        extra = {"refinement": result.summary()}
+        if not self.store.weights_path():
+            extra["untrained"] = True
+        return result.masks, version, extra

@@ -1,0 +1,79 @@
+"""What kind of item a datastore file is (cine or image), from its header only — no pixel is decoded.
+
+Used on every label save (auto-retrain counting), at start-up (bootstrap training) and by the trainer, so it
+must be cheap: DICOM ``NumberOfFrames`` (pydicom, stopping before the pixel data), the NIfTI/NRRD header shape,
+and the file type for PNG/JPEG (images) and video files (cines). A file whose header cannot be read has no kind
+(``None``) and is skipped with a warning by its callers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+__all__ = ["item_kind", "resolve_input_file", "VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS"]
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".m4v", ".mkv")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def resolve_input_file(path: str) -> str:
+    """The file to read for ``path``: the file itself, or the largest instance of a DICOM series folder.
+
+    A DICOMweb datastore hands over a folder holding the series' instances; an ultrasound cine is one multi-frame
+    instance (the largest file), an image one single-frame instance.
+
+    Raises:
+        FileNotFoundError: an empty series folder.
+    """
+    if not os.path.isdir(path):
+        return path
+    files = sorted(p for p in Path(path).iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"series folder {Path(path).name} holds no DICOM instance")
+    if len(files) > 1:
+        files.sort(key=lambda p: p.stat().st_size, reverse=True)
+        logger.info("series %s has %d instances; using %s", Path(path).name, len(files), files[0].name)
+    return str(files[0])
+
+
+def _frames_from_header(path: str) -> int:
+    name = path.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        shape = nib.load(path).shape
+        return int(shape[2]) if len(shape) >= 3 else 1
+    if name.endswith((".nrrd", ".nhdr")):
+        import nrrd
+
+        header = nrrd.read_header(path)
+        sizes = [int(s) for s in header["sizes"]]
+        kinds = [str(k).lower() for k in header.get("kinds", [])]
+        if kinds and len(kinds) == len(sizes):  # drop a colour/list axis
+            sizes = [s for s, k in zip(sizes, kinds) if k not in ("vector", "rgb-color", "rgba-color", "list")]
+        return sizes[2] if len(sizes) >= 3 else 1
+    import pydicom
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    if "PixelData" not in ds and "Rows" not in ds:
+        raise ValueError("not an image DICOM")
+    return int(ds.get("NumberOfFrames", 1) or 1)
+
+
+def item_kind(path: str) -> str | None:
+    """``"cine"`` for a clip of more than one frame, ``"image"`` for a 2D image, ``None`` when unreadable."""
+    try:
+        path = resolve_input_file(path)
+        name = path.lower()
+        if name.endswith(VIDEO_EXTENSIONS):
+            return "cine"
+        if name.endswith(IMAGE_EXTENSIONS):
+            return "image"
+        return "cine" if _frames_from_header(path) > 1 else "image"
+    except Exception as exc:  # noqa: BLE001 - any unreadable header means "no kind"; callers skip the file
+        logger.warning("cannot tell the kind of %s: %s", path, exc)
+        return None
