@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import slicer
+import vtk
 from USSegClipLib import (
     Clip,
     MonaiLabelClient,
@@ -273,7 +274,14 @@ class USSegClipLogic:
             storage.SetFileName(path)
             storage.SetSingleFile(1)
             volume = self.scene.AddNewNodeByClass(node_class, name)
-            if storage.ReadData(volume):
+            shown = vtk.vtkObject.GetGlobalWarningDisplay()
+            if node_class == "vtkMRMLScalarVolumeNode":
+                vtk.vtkObject.GlobalWarningDisplayOff()  # a colour file fails here first: expected, not an error
+            try:
+                read = storage.ReadData(volume)
+            finally:
+                vtk.vtkObject.SetGlobalWarningDisplay(shown)
+            if read:
                 volume.SetAndObserveStorageNodeID(storage.GetID())
                 volume.CreateDefaultDisplayNodes()
                 return volume
@@ -424,10 +432,14 @@ class USSegClipLogic:
         return changed_frames(self.readMasks(volume, segmentation), baseline)
 
     def reviewedFrames(self, volume, segmentation) -> list[int]:
-        """Frames the user edited or marked reviewed, sorted."""
+        """Frames the user edited or marked reviewed, sorted; also recorded on the node (saved with the scene)."""
         if volume is None or segmentation is None:
             return []
-        return sorted(self._recorded(volume, segmentation) | set(self.editedFrames(volume, segmentation)))
+        recorded = self._recorded(volume, segmentation)
+        frames = sorted(recorded | set(self.editedFrames(volume, segmentation)))
+        if set(frames) != recorded:
+            self._setRecorded(volume, segmentation, frames)
+        return frames
 
     def markFrameReviewed(self, volume, segmentation, frame: int, reviewed: bool = True) -> list[int]:
         """Mark (or unmark) one frame reviewed without editing it; edited frames stay reviewed. Returns all."""
@@ -456,7 +468,7 @@ class USSegClipLogic:
 
     def _foldEdits(self, volume, segmentation) -> None:
         """Record the frames edited so far, and take the current segments as the new comparison point."""
-        self._setRecorded(volume, segmentation, self.reviewedFrames(volume, segmentation))
+        self.reviewedFrames(volume, segmentation)
         self._setBaseline(volume, segmentation)
 
     # ------------------------------------------------------------------ server work
