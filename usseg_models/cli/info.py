@@ -28,9 +28,13 @@ def describe(path: str) -> dict[str, Any]:
         meta = dicom_metadata(validate_dicom(path), path)
         meta["format"] = "dicom"
     else:
+        import warnings
+
         from usseg_models.io.image import load_image
 
-        _, meta = load_image(path)
+        with warnings.catch_warnings():  # the spacing line below says a video has no calibration
+            warnings.filterwarnings("ignore", message=".*carries no calibration")
+            _, meta = load_image(path)
     out = {}
     for key, value in meta.items():
         if isinstance(value, np.ndarray):
@@ -47,13 +51,16 @@ def _format(meta: dict[str, Any]) -> str:
     ft = meta.get("frame_time_ms")
     lines = [
         ("file", meta.get("filename_or_obj")),
-        ("format", meta.get("format")),
+        ("format", f"{meta.get('format')}" + (f" ({meta['container']}, codec {meta['codec']})"
+                                              if meta.get("codec") else "")),
         ("frames", frames if frames is not None else "1 (single-frame)"),
         ("size", f"{meta.get('rows')}x{meta.get('columns')} (rows x columns)"),
         ("frame time", f"{ft:g} ms ({1000.0 / ft:.3g} frames/s)" if ft else "n/a"),
         ("photometric", meta.get("photometric_interpretation")),
         ("transfer syntax", _ts_name(meta.get("transfer_syntax_uid"))),
-        ("spacing", " x ".join(f"{s:.6g}" for s in spacing[:2]) + f" mm ({meta.get('spacing_source', 'file')})"),
+        ("spacing", " x ".join(f"{s:.6g}" for s in spacing[:2]) + (
+            " pixels (a video file carries no calibration)" if meta.get("format") == "video"
+            else f" mm ({meta.get('spacing_source', 'file')})")),
         ("modality", meta.get("modality") or "n/a"),
         ("bits allocated", meta.get("bits_allocated")),
         ("study UID", meta.get("study_instance_uid") or "n/a"),
