@@ -82,7 +82,7 @@ class USSegApp(MONAILabelApp):
     def _patch_routes(self) -> None:
         """Serve infer requests from worker threads and check training options when the request arrives.
 
-        See :mod:`monailabel_app.lib.threaded_routes`; MONAI Label starts trainings in a subprocess, so without
+        See :mod:`monailabel_app.lib.routes`; MONAI Label starts trainings in a subprocess, so without
         this a bad option would be accepted (200) and fail later inside the job.
         """
         server = sys.modules.get("monailabel.app")
@@ -201,6 +201,8 @@ class USSegApp(MONAILabelApp):
     def _refuse_untrained(self, model: str, request: dict[str, Any]) -> None:
         config = self.models.get(model)
         if config is None or config.store.weights_path() is not None or bootstrap.wants_untrained(request):
+            return
+        if str(conf_value(self.conf, model, "untrained_infer", "refuse")).lower() == "allow":
             return
         minimum, _ = self._bootstrap_conf(model)
         try:

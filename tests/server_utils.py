@@ -27,9 +27,9 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from monailabel_app import launcher
 from monailabel_app.launcher import (
     DATASTORE_FILE_EXT,
-    MonaiLabelServer,
     free_port,
     prepare_app_dir,
     wait_for_http,
@@ -51,6 +51,17 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Test servers do not start a bootstrap training by themselves (it would compete with the test for the CPU) and
+# answer inference with the untrained network instead of 409; tests of those behaviours override both.
+TEST_CONF_DEFAULTS = {"bootstrap_min_labels": "0", "untrained_infer": "allow"}
+
+
+class MonaiLabelServer(launcher.MonaiLabelServer):
+    """:class:`monailabel_app.launcher.MonaiLabelServer` with :data:`TEST_CONF_DEFAULTS` under the given conf."""
+
+    def __init__(self, app_dir, studies_dir, conf=None, env=None, **kwargs):
+        super().__init__(app_dir, studies_dir, conf={**TEST_CONF_DEFAULTS, **dict(conf or {})}, env=env, **kwargs)
 SAMPLE_STUDIES = REPO_ROOT / "sample-data" / "studies"
 
 

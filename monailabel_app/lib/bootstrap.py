@@ -10,6 +10,7 @@ mark most of every frame as foreground — an answer that looks like a segmentat
 - **409 until trained**: ``POST /infer/<model>`` answers 409 with a sentence saying the model is not trained and
   what its training is doing, unless the request asks for untrained output with ``{"allow_untrained": true}``.
   Refinement (``<model>_refine``) is never refused: it adapts to the user's own corrected frames.
+  ``--conf untrained_infer allow`` (development and tests) answers with the untrained network instead.
 - ``GET /info/`` shows ``usseg.<model>.trained`` and ``usseg.<model>.training``.
 """
 
