@@ -91,7 +91,9 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self):
-        self.trainingTimer.stop(), self.reviewTimer.stop(), self.removeObservers()
+        self.trainingTimer.stop()
+        self.reviewTimer.stop()
+        self.removeObservers()
 
     def enter(self):
         self.initializeParameterNode()
@@ -178,13 +180,13 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def updateLabelsText(self, *args):
-        model = self.ui.clipModelComboBox.currentText
-        try:
-            labels = model_labels(self.logic.info, model) if self.logic.info and model else None
-        except USSegClipError as e:
-            labels = str(e)
-        self.ui.labelsLabel.text = labels if isinstance(labels, str) else ", ".join(
-            f"{name} ({value})" for name, value in (labels or {}).items()) or "-"
+        model, text = self.ui.clipModelComboBox.currentText, "-"
+        if self.logic.info and model:
+            try:
+                text = ", ".join(f"{name} ({value})" for name, value in model_labels(self.logic.info, model).items())
+            except USSegClipError as e:
+                text = str(e)
+        self.ui.labelsLabel.text = text
 
     # ------------------------------------------------------------------ clip and frames
     def onNextSample(self):
@@ -226,15 +228,17 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onViewsChanged()
 
     def observeSegmentation(self, segmentation=None):
-        """Recount reviewed frames shortly after the user edits the segmentation."""
+        """Recount reviewed frames shortly after the user edits the segmentation (voxel edits fire the source
+        representation's event; named Master… before Slicer 5.4)."""
         if segmentation is self._observedSegmentation:
             return
+        edited = getattr(slicer.vtkSegmentation, "SourceRepresentationModified", None)
+        edited = edited if edited is not None else slicer.vtkSegmentation.MasterRepresentationModified
         if self._observedSegmentation is not None:
-            self.removeObserver(self._observedSegmentation, slicer.vtkSegmentation.SegmentModified,
-                                self.onSegmentationEdited)
+            self.removeObserver(self._observedSegmentation, edited, self.onSegmentationEdited)
         self._observedSegmentation = segmentation
         if segmentation is not None:
-            self.addObserver(segmentation, slicer.vtkSegmentation.SegmentModified, self.onSegmentationEdited)
+            self.addObserver(segmentation, edited, self.onSegmentationEdited)
         self.updateReviewed()
 
     def onSegmentationEdited(self, caller=None, event=None):
@@ -369,7 +373,10 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if state is not None:
             self.showTraining(state)
-            self.trainingTimer.start() if state.running else self.trainingTimer.stop()
+            if state.running:
+                self.trainingTimer.start()
+            else:
+                self.trainingTimer.stop()
 
     def showTraining(self, state):
         self.ui.trainingStatusLabel.text = state.summary()
