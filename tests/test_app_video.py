@@ -10,7 +10,7 @@ import pytest
 import requests
 from server_utils import copy_app, running_server
 
-from usseg_models.io import load_image
+from usseg_models.io import load_image, write_video
 
 pytestmark = [pytest.mark.server, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:.*carries no calibration:UserWarning")]
@@ -32,8 +32,10 @@ def lung_mp4(shared_data):
 def server(tmp_path_factory, lung_mp4):
     tmp = tmp_path_factory.mktemp("app_video")
     studies = tmp / "studies"
-    studies.mkdir()
-    (studies / "lung_l1.mp4").write_bytes(lung_mp4.read_bytes())  # a datastore item that is a video file
+    frames = np.full((20, 48, 64, 3), 40, np.uint8)
+    for t in range(20):
+        frames[t, 10 + t // 2 : 30 + t // 2, 20:40] = 190
+    write_video(studies / "clip_a.mp4", frames, fps=30)  # a datastore item that is a (small) video file
     with running_server(copy_app(tmp / "app"), studies, conf={"models": "dsanet", "config": "small"}) as url:
         yield url, tmp
 
@@ -51,10 +53,10 @@ def test_mp4_upload_segmented_with_its_frame_count(server, lung_mp4):
 def test_mp4_in_datastore_listed_and_segmented_by_id(server):
     url, tmp = server
     listing = requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=60).json()
-    assert "lung_l1" in listing["objects"]
+    assert "clip_a" in listing["objects"]
     client = monailabel_client.MONAILabelClient(url, tmpdir=str(tmp / "client_id"))
-    _, params = client.infer("dsanet", "lung_l1", PARAMS)
-    assert params["num_frames"] == 100
+    label_file, params = client.infer("dsanet", "clip_a", PARAMS)
+    assert params["num_frames"] == 20 and load_image(label_file)[0].shape == (64, 48, 20)
 
 
 def test_truncated_mp4_gets_4xx_and_server_survives(server, lung_mp4, tmp_path):
