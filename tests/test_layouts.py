@@ -326,3 +326,22 @@ def test_train_and_evaluate_cli_take_images_masks_and_manifest(tmp_path, monkeyp
     assert seen["eval"] == (data, "test")
     assert main(["train", "intrasense", "--images", str(tmp_path / "imgs"), "--out", str(out)]) == 2
     assert main(["train", "intrasense", "--data", "a", "--manifest", "b", "--out", str(out)]) == 2
+
+
+def test_video_cines_in_datastore_and_beside_layouts(tmp_path):
+    """``<id>.mp4`` + ``labels/final/<id>.nii.gz`` (MONAI Label datastore) and ``<id>.avi`` + ``<id>_mask.nii.gz``."""
+    from usseg_models.io import write_video
+    from usseg_models.io.writers import write_nifti
+
+    frames = np.stack([np.repeat(_frame_and_mask(t)[0][..., None], 3, -1) for t in range(8)])
+    label = np.stack([(_frame_and_mask(t)[1] > 0).T for t in range(8)], axis=-1).astype(np.uint8)
+    write_video(tmp_path / "studies" / "clip_1.mp4", frames)
+    write_nifti(tmp_path / "studies" / "labels" / "final" / "clip_1.nii.gz", label, np.eye(4))
+    write_video(tmp_path / "studies" / "clip_2.avi", frames)
+    write_nifti(tmp_path / "studies" / "clip_2_mask.nii.gz", label, np.eye(4))
+    clips = discover_clips(tmp_path / "studies")
+    assert [(c.id, c.image.suffix, c.label.name) for c in clips] == [
+        ("clip_1", ".mp4", "clip_1.nii.gz"), ("clip_2", ".avi", "clip_2_mask.nii.gz")]
+    for clip in clips:
+        cine, lab = load_clip_arrays(clip)
+        assert cine.shape == (32, 24, 8) and np.array_equal(lab, label)
