@@ -87,7 +87,7 @@ def server(tmp_path_factory, checkpoint):
     studies.mkdir()
     shutil.copy(SYNTHETIC, studies / SYNTHETIC.name)
     conf = {"models": "dsanet,intrasense", "config": "small", "auto_retrain_after": "0",
-            "dsanet_pretrained_path": str(checkpoint)}
+            "dsanet_pretrained_path": str(checkpoint), "untrained_infer": "refuse"}  # 409 as a user meets it
     with server_utils.running_server(server_utils.copy_app(root / "app"), studies, conf=conf,
                                      env={"OMP_NUM_THREADS": "1"}) as url:
         yield url
