@@ -19,10 +19,9 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from monailabel_app.lib.infers.base import UltrasoundInferTask, resolve_input_file, spatial_ndim
-from usseg_models.errors import UssegError
-from usseg_models.io import load_image
+from monailabel_app.lib.input_limits import read_checked
 
-__all__ = ["temporal_disagreement", "TemporalDisagreementScoring", "SCORE_KEY"]
+__all__ = ["temporal_disagreement", "TemporalDisagreementScoring", "UnscorableStudy", "SCORE_KEY"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +49,15 @@ def temporal_disagreement(masks: np.ndarray) -> float:
     return float(np.mean(1.0 - dice))
 
 
+class UnscorableStudy(Exception):
+    """A study could not be read or scored (message: the reason); callers skip it with a warning."""
+
+
+def _reason(exc: BaseException) -> str:
+    detail = getattr(exc, "detail", None)  # HTTPException from the input checks
+    return str(detail if detail is not None else exc) or type(exc).__name__
+
+
 class TemporalDisagreementScoring(ScoringMethod):
     """Score unlabelled cines with :func:`temporal_disagreement`; results go to each image's info.
 
@@ -58,7 +66,9 @@ class TemporalDisagreementScoring(ScoringMethod):
 
     ``POST /scoring/temporal_disagreement`` scores every unlabelled cine and stores
     ``{"temporal_disagreement": {"score": U, "weights_mtime": ...}}`` in the image info; images that are
-    not cines are skipped.
+    not cines are not scored. A study that cannot be read or scored (corrupt file, NaN/Inf values, over the
+    decoded-size limit, a failing forward pass) is skipped with a warning and listed in the answer's
+    ``skipped`` as ``{"id": ..., "reason": ...}``; it never fails the whole request.
     """
 
     def __init__(self, task: UltrasoundInferTask) -> None:
@@ -66,27 +76,44 @@ class TemporalDisagreementScoring(ScoringMethod):
         self.task = task
 
     def score_path(self, path: str) -> tuple[float | None, dict[str, Any]]:
-        """Score one file; ``(None, version)`` when it is not a readable cine."""
+        """Score one file; ``(None, {})`` when it is not a cine.
+
+        Raises:
+            UnscorableStudy: the file cannot be read (see :func:`monailabel_app.lib.input_limits.read_checked`)
+                or the network fails on it.
+        """
         try:
-            array, meta = load_image(resolve_input_file(path))
-        except (UssegError, Exception) as exc:  # noqa: BLE001 - an unreadable study just gets no score
-            logger.warning("cannot score %s: %s", path, exc)
-            return None, {}
+            array, meta, _ = read_checked(resolve_input_file(path), "study")
+        except Exception as exc:  # noqa: BLE001 - unreadable for any reason: the caller skips the study
+            raise UnscorableStudy(_reason(exc)) from exc
         if spatial_ndim(array, meta) != 3 or array.shape[2] < 2:
             return None, {}
         store = self.task.store
-        with store.lock:
-            network, version = store.refresh()
-            masks = self.task.predict(network, array)
-        return temporal_disagreement(masks), version
+        try:
+            with store.lock:
+                network, version = store.refresh()
+                masks = self.task.predict(network, array)
+            return temporal_disagreement(masks), version
+        except Exception as exc:  # noqa: BLE001 - a study the network cannot score is skipped, not a 500
+            raise UnscorableStudy(f"scoring failed: {_reason(exc)}") from exc
 
     def score_image(self, image_id: str, datastore: Datastore, force: bool = False) -> float | None:
-        """Score from the image info when it was computed with the current weights, else compute and store it."""
+        """Score from the image info when it was computed with the current weights, else compute and store it.
+
+        Returns ``None`` for a study that is not a cine.
+
+        Raises:
+            UnscorableStudy: the study cannot be read or scored.
+        """
         _, version = self.task.store.refresh()
-        cached = datastore.get_image_info(image_id).get(SCORE_KEY)
-        if not force and isinstance(cached, dict) and cached.get("weights_mtime") == version.get("mtime"):
+        try:
+            cached = datastore.get_image_info(image_id).get(SCORE_KEY)
+            uri = None if not force and self._is_current(cached, version) else datastore.get_image_uri(image_id)
+        except Exception as exc:  # noqa: BLE001 - a study the datastore cannot hand over is skipped
+            raise UnscorableStudy(f"not available from the datastore: {_reason(exc)}") from exc
+        if uri is None:
             return cached.get("score")
-        score, version = self.score_path(datastore.get_image_uri(image_id))
+        score, version = self.score_path(uri)
         if score is not None:
             try:
                 datastore.update_image_info(
@@ -96,7 +123,27 @@ class TemporalDisagreementScoring(ScoringMethod):
                 logger.warning("cannot store score of %s: %s", image_id, exc)
         return score
 
+    @staticmethod
+    def _is_current(cached: Any, version: dict[str, Any]) -> bool:
+        return isinstance(cached, dict) and cached.get("weights_mtime") == version.get("mtime")
+
+    def score_many(self, image_ids: list[str], datastore: Datastore, force: bool = False
+                   ) -> tuple[dict[str, float | None], list[dict[str, str]]]:
+        """Score each study; returns ``(scores by id, skipped)`` where ``skipped`` lists ``{"id", "reason"}``."""
+        scores: dict[str, float | None] = {}
+        skipped: list[dict[str, str]] = []
+        for image_id in image_ids:
+            try:
+                scores[image_id] = self.score_image(image_id, datastore, force=force)
+            except UnscorableStudy as exc:
+                logger.warning("%s: skipping study %s: %s", SCORE_KEY, image_id, exc)
+                skipped.append({"id": image_id, "reason": str(exc)})
+        return scores, skipped
+
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
-        scores = {i: self.score_image(i, datastore, force=bool(request.get("force"))) for i in
-                  datastore.get_unlabeled_images()}
-        return {"method": SCORE_KEY, "scores": {k: v for k, v in scores.items() if v is not None}}
+        scores, skipped = self.score_many(datastore.get_unlabeled_images(), datastore, bool(request.get("force")))
+        return {
+            "method": SCORE_KEY,
+            "scores": {k: v for k, v in scores.items() if v is not None},
+            "skipped": skipped,
+        }
