@@ -189,6 +189,12 @@ def test_oversized_uploads_get_413_quickly_without_allocating(server, tmp_path):
             r = infer_file(server.url, model, path)
             assert r.status_code == 413, (model, path.name, r.status_code, r.text[:300])
         assert time.monotonic() - start < 10, path.name
+    # the corrected label sent with a refinement request
+    huge_label = files[0]
+    r = requests.post(f"{server.url}/infer/dsanet_refine", params={"image": "cine_003", "output": "json"},
+                      files={"label": (huge_label.name, huge_label.read_bytes())},
+                      data={"params": json.dumps({"corrected_frames": [0]})}, timeout=120)
+    assert r.status_code == 413 and "label" in r.json()["detail"], r.text[:300]
     assert peak_rss_mb(server.pid) - peak_before < 300  # nothing near the claimed size was allocated
     assert "too_big" not in listed(server.url)
 

@@ -34,6 +34,7 @@ from fastapi import HTTPException
 
 from monailabel_app.lib.http import bad_request, unprocessable
 from monailabel_app.lib.infers.dsanet import DSANetInfer
+from monailabel_app.lib.input_limits import check_decoded_size
 from usseg_models.inference.refine import RefineSettings, refine_clip
 from usseg_models.io import load_image
 
@@ -115,6 +116,7 @@ class DSANetRefineInfer(DSANetInfer):
             raise unprocessable("no label file: send the corrected label as the 'label' file of the request")
         if os.path.dirname(os.path.realpath(label_path)) != os.path.realpath(tempfile.gettempdir()):
             raise bad_request("label must be a file uploaded with the request")
+        check_decoded_size(label_path, "label")  # decoded-size limit from the header (413) before any decoding
         label, meta = load_image(label_path)
         label = np.asarray(label)
         if label.ndim == 4 and label.shape[-1] == 1:
