@@ -48,10 +48,11 @@ def labelled_items(datastore: Any, kind: str) -> list[str]:
     return out
 
 
-def training_status() -> dict[str, Any] | None:
-    """The latest training task of this server (MONAI Label's task record), or ``None``."""
-    task, _ = AsyncTask.status("train")
-    return task if isinstance(task, dict) else None
+def training_status(name: str) -> dict[str, Any] | None:
+    """The latest training task of model ``name`` on this server (MONAI Label's task record), or ``None``."""
+    tasks, _ = AsyncTask.status("train", all=True)
+    mine = [t for t in (tasks or []) if isinstance(t, dict) and (t.get("request") or {}).get("model") == name]
+    return mine[-1] if mine else None
 
 
 def _plural(kind: str, n: int) -> str:
@@ -60,13 +61,11 @@ def _plural(kind: str, n: int) -> str:
 
 def untrained_message(name: str, kind: str, labelled: int, minimum: int) -> str:
     """One plain sentence for a user whose request met an untrained model."""
-    task = training_status()
-    if task and task.get("status") in ("SUBMITTED", "RUNNING") and (task.get("request") or {}).get("model") in (
-        name, None
-    ):
+    task = training_status(name)
+    if task and task.get("status") in ("SUBMITTED", "RUNNING"):
         doing = (f"its first training is {task['status'].lower()} (started {task.get('start_ts', '?')}); "
                  "GET /train/ shows its progress — try again when it is DONE")
-    elif task and task.get("status") == "ERROR" and (task.get("request") or {}).get("model") == name:
+    elif task and task.get("status") == "ERROR":
         doing = "its last training failed (GET /train/ shows why)"
     elif minimum > 0 and labelled < minimum:
         doing = (f"the datastore holds {_plural(kind, labelled)}; a first training starts with {minimum} "

@@ -16,7 +16,7 @@ __all__ = ["item_kind", "resolve_input_file", "VIDEO_EXTENSIONS", "IMAGE_EXTENSI
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".m4v", ".mkv")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 
 

@@ -1,6 +1,7 @@
 """``usseg bench dsanet|intrasense``: throughput and peak memory after warm-up (CUDA: synchronised, bf16).
 
 ``usseg bench server``: end-to-end seconds through the MONAI Label app (see :mod:`usseg_models.bench.server`).
+``usseg bench loop``: the annotation loop's learning curves against a real server (:mod:`usseg_models.bench.loop`).
 
 Examples::
 
@@ -37,6 +38,9 @@ def add_parser(subparsers) -> None:
     from usseg_models.bench.server import add_server_parser  # ``usseg bench server`` (the MONAI Label app)
 
     add_server_parser(sub)
+    from usseg_models.bench.loop import add_loop_parser  # ``usseg bench loop`` (the annotation loop's curves)
+
+    add_loop_parser(sub)
 
 
 def run(args: argparse.Namespace) -> int:
