@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import zlib
 
@@ -197,3 +198,39 @@ def test_nifti_result_dimension_limit():
     with pytest.raises(HTTPException) as err:
         check_result_fits(".nii.gz", (65535, 1))
     assert err.value.status_code == 422 and ".nrrd" in err.value.detail
+
+
+# ---- the DICOMweb datastore runs the same checks (series kept in its local cache) ------------------------------
+class _FakeDicomWeb:
+    base_url = "http://127.0.0.1:1/dicom-web"
+
+    def search_for_series(self, search_filters=None):
+        return [{}]
+
+
+def test_dicomweb_datastore_checks_labels_and_uploads(tmp_path):
+    import shutil
+
+    from monailabel_app.lib.datastore import UltrasoundDicomWebDatastore
+
+    store = UltrasoundDicomWebDatastore(_FakeDicomWeb(), {}, cache_path=str(tmp_path / "cache"))
+    series = "1.2.826.0.1.3680043.8.498.1"
+    folder = tmp_path / "cache" / os.path.basename(store._datastore_path) / series
+    folder.mkdir(parents=True)
+    cine = next(SAMPLE_STUDIES.glob("cine_*.dcm"))
+    shutil.copy(cine, folder / "cine.dcm")
+    x, y, t = probe_header(cine).xy + (probe_header(cine).frames,)
+    labels = folder.parent / "labels" / "final"
+    wrong = nib.Nifti1Image(np.zeros((x, y, t - 1), np.uint8), np.eye(4))
+    nib.save(wrong, str(tmp_path / "wrong.nii.gz"))
+    with pytest.raises(HTTPException) as err:
+        store.save_label(series, str(tmp_path / "wrong.nii.gz"), "final", {})
+    assert err.value.status_code == 422 and f"{t - 1} frames" in err.value.detail
+    assert not list(labels.glob(f"{series}*"))
+    nib.save(nib.Nifti1Image(np.ones((x, y, t), np.uint8), np.eye(4)), str(tmp_path / "good.nii.gz"))
+    assert store.save_label(series, str(tmp_path / "good.nii.gz"), "final", {}) == series
+    assert (labels / f"{series}.nii.gz").read_bytes() == (tmp_path / "good.nii.gz").read_bytes()
+    nib.save(nib.Nifti1Image(np.full((8, 8, 3), np.nan, np.float32), np.eye(4)), str(tmp_path / "nan.nii.gz"))
+    with pytest.raises(HTTPException) as err:
+        store.add_image("nan_upload", str(tmp_path / "nan.nii.gz"), {})
+    assert err.value.status_code == 422

@@ -208,6 +208,12 @@ class UltrasoundDicomWebDatastore(_SafeLabelsMixin, DICOMWebDatastore):
                 self._update_datastore_file(lock=False)
         return image_dir
 
+    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
+        """MONAI Label keeps an uploaded file in the local cache (studies come from the PACS); same checks."""
+        validate_id(image_id or self._to_id(os.path.basename(image_filename))[0], "image id")
+        read_checked(image_filename, "image")  # size limit from the header, readable, finite
+        return super().add_image(image_id, image_filename, image_info)
+
     def save_label(self, image_id, label_filename, label_tag, label_info, label_id: str = "") -> str:
         self.get_image_uri(image_id)  # downloads and registers the series if needed
         return super().save_label(image_id, label_filename, label_tag, label_info)
