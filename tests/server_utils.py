@@ -27,8 +27,8 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from monailabel_app import launcher
-from monailabel_app.launcher import (
+from usseg_models.serving import launcher
+from usseg_models.serving.launcher import (
     DATASTORE_FILE_EXT,
     free_port,
     prepare_app_dir,
@@ -58,7 +58,7 @@ TEST_CONF_DEFAULTS = {"bootstrap_min_labels": "0", "untrained_infer": "allow"}
 
 
 class MonaiLabelServer(launcher.MonaiLabelServer):
-    """:class:`monailabel_app.launcher.MonaiLabelServer` with :data:`TEST_CONF_DEFAULTS` under the given conf."""
+    """:class:`usseg_models.serving.launcher.MonaiLabelServer` with :data:`TEST_CONF_DEFAULTS` under the given conf."""
 
     def __init__(self, app_dir, studies_dir, conf=None, env=None, **kwargs):
         super().__init__(app_dir, studies_dir, conf={**TEST_CONF_DEFAULTS, **dict(conf or {})}, env=env, **kwargs)
@@ -66,7 +66,7 @@ SAMPLE_STUDIES = REPO_ROOT / "sample-data" / "studies"
 
 
 def copy_app(dest: str | os.PathLike) -> Path:
-    """A throw-away app folder (``main.py`` only; see :func:`monailabel_app.launcher.prepare_app_dir`)."""
+    """A throw-away app folder (``main.py`` only; see :func:`usseg_models.serving.launcher.prepare_app_dir`)."""
     return prepare_app_dir(dest)
 
 

@@ -12,9 +12,9 @@ from usseg_models.errors import CheckpointError
 from usseg_models.losses import IntraSenseLoss
 from usseg_models.networks import IntraSenseNet, build_network, get_config
 from usseg_models.networks.checkpoint import load_checkpoint, save_checkpoint
-from usseg_models.networks.nets.intrasense import CONFIGS
+from usseg_models.networks.factory import network_kwargs
 
-SMALL = {k: v for k, v in CONFIGS["small"].items() if k != "spatial_size"}
+SMALL = network_kwargs("intrasense", "small")
 SWITCHES = list(itertools.product([False, True], repeat=3))  # (use_gcp, gcp_entropy, use_cdr)
 
 
@@ -184,7 +184,7 @@ def test_pretrained_encoder_mismatch_lists_keys(tmp_path):
 
 def test_paper_encoder_matches_torchvision_resnet50_names():
     """The paper encoder has exactly torchvision's ResNet-50 parameter names and shapes (without fc)."""
-    net = IntraSenseNet(**{k: v for k, v in CONFIGS["paper"].items() if k != "spatial_size"})
+    net = IntraSenseNet(**network_kwargs("intrasense", "paper"))
     state = net.encoder.state_dict()
     params = sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)
     assert params == 23_508_032  # torchvision resnet50: 25,557,032 minus fc (2048*1000 + 1000)

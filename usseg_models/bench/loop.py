@@ -305,7 +305,7 @@ def run_loop_bench(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Start a private server, run both curves, write the outputs; returns paths and the rows."""
-    from monailabel_app.launcher import MonaiLabelServer, prepare_app_dir
+    from usseg_models.serving.launcher import MonaiLabelServer, prepare_app_dir
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ def bench_server(
         cine = make_cine_dicom(tmp_path / "bench_cine.dcm", frames, size)
         server = None
         if url is None:
-            from monailabel_app.launcher import MonaiLabelServer, prepare_app_dir
+            from usseg_models.serving.launcher import MonaiLabelServer, prepare_app_dir
 
             studies = tmp_path / "studies"
             studies.mkdir()

@@ -18,36 +18,7 @@ from usseg_models.networks.blocks.afsa import AFSA
 from usseg_models.networks.blocks.lgsa import LGSA, conv_bn_relu
 from usseg_models.networks.blocks.res2net import Res2NetV1b
 
-__all__ = ["UNetDecoder", "DSANet", "CONFIGS"]
-
-CONFIGS = {
-    # Paper / released code: Res2Net-50 v1b 26w×4s, 12 attention layers, 352 px (≈ 306 M parameters).
-    "paper": dict(
-        spatial_dims=2,
-        in_channels=3,
-        out_channels=1,
-        backbone_layers=(3, 4, 6, 3),
-        backbone_planes=(64, 128, 256, 512),
-        stem_width=32,
-        base_width=26,
-        scale=4,
-        num_attention_layers=12,
-        spatial_size=352,
-    ),
-    # CPU tests and the sample app: narrow Res2Net (one block per stage, widths 32..256), 2 attention layers.
-    "small": dict(
-        spatial_dims=2,
-        in_channels=3,
-        out_channels=1,
-        backbone_layers=(1, 1, 1, 1),
-        backbone_planes=(8, 16, 32, 64),
-        stem_width=8,
-        base_width=26,
-        scale=4,
-        num_attention_layers=2,
-        spatial_size=64,
-    ),
-}
+__all__ = ["UNetDecoder", "DSANet"]
 
 
 class UNetDecoder(nn.Module):
@@ -127,7 +98,8 @@ class DSANet(nn.Module):
 
     Examples::
 
-        >>> net = DSANet(**{k: v for k, v in CONFIGS["small"].items() if k != "spatial_size"}).eval()
+        >>> net = DSANet(backbone_layers=(1, 1, 1, 1), backbone_planes=(8, 16, 32, 64), stem_width=8,
+        ...              num_attention_layers=2).eval()
         >>> x = torch.rand(2, 3, 3, 64, 64)   # (B, T=3: t, t-1, t-2, C, H, W)
         >>> net(x).shape                        # eval: target logits
         torch.Size([2, 1, 64, 64])

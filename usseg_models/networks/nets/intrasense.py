@@ -42,26 +42,11 @@ from usseg_models.networks.blocks.cdr import CDR
 from usseg_models.networks.blocks.gcp import GCP
 from usseg_models.networks.pretrained import load_pretrained_state
 
-__all__ = ["IntraSenseNet", "CONFIGS", "STRIDE"]
+__all__ = ["IntraSenseNet", "STRIDE"]
 
 logger = logging.getLogger(__name__)
 
 STRIDE = 32  # total downsampling of the encoder (stem conv 2 × max-pool 2 × three stride-2 stages)
-
-CONFIGS = {
-    # Paper: torchvision-compatible ResNet-50, GCP + CDR at the deepest stage, 256 px input.
-    "paper": dict(
-        spatial_dims=2, in_channels=3, out_channels=1,
-        encoder_block="bottleneck", encoder_layers=(3, 4, 6, 3), encoder_widths=(64, 128, 256, 512),
-        decoder_channels=(256, 128, 64, 32, 16), spatial_size=256,
-    ),
-    # Narrow, shallow variant for CPU tests and quick checks (trains a few steps in seconds on 2 cores).
-    "small": dict(
-        spatial_dims=2, in_channels=3, out_channels=1,
-        encoder_block="bottleneck", encoder_layers=(1, 1, 1, 1), encoder_widths=(8, 16, 32, 64),
-        decoder_channels=(64, 32, 16, 16, 8), spatial_size=64,
-    ),
-}
 
 _BLOCKS = {"bottleneck": ResNetBottleneck, "basic": ResNetBlock}
 
