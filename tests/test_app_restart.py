@@ -37,8 +37,8 @@ def test_kill_9_mid_save_keeps_labels(tmp_path):
         r = requests.put(f"{server.url}/datastore/label", params={"image": image_id},
                          files={"label": ("v1.nii.gz", (tmp_path / "v1.nii.gz").read_bytes())}, timeout=60)
         assert r.status_code == 200, r.text[:300]
-        # a large second version: the kill lands while it is uploaded, validated or written
-        big = np.random.default_rng(0).integers(0, 2, (shape[0], shape[1], 400), dtype=np.uint8)
+        # a second version of the right shape, uncompressed: the kill lands while it is uploaded, checked or written
+        big = np.random.default_rng(0).integers(0, 2, tuple(shape), dtype=np.uint8)
         nib.save(nib.Nifti1Image(big, np.eye(4)), str(tmp_path / "v2.nii"))
         payload = (tmp_path / "v2.nii").read_bytes()
 

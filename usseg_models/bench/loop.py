@@ -320,6 +320,10 @@ def run_loop_bench(
     conf = {"models": "dsanet", "config": config, "untrained_infer": "allow", "bootstrap_min_labels": "0",
             "auto_retrain_after": "1" if pool else "0", "max_epochs": str(epochs or (1 if quick else 10)),
             "val_split": "0.34"}
+    if time_budget_s:
+        conf["refine_time_budget_s"] = str(time_budget_s)
+    if max_steps:
+        conf["refine_max_steps"] = str(max(int(max_steps), 1))
     if pretrained:
         conf["pretrained_path"] = str(Path(pretrained).resolve())
     if device:
