@@ -109,12 +109,15 @@ class USSegApp(MONAILabelApp):
         except TrainOptionError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
 
-    def _bootstrap_conf(self, name: str) -> tuple[int, int]:
-        config = self.models[name]
+    def _bootstrap_conf(self, name: str) -> tuple[int, dict[str, Any]]:
+        """``(minimum labelled studies, training options)`` of a model's first training at start-up."""
         minimum = int(conf_value(self.conf, name, "bootstrap_min_labels", bootstrap.DEFAULT_BOOTSTRAP_MIN_LABELS))
-        epochs = int(conf_value(self.conf, name, "bootstrap_epochs",
-                                bootstrap.DEFAULT_BOOTSTRAP_EPOCHS.get(config.config_name, 30)))
-        return minimum, epochs
+        options = {
+            "max_epochs": int(conf_value(self.conf, name, "bootstrap_epochs", bootstrap.DEFAULT_BOOTSTRAP_EPOCHS)),
+            "lr": float(conf_value(self.conf, name, "bootstrap_lr", bootstrap.DEFAULT_BOOTSTRAP_LR)),
+            "bootstrap": True,
+        }
+        return minimum, options
 
     def on_init_complete(self):
         """Start the first training of every untrained model whose kind has enough labels (bootstrap)."""
@@ -123,7 +126,7 @@ class USSegApp(MONAILabelApp):
             clean_stale_work(config.store.model_dir)
         datastore = self.datastore()
         for name, config in self.models.items():
-            minimum, epochs = self._bootstrap_conf(name)
+            minimum, options = self._bootstrap_conf(name)
             if config.store.weights_path() is not None or minimum <= 0:
                 continue
             labelled = bootstrap.labelled_items(datastore, config.kind)
@@ -131,8 +134,7 @@ class USSegApp(MONAILabelApp):
                 logger.info("%s is untrained; %d labelled %ss, bootstrap needs %d", name, len(labelled),
                             config.kind, minimum)
                 continue
-            started = self.async_training(name, params={name: {"max_epochs": epochs, "bootstrap": True}},
-                                          enqueue=True)
+            started = self.async_training(name, params={name: options}, enqueue=True)
             logger.info("%s is untrained: first training on %d labelled %ss started (%s)", name, len(labelled),
                         config.kind, started)
 

@@ -6,7 +6,8 @@ mark most of every frame as foreground — an answer that looks like a segmentat
 - **Bootstrap**: at start-up, if the datastore already holds at least ``bootstrap_min_labels`` final labels of the
   model's kind (default :data:`DEFAULT_BOOTSTRAP_MIN_LABELS`; the bundled sample studies hold 3 labelled cines and
   6 labelled images), the app starts that model's first training by itself, with ``bootstrap_epochs`` epochs
-  (default :data:`DEFAULT_BOOTSTRAP_EPOCHS` for the small configuration). ``bootstrap_min_labels 0`` turns it off.
+  (default :data:`DEFAULT_BOOTSTRAP_EPOCHS`) at ``bootstrap_lr`` (default :data:`DEFAULT_BOOTSTRAP_LR`: from random
+  weights a short run needs a larger step than fine-tuning's 1e-4). ``bootstrap_min_labels 0`` turns it off.
 - **409 until trained**: ``POST /infer/<model>`` answers 409 with a sentence saying the model is not trained and
   what its training is doing, unless the request asks for untrained output with ``{"allow_untrained": true}``.
   Refinement (``<model>_refine``) is never refused: it adapts to the user's own corrected frames.
@@ -26,6 +27,7 @@ from monailabel_app.lib.inputs import item_kind
 __all__ = [
     "DEFAULT_BOOTSTRAP_MIN_LABELS",
     "DEFAULT_BOOTSTRAP_EPOCHS",
+    "DEFAULT_BOOTSTRAP_LR",
     "labelled_items",
     "training_status",
     "untrained_message",
@@ -35,7 +37,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP_MIN_LABELS = 3
-DEFAULT_BOOTSTRAP_EPOCHS = {"small": 30, "paper": 30}
+DEFAULT_BOOTSTRAP_EPOCHS = 20
+DEFAULT_BOOTSTRAP_LR = 1e-3
 
 
 def labelled_items(datastore: Any, kind: str) -> list[str]:

@@ -91,7 +91,8 @@ def publish_checkpoint(path: str | os.PathLike, store: ModelStore) -> dict[str, 
         ModelHistory = None  # noqa: N806
     with store.lock:
         if ModelHistory is not None:
-            record["history"] = ModelHistory(store.model_dir, store.name, store.trained_path).publish(path, record)
+            record["history"] = ModelHistory(store.model_dir, store.name, store.trained_path).publish(
+                path, record, current=store.weights_path())
         else:
             atomic_copy(os.fspath(path), str(store.trained_path))
         _, version = store.refresh()

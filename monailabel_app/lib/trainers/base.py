@@ -238,7 +238,7 @@ class UltrasoundTrainTask(TrainTask):
                       "labelled_studies": len(records), "train_studies": len(train), "val_studies": len(val),
                       "reason": decision["reason"], "bootstrap": bool(opts.get("bootstrap"))}
             if decision["publish"]:
-                entry = self.history.publish(checkpoint, record)
+                entry = self.history.publish(checkpoint, record, current=self.store.weights_path())
             else:
                 entry = self.history.keep_candidate(checkpoint, record)
                 logger.warning("%s: %s", self.store.name, decision["reason"])

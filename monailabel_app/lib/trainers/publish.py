@@ -96,11 +96,16 @@ class ModelHistory:
         _write_json(self.path, entries)
         return entry
 
-    def publish(self, checkpoint: str | os.PathLike, record: dict[str, Any]) -> dict[str, Any]:
-        """Make ``checkpoint`` the live model and record it; returns the history entry."""
-        if self.live_path.is_file() and not self.entries():
-            # a live model from before the history existed: keep it so it can be rolled back to
-            self._store_version(self.live_path, {"note": "live model before the first recorded publish"})
+    def publish(self, checkpoint: str | os.PathLike, record: dict[str, Any],
+                current: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Make ``checkpoint`` the live model and record it; returns the history entry.
+
+        ``current`` is the checkpoint in use now (``model/<name>.pt`` or the configured pretrained file; default
+        the live path): on the first recorded publish it is kept as version 1 so it can be rolled back to.
+        """
+        current = Path(current) if current else self.live_path
+        if current.is_file() and not self.entries():
+            self._store_version(current, {"note": f"model in use before the first recorded publish ({current.name})"})
         entry = self._store_version(Path(checkpoint), record)
         atomic_copy(entry["checkpoint"], str(self.live_path))
         if self.candidate_info.exists():
