@@ -53,6 +53,7 @@ __all__ = [
     "per_frame_metrics",
     "segmentation_metrics",
     "temporal_stability",
+    "consecutive_dice",
 ]
 
 METRIC_NAMES = ("mae", "iou", "dice", "precision", "recall", "accuracy", "jaccard")
@@ -204,6 +205,18 @@ def segmentation_metrics(
     return {k: float(v.mean()) for k, v in per_frame_metrics(pred, target, prob, frame_axis, threshold).items()}
 
 
+def consecutive_dice(masks: Any, frame_axis: int | None = 0, threshold: float | None = None) -> np.ndarray:
+    """Dice between consecutive frames, ``d[t] = Dice(M_t, M_t+1)`` for t < N-1 (both empty → 1).
+
+    The one definition of frame-to-frame agreement: :func:`temporal_stability` reports it for predictions and
+    truth, the app's temporal-disagreement score is ``mean(1 − d)``. Fewer than two frames give an empty array.
+    """
+    m = _binary(to_frames(masks, frame_axis), threshold)
+    if len(m) < 2:
+        return np.zeros(0, np.float64)
+    return per_frame_metrics(m[1:], m[:-1])["dice"]
+
+
 def temporal_stability(
     pred: Any, target: Any, frame_axis: int | None = 0, threshold: float | None = None
 ) -> dict[str, float]:
@@ -219,8 +232,7 @@ def temporal_stability(
     p, g = _pair(pred, target, frame_axis, threshold)
     if len(p) < 2:
         raise ValueError(f"temporal stability needs at least 2 frames, got {len(p)}")
-    d_pred = per_frame_metrics(p[1:], p[:-1])["dice"]
-    d_true = per_frame_metrics(g[1:], g[:-1])["dice"]
+    d_pred, d_true = consecutive_dice(p), consecutive_dice(g)
     return {
         "pred_consecutive_dice": float(d_pred.mean()),
         "true_consecutive_dice": float(d_true.mean()),

@@ -1,4 +1,8 @@
-"""What kind of item a datastore file is (cine or image), from its header only — no pixel is decoded.
+"""Input resolution for the app: which file to read for a datastore item, and what kind of item it is.
+
+:func:`resolve_input_file` picks the file of a DICOM series folder (:func:`resolve_request_file` answers an empty
+one with HTTP 422), :func:`spatial_ndim` counts the reader array's spatial axes. :func:`item_kind` tells a cine from
+an image from the header only — no pixel is decoded.
 
 Used on every label save (auto-retrain counting), at start-up (bootstrap training) and by the trainer, so it
 must be cheap: DICOM ``NumberOfFrames`` (pydicom, stopping before the pixel data), the NIfTI/NRRD header shape,
@@ -12,7 +16,10 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["item_kind", "resolve_input_file", "VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS"]
+from usseg_models.io.layout import spatial_ndim
+
+__all__ = ["item_kind", "resolve_input_file", "resolve_request_file", "spatial_ndim", "VIDEO_EXTENSIONS",
+           "IMAGE_EXTENSIONS"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,16 @@ def resolve_input_file(path: str) -> str:
         files.sort(key=lambda p: p.stat().st_size, reverse=True)
         logger.info("series %s has %d instances; using %s", Path(path).name, len(files), files[0].name)
     return str(files[0])
+
+
+def resolve_request_file(path: str) -> str:
+    """:func:`resolve_input_file` for a request: an empty series folder is answered HTTP 422."""
+    from monailabel_app.lib.http import unprocessable
+
+    try:
+        return resolve_input_file(path)
+    except FileNotFoundError as exc:
+        raise unprocessable(str(exc)) from exc
 
 
 def _frames_from_header(path: str) -> int:

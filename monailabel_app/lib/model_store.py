@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from usseg_models.errors import CheckpointError
-from usseg_models.networks.checkpoint import read_checkpoint
+from usseg_models.networks.checkpoint import load_weights
 from usseg_models.networks.factory import build_network, network_spatial_size
 
 __all__ = ["ModelStore"]
@@ -101,14 +101,5 @@ class ModelStore:
             return self.network, dict(self._version)
 
     def _load(self, path: Path) -> None:
-        payload = read_checkpoint(path)
-        if payload["network"] != self.name or payload["config"] != self.config:
-            raise CheckpointError(
-                f"{path} holds {payload['network']}/{payload['config']}, the app runs {self.name}/{self.config}"
-            )
-        result = self.network.load_state_dict(payload["state_dict"], strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise CheckpointError(
-                f"{path}: missing {result.missing_keys[:10]}, unexpected {result.unexpected_keys[:10]}"
-            )
+        load_weights(self.network, path, self.name, self.config)
         self.network.eval()

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from usseg_models.errors import UssegError
+from usseg_models.io.conventions import BT601_WEIGHTS
+from usseg_models.io.layout import spatial_ndim
 
 __all__ = ["PredictItem", "collect_inputs", "predict_item", "overlay_frames", "OUTPUT_FORMATS", "predict_files"]
 
@@ -151,10 +153,6 @@ def _read(item: PredictItem) -> tuple[np.ndarray, dict[str, Any]]:
     return cine, meta
 
 
-def _spatial_ndim(array: np.ndarray, meta: dict[str, Any]) -> int:
-    return array.ndim - (1 if meta.get("original_channel_dim") == -1 else 0)
-
-
 def predict_item(predictor: Any, model: str, item: PredictItem) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Read and segment one item. Returns ``(label uint8 (X, Y[, T]), reader array, meta)``.
 
@@ -162,7 +160,7 @@ def predict_item(predictor: Any, model: str, item: PredictItem) -> tuple[np.ndar
         UssegError: unreadable file, or a 2D image given to DSANet.
     """
     array, meta = _read(item)
-    ndim = _spatial_ndim(array, meta)
+    ndim = spatial_ndim(array, meta)
     if model == "dsanet":
         if ndim != 3:
             raise UssegError(f"{item.describe()}: dsanet segments cines (X, Y, T); this is a single image of shape "
@@ -178,7 +176,7 @@ def predict_item(predictor: Any, model: str, item: PredictItem) -> tuple[np.ndar
 def _display_grey(frame: np.ndarray) -> np.ndarray:
     a = np.asarray(frame)
     if a.ndim == 3:
-        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        a = a[..., :3].astype(np.float32) @ np.array(BT601_WEIGHTS, np.float32)
     if a.dtype == np.uint8:
         return a
     a = a.astype(np.float32)
@@ -223,7 +221,8 @@ def overlay_frames(array: np.ndarray, label: np.ndarray, meta: dict[str, Any]) -
 
 
 def _write_outputs(out_dir: Path, item: PredictItem, label: np.ndarray, array: np.ndarray, meta: dict[str, Any],
-                   fmt: str, overlay: str | None) -> list[Path]:
+                   fmt: str, overlay: str | None, model: str = "dsanet") -> list[Path]:
+    from usseg_models import palette
     from usseg_models.io import writers
     from usseg_models.io.video import write_video
 
@@ -238,8 +237,8 @@ def _write_outputs(out_dir: Path, item: PredictItem, label: np.ndarray, array: n
             for t, stem in enumerate(names):
                 written.append(writers.write_png(base / f"{stem}.png", label[:, :, t], mode="binary"))
     elif fmt == "seg.nrrd":
-        segments = [{"label_value": 1, "name": "foreground", "color": (0.9, 0.2, 0.2)}]
-        written.append(writers.write_label(base.with_name(base.name + ".seg.nrrd"), label, meta, segments=segments))
+        written.append(writers.write_label(base.with_name(base.name + ".seg.nrrd"), label, meta,
+                                           segments=palette.segments(model)))
     else:
         written.append(writers.write_label(base.with_name(base.name + ".nii.gz"), label, meta))
     if overlay:
@@ -292,7 +291,7 @@ def predict_files(
     for item in (progress(items) if progress else items):
         try:
             label, array, meta = predict_item(predictor, model, item)
-            outputs = _write_outputs(out_dir, item, label, array, meta, fmt, overlay)
+            outputs = _write_outputs(out_dir, item, label, array, meta, fmt, overlay, model)
         except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others; reported to the caller
             if on_error:
                 on_error(item, exc)

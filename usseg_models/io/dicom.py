@@ -31,7 +31,8 @@ from monai.data.image_reader import _stack_images
 from monai.utils import ensure_tuple
 
 from usseg_models.errors import UltrasoundIOError
-from usseg_models.io.dicom_pixels import bt601_luma, decode_dicom, dicom_metadata, read_dicom
+from usseg_models.io.conventions import bt601_luma
+from usseg_models.io.dicom_pixels import decode_dicom, dicom_metadata, read_dicom
 from usseg_models.io.validate import validate_dicom
 
 __all__ = ["UltrasoundDicomReader", "read_dicom", "dicom_metadata", "decode_dicom", "bt601_luma"]

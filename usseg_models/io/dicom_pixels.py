@@ -49,6 +49,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixel_data_handlers.util import apply_color_lut, convert_color_space
 
 from usseg_models.errors import MissingDecoderError, UltrasoundIOError
+from usseg_models.io.conventions import bt601_luma
 from usseg_models.io.validate import check_decoder_available, validate_dicom
 
 __all__ = ["read_dicom", "dicom_metadata", "decode_dicom", "bt601_luma"]
@@ -56,24 +57,6 @@ __all__ = ["read_dicom", "dicom_metadata", "decode_dicom", "bt601_luma"]
 logger = logging.getLogger(__name__)
 
 _CM_UNITS = 3  # PhysicalUnitsX/YDirection code for centimetres (PS3.3 C.8.5.5.1.15)
-
-
-def bt601_luma(rgb: np.ndarray) -> np.ndarray:
-    """Grey value of RGB pixels by ITU-R BT.601 luma, ``0.299 R + 0.587 G + 0.114 B``.
-
-    Args:
-        rgb: array with a last axis of 3 (any leading shape), integer or float.
-
-    Returns:
-        array of the leading shape, rounded to the nearest integer and cast to ``rgb.dtype`` for integer input.
-    """
-    if rgb.shape[-1] != 3:
-        raise ValueError(f"bt601_luma expects a last axis of 3 channels, got shape {rgb.shape}.")
-    luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    if np.issubdtype(rgb.dtype, np.integer):
-        info = np.iinfo(rgb.dtype)
-        return np.clip(np.rint(luma), info.min, info.max).astype(rgb.dtype)
-    return luma.astype(rgb.dtype)
 
 
 def _ultrasound_region_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:

@@ -47,7 +47,8 @@ import numpy as np
 from PIL import Image
 
 from usseg_models.errors import UltrasoundIOError
-from usseg_models.io.dicom_pixels import bt601_luma, read_dicom
+from usseg_models.io.conventions import LPS_TO_RAS, bt601_luma
+from usseg_models.io.dicom_pixels import read_dicom
 from usseg_models.io.validate import sniff_format
 
 __all__ = ["load_image", "LPS_TO_RAS"]
@@ -67,7 +68,6 @@ def __getattr__(name: str):
 logger = logging.getLogger(__name__)
 
 #: Flip of the first two world axes, converting an LPS affine to RAS and back.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _LPS_SPACES = ("left-posterior-superior", "lps", "scanner-xyz")
 _RAS_SPACES = ("right-anterior-superior", "ras")
 _CHANNEL_KINDS = ("rgb-color", "vector", "3-vector", "covariant-vector", "normal", "3-color", "list")

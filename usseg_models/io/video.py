@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from usseg_models.errors import MissingDecoderError, UltrasoundIOError
-from usseg_models.io.dicom_pixels import bt601_luma
+from usseg_models.io.conventions import bt601_luma
 from usseg_models.io.validate import MAX_DECODED_BYTES
 
 __all__ = [

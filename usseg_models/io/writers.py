@@ -34,11 +34,11 @@ import nrrd
 import numpy as np
 from PIL import Image
 
-from usseg_models.io.image import LPS_TO_RAS
+from usseg_models.io.conventions import LPS_TO_RAS
+from usseg_models.palette import fallback_color
 
 __all__ = ["write_nifti", "write_seg_nrrd", "write_png", "write_label", "default_segments"]
 
-_DEFAULT_COLOURS = [(0.945, 0.839, 0.569), (0.847, 0.396, 0.310), (0.502, 0.682, 0.502), (0.694, 0.478, 0.396)]
 
 
 def _as_label(label: Any, allow_2d: bool = True) -> np.ndarray:
@@ -90,7 +90,7 @@ def default_segments(label: np.ndarray, names: Mapping[int, str] | None = None) 
     values = [int(v) for v in np.unique(label) if v != 0]
     names = dict(names or {})
     return [
-        {"label_value": v, "name": names.get(v, f"Segment_{v}"), "color": _DEFAULT_COLOURS[i % len(_DEFAULT_COLOURS)]}
+        {"label_value": v, "name": names.get(v, f"Segment_{v}"), "color": fallback_color(i)}
         for i, v in enumerate(values)
     ]
 
@@ -147,7 +147,7 @@ def write_seg_nrrd(
         value = int(seg["label_value"])
         if not 1 <= value <= 255:
             raise ValueError(f"segment label_value must be in 1..255, got {value}.")
-        colour = tuple(float(c) for c in seg.get("color", _DEFAULT_COLOURS[i % len(_DEFAULT_COLOURS)]))
+        colour = tuple(float(c) for c in seg.get("color", fallback_color(i)))
         if len(colour) != 3 or not all(0.0 <= c <= 1.0 for c in colour):
             raise ValueError(f"segment color must be 3 floats in 0..1, got {colour}.")
         name = str(seg.get("name", f"Segment_{value}"))

@@ -3,6 +3,10 @@
 A checkpoint is a ``torch.save`` dict with keys ``network`` (name for :func:`build_network`), ``config``
 (``paper``/``small``), ``overrides`` (constructor kwargs changed from the configuration), ``spatial_size``,
 ``state_dict`` and free-form ``extra`` (epoch, metrics, ...). Loading uses ``weights_only=True``.
+
+:func:`load_weights` is the one strict loader of a usseg checkpoint into a live network (the app's model store,
+fine-tuning from a checkpoint, :func:`load_checkpoint`): every key present on both sides with the same shape, or
+:class:`CheckpointError` listing what differs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch.nn as nn
 from usseg_models.errors import CheckpointError
 from usseg_models.networks.factory import build_network, network_spatial_size
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "unwrap_model"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_state_strict", "load_weights", "unwrap_model"]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -72,15 +76,50 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def load_state_strict(model: nn.Module, state_dict: dict[str, Any], source: str, target: str = "this network") -> None:
+    """Load ``state_dict`` into ``model`` with every key on both sides and every shape equal.
+
+    Raises:
+        CheckpointError: ``"<source> does not fit <target>: missing [...], unexpected [...]"`` (first ten of each)
+            plus the keys whose shapes differ; the model is left unchanged then.
+    """
+    own = unwrap_model(model).state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k}: file {tuple(v.shape)} vs network {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        detail = f"missing {missing[:10]}, unexpected {unexpected[:10]}" + (f", shapes {shapes[:10]}" if shapes else "")
+        raise CheckpointError(f"{source} does not fit {target}: {detail}")
+    unwrap_model(model).load_state_dict(state_dict, strict=True)
+
+
+def load_weights(
+    model: nn.Module, path: str | os.PathLike, network: str | None = None, config: str | None = None
+) -> dict[str, Any]:
+    """Read the usseg checkpoint ``path`` and load its weights strictly into ``model``; returns the payload.
+
+    With ``network``/``config`` given, a checkpoint of another network or configuration is refused first.
+
+    Raises:
+        CheckpointError: unreadable file, not a usseg checkpoint, other network/configuration, or keys/shapes
+            that differ (see :func:`load_state_strict`).
+    """
+    payload = read_checkpoint(path)
+    if (network is not None and payload["network"] != network) or (config is not None and payload["config"] != config):
+        raise CheckpointError(f"{path} holds {payload['network']}/{payload['config']}, expected {network}/{config}")
+    target = f"{network}/{config}" if network and config else "this network"
+    load_state_strict(model, payload["state_dict"], str(path), target)
+    return payload
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the network stored in ``path`` and load its weights strictly. Returns ``(model, payload)``."""
     payload = read_checkpoint(path)
     overrides = {k: v for k, v in payload.get("overrides", {}).items() if k != "spatial_size"}
     model = build_network(payload["network"], payload["config"], **overrides)
-    result = model.load_state_dict(payload["state_dict"], strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{path} does not match {payload['network']}/{payload['config']}: "
-            f"missing {result.missing_keys[:10]}, unexpected {result.unexpected_keys[:10]}"
-        )
+    load_state_strict(model, payload["state_dict"], str(path), f"{payload['network']}/{payload['config']}")
     return model.to(map_location), payload

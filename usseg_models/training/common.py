@@ -55,15 +55,9 @@ def apply_pretrained(model: nn.Module, path: str | Path) -> None:
     Raises:
         CheckpointError: when the file is not a usseg checkpoint or its keys do not match.
     """
-    from usseg_models.networks.checkpoint import read_checkpoint
+    from usseg_models.networks.checkpoint import load_weights
 
-    payload = read_checkpoint(path)
-    result = model.load_state_dict(payload["state_dict"], strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{path} does not fit this network: missing {result.missing_keys[:10]}, "
-            f"unexpected {result.unexpected_keys[:10]}"
-        )
+    payload = load_weights(model, path)
     logger.info("initialised from %s (%s/%s)", path, payload["network"], payload["config"])
 
 

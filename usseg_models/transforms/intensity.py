@@ -22,6 +22,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
+from usseg_models.io.conventions import BT601_WEIGHTS
 from usseg_models.transforms.errors import PreprocessingError
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "ChannelNormalizeDict",
 ]
 
-BT601_WEIGHTS = (0.299, 0.587, 0.114)
 _MODES = ("dtype", "minmax")
 
 

@@ -10,6 +10,7 @@ from monailabel_app.lib.infers.dsanet import DSANetInfer
 from monailabel_app.lib.infers.refine import DSANetRefineInfer, RefineLimits
 from monailabel_app.lib.scoring.temporal import TemporalDisagreementScoring
 from monailabel_app.lib.trainers.base import UltrasoundTrainTask
+from usseg_models import palette
 
 __all__ = ["DSANetConfig"]
 
@@ -19,8 +20,8 @@ class DSANetConfig(UltrasoundTaskConfig):
 
     network_name = "dsanet"
     kind = "cine"
-    LABELS = {"lesion": 1}
-    LABEL_COLORS = {"lesion": (1.0, 0.2, 0.2)}
+    LABELS = palette.label_names("dsanet")
+    LABEL_COLORS = palette.label_colors("dsanet")
 
     @cached_property
     def infer_task(self) -> DSANetInfer:

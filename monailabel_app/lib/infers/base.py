@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from monailabel_app.lib import inputs
-from monailabel_app.lib.http import bad_request, http_error_for, unprocessable
+from monailabel_app.lib.http import bad_request, http_error_for
 from monailabel_app.lib.input_limits import check_result_fits, read_checked
+from monailabel_app.lib.inputs import resolve_request_file, spatial_ndim
 from monailabel_app.lib.model_store import ModelStore
+from usseg_models import palette
 from usseg_models.errors import UssegError
 from usseg_models.io import writers
 
@@ -32,18 +33,8 @@ logger = logging.getLogger(__name__)
 RESULT_EXTENSIONS = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".png")
 
 
-def resolve_input_file(path: str) -> str:
-    """:func:`monailabel_app.lib.inputs.resolve_input_file`, with an empty series folder answered 422."""
-    try:
-        return inputs.resolve_input_file(path)
-    except FileNotFoundError as exc:
-        raise unprocessable(str(exc)) from exc
-
-
-def spatial_ndim(array: np.ndarray, meta: dict[str, Any]) -> int:
-    """Number of spatial (X, Y[, T]) axes of a reader array, excluding a channel-last colour axis."""
-    colour = meta.get("original_channel_dim") == -1
-    return array.ndim - (1 if colour else 0)
+# Kept for callers outside this package's control (datastore.py); new code imports from ``lib.inputs``.
+resolve_input_file = resolve_request_file
 
 
 def _uid_sidecar(meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -125,7 +116,7 @@ class UltrasoundInferTask(InferTask):
         if not isinstance(image, str) or not image:
             raise bad_request("no image file or id given")
         try:
-            path = resolve_input_file(image)
+            path = resolve_request_file(image)
             array, meta, _ = read_checked(path, "image")  # size limit from the header (413), NaN/Inf (422)
             data = self.check_input(array, meta)
             ext = self._result_extension(request, path)
@@ -188,11 +179,7 @@ class UltrasoundInferTask(InferTask):
             # label values as in ``label_names`` (not 255), so clients read the same indices as from NIfTI
             writers.write_label(out, label, meta, mode="labels")
         elif ext.endswith(".nrrd"):
-            segments = [
-                {"label_value": int(v), "name": name, "color": tuple(self.label_colors.get(name, (1.0, 0.0, 0.0)))}
-                for name, v in self.labels.items()
-            ]
-            writers.write_label(out, label, meta, segments=segments)
+            writers.write_label(out, label, meta, segments=palette.segments_from(self.labels, self.label_colors))
         else:
             writers.write_label(out, label, meta)
         return out

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from monailabel_app.lib.http import unprocessable
-from monailabel_app.lib.infers.base import UltrasoundInferTask, spatial_ndim
+from monailabel_app.lib.infers.base import UltrasoundInferTask
+from monailabel_app.lib.inputs import spatial_ndim
 from usseg_models.inference.image import ImagePredictor
 
 __all__ = ["IntraSenseInfer"]

@@ -1,5 +1,7 @@
 """Temporal-disagreement score of a cine: how much DSANet's masks change between consecutive frames.
 
+The consecutive-frame Dice is :func:`usseg_models.metrics.consecutive_dice` (the metric the evaluation reports).
+
 For predicted masks M_1..M_T of an unlabelled cine the score is
 
     U = 1/(T-1) · Σ_t (1 − Dice(M_t, M_{t+1})),   Dice(A, B) = 2|A∩B| / (|A| + |B|),  Dice(∅, ∅) = 1,
@@ -18,8 +20,10 @@ import numpy as np
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from monailabel_app.lib.infers.base import UltrasoundInferTask, resolve_input_file, spatial_ndim
+from monailabel_app.lib.infers.base import UltrasoundInferTask
 from monailabel_app.lib.input_limits import read_checked
+from monailabel_app.lib.inputs import resolve_request_file, spatial_ndim
+from usseg_models.metrics import consecutive_dice
 
 __all__ = ["temporal_disagreement", "TemporalDisagreementScoring", "UnscorableStudy", "SCORE_KEY"]
 
@@ -42,11 +46,7 @@ def temporal_disagreement(masks: np.ndarray) -> float:
         raise ValueError(f"masks must be (X, Y, T), got shape {masks.shape}")
     if masks.shape[2] < 2:
         return 0.0
-    a, b = masks[:, :, :-1], masks[:, :, 1:]
-    inter = (a & b).sum(axis=(0, 1)).astype(np.float64)
-    total = a.sum(axis=(0, 1)) + b.sum(axis=(0, 1))
-    dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
-    return float(np.mean(1.0 - dice))
+    return float(np.mean(1.0 - consecutive_dice(masks, frame_axis=-1)))
 
 
 class UnscorableStudy(Exception):
@@ -83,7 +83,7 @@ class TemporalDisagreementScoring(ScoringMethod):
                 or the network fails on it.
         """
         try:
-            array, meta, _ = read_checked(resolve_input_file(path), "study")
+            array, meta, _ = read_checked(resolve_request_file(path), "study")
         except Exception as exc:  # noqa: BLE001 - unreadable for any reason: the caller skips the study
             raise UnscorableStudy(_reason(exc)) from exc
         if spatial_ndim(array, meta) != 3 or array.shape[2] < 2:
