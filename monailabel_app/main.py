@@ -113,7 +113,8 @@ class USSegApp(MONAILabelApp):
         """``(minimum labelled studies, training options)`` of a model's first training at start-up."""
         minimum = int(conf_value(self.conf, name, "bootstrap_min_labels", bootstrap.DEFAULT_BOOTSTRAP_MIN_LABELS))
         options = {
-            "max_epochs": int(conf_value(self.conf, name, "bootstrap_epochs", bootstrap.DEFAULT_BOOTSTRAP_EPOCHS)),
+            "max_epochs": int(conf_value(self.conf, name, "bootstrap_epochs",
+                                         bootstrap.DEFAULT_BOOTSTRAP_EPOCHS[self.models[name].kind])),
             "lr": float(conf_value(self.conf, name, "bootstrap_lr", bootstrap.DEFAULT_BOOTSTRAP_LR)),
             "bootstrap": True,
         }

@@ -3,18 +3,21 @@
 The product defaults are used (``untrained_infer refuse``, ``bootstrap_min_labels 3``): until the bootstrap
 training has published a model, inference answers 409 with a sentence about the training; afterwards the sample
 cines — the three labelled ones and the unlabelled one, scored against the generator's truth — segment with a
-mean Dice of at least 0.7 (random weights score about 0.1 on them: most of every frame is marked).
+mean Dice of at least 0.7 (random weights score about 0.1 on them: most of every frame is marked), and so do the
+sample PNG images with IntraSense-Net.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import time
 
 import nibabel as nib
 import numpy as np
 import pytest
 import requests
+from PIL import Image
 from server_utils import MonaiLabelServer, copy_app, copy_studies
 
 from usseg_models.metrics import dice
@@ -65,5 +68,13 @@ def test_bootstrap_training_at_first_start(tmp_path):
             scores[cine] = dice(pred, _truth(studies, cine), frame_axis=-1)
         assert np.mean(list(scores.values())) >= 0.7, scores
         assert min(scores.values()) >= 0.5, scores
+        images = {}
+        for image in ("image_000", "image_001", "image_002", "image_003"):
+            r = requests.post(f"{url}/infer/intrasense", params={"image": image, "output": "image"}, timeout=120)
+            assert r.status_code == 200, r.text
+            pred = np.asarray(Image.open(io.BytesIO(r.content))) > 0
+            truth = np.asarray(Image.open(studies / "labels" / "final" / f"{image}.png")) > 0
+            images[image] = dice(pred, truth, frame_axis=None)
+        assert np.mean(list(images.values())) >= 0.7, images
     finally:
         srv.stop()

@@ -37,7 +37,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP_MIN_LABELS = 3
-DEFAULT_BOOTSTRAP_EPOCHS = 20
+# by kind: a cine gives one window per frame (3 cines x 24 frames: 36 steps an epoch at batch 2), an image one
+# sample (6 images: 3 steps an epoch), so images need more epochs for a similar number of optimiser steps
+DEFAULT_BOOTSTRAP_EPOCHS = {"cine": 20, "image": 150}
 DEFAULT_BOOTSTRAP_LR = 1e-3
 
 
