@@ -5,8 +5,9 @@ one with HTTP 422), :func:`spatial_ndim` counts the reader array's spatial axes.
 an image from the header only — no pixel is decoded.
 
 Used on every label save (auto-retrain counting), at start-up (bootstrap training) and by the trainer, so it
-must be cheap: DICOM ``NumberOfFrames`` (pydicom, stopping before the pixel data), the NIfTI/NRRD header shape,
-and the file type for PNG/JPEG (images) and video files (cines). A file whose header cannot be read has no kind
+must be cheap: the library's header-only prober (:func:`usseg_models.io.image.probe_header`: DICOM
+``NumberOfFrames`` before the pixel data, the NIfTI/NRRD header shape) and the file type for PNG/JPEG (images) and
+video files (cines). A file whose header cannot be read has no kind
 (``None``) and is skipped with a warning by its callers.
 """
 
@@ -16,6 +17,7 @@ import logging
 import os
 from pathlib import Path
 
+from usseg_models.io.image import probe_header
 from usseg_models.io.layout import spatial_ndim
 
 __all__ = ["item_kind", "resolve_input_file", "resolve_request_file", "spatial_ndim", "VIDEO_EXTENSIONS",
@@ -57,30 +59,6 @@ def resolve_request_file(path: str) -> str:
         raise unprocessable(str(exc)) from exc
 
 
-def _frames_from_header(path: str) -> int:
-    name = path.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-
-        shape = nib.load(path).shape
-        return int(shape[2]) if len(shape) >= 3 else 1
-    if name.endswith((".nrrd", ".nhdr")):
-        import nrrd
-
-        header = nrrd.read_header(path)
-        sizes = [int(s) for s in header["sizes"]]
-        kinds = [str(k).lower() for k in header.get("kinds", [])]
-        if kinds and len(kinds) == len(sizes):  # drop a colour/list axis
-            sizes = [s for s, k in zip(sizes, kinds) if k not in ("vector", "rgb-color", "rgba-color", "list")]
-        return sizes[2] if len(sizes) >= 3 else 1
-    import pydicom
-
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    if "PixelData" not in ds and "Rows" not in ds:
-        raise ValueError("not an image DICOM")
-    return int(ds.get("NumberOfFrames", 1) or 1)
-
-
 def item_kind(path: str) -> str | None:
     """``"cine"`` for a clip of more than one frame, ``"image"`` for a 2D image, ``None`` when unreadable."""
     try:
@@ -90,7 +68,7 @@ def item_kind(path: str) -> str | None:
             return "cine"
         if name.endswith(IMAGE_EXTENSIONS):
             return "image"
-        return "cine" if _frames_from_header(path) > 1 else "image"
+        return "cine" if probe_header(path).is_cine else "image"
     except Exception as exc:  # noqa: BLE001 - any unreadable header means "no kind"; callers skip the file
         logger.warning("cannot tell the kind of %s: %s", path, exc)
         return None

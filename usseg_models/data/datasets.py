@@ -219,30 +219,12 @@ def _find_label(img: Path, exts: Sequence[str]) -> list[Path]:
 
 def _num_frames(path: Path) -> int | None:
     """Frames in a DICOM/NIfTI/NRRD/video file from its header only (``None`` = single-frame image, or unknown)."""
-    ext = _ext(path)
+    from usseg_models.io.image import probe_header
+
     try:
-        if ext in VIDEO_EXTS:  # a video file is always a cine, even of one frame
-            from usseg_models.io.video import probe_video
-
-            return probe_video(path).num_frames
-        if ext == ".dcm":
-            import pydicom
-
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-            return int(ds.NumberOfFrames) if "NumberOfFrames" in ds else None
-        if ext in (".nii", ".nii.gz"):
-            import nibabel as nib
-
-            shape = nib.load(str(path)).shape
-            return int(shape[2]) if len(shape) >= 3 and shape[2] > 1 else None
-        if ext in (".nrrd", ".nhdr"):
-            import nrrd
-
-            sizes = nrrd.read_header(str(path))["sizes"]
-            return int(sizes[-1]) if len(sizes) >= 3 and sizes[-1] > 1 else None
+        return probe_header(path).num_frames
     except Exception:  # noqa: BLE001 - unreadable headers are reported when the file is loaded
         return None
-    return None
 
 
 def _is_label_path(path: Path, root: Path) -> bool:

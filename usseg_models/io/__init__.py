@@ -3,10 +3,12 @@
 See ``docs/DESIGN.md`` for the array layout and metadata keys, :mod:`usseg_models.io.dicom_pixels` for the colour
 rule and :mod:`usseg_models.io.validate` for the checks every file passes before any native decoder sees it.
 
-Modules: ``validate`` (checks, format sniffing), ``dicom_pixels`` (pydicom decoding + metadata), ``dicom``
-(``UltrasoundDicomReader``), ``video`` (MP4/MOV/AVI cines with PyAV), ``image`` (``load_image`` for every
-format), ``transforms`` (``LoadUltrasound``, ``LoadUltrasoundd``, ``UltrasoundImageReader``,
-``UltrasoundVideoReader``), ``writers`` (NIfTI, ``.seg.nrrd``, PNG labels).
+Modules: ``image`` (the reader registry: format → reader and header prober; ``load_image``, ``probe_header``),
+``validate`` (checks, format sniffing), ``dicom_pixels`` (pydicom decoding + metadata), ``raster`` (PNG/JPEG/...),
+``volume`` (NIfTI/NRRD), ``video`` (MP4/MOV/AVI cines with PyAV), ``header`` (header-only probers), ``loaders``
+(MONAI ``ImageReader``s over the registry, ``LoadUltrasound``/``LoadUltrasoundd``), ``dicom``
+(``UltrasoundDicomReader``), ``conventions`` (LPS↔RAS, BT.601), ``layout`` (reader array/metadata helpers),
+``writers`` (NIfTI, ``.seg.nrrd``, PNG labels).
 Names are imported on first access, so ``import usseg_models.io`` does not import MONAI.
 """
 
@@ -16,21 +18,24 @@ import importlib
 
 _EXPORTS = {
     "UltrasoundDicomReader": "dicom",
-    "UltrasoundImageReader": "transforms",
-    "UltrasoundVideoReader": "transforms",
+    "UltrasoundImageReader": "loaders",
+    "UltrasoundVideoReader": "loaders",
     "read_video": "video",
     "probe_video": "video",
     "write_video": "video",
-    "LoadUltrasound": "transforms",
-    "LoadUltrasoundd": "transforms",
-    "LoadUltrasoundD": "transforms",
-    "LoadUltrasoundDict": "transforms",
+    "LoadUltrasound": "loaders",
+    "LoadUltrasoundd": "loaders",
+    "LoadUltrasoundD": "loaders",
+    "LoadUltrasoundDict": "loaders",
     "bt601_luma": "conventions",
     "LPS_TO_RAS": "conventions",
     "decode_dicom": "dicom_pixels",
     "dicom_metadata": "dicom_pixels",
     "read_dicom": "dicom_pixels",
     "load_image": "image",
+    "probe_header": "image",
+    "READERS": "image",
+    "RegistryReader": "loaders",
     "sniff_format": "validate",
     "validate_dicom": "validate",
     "write_label": "writers",

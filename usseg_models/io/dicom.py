@@ -3,7 +3,8 @@
 Decoding, the colour rule and the metadata keys are documented in :mod:`usseg_models.io.dicom_pixels` (re-exported
 here): spatial-first ``(X, Y[, T][, 3])`` arrays, YBR -> RGB, PALETTE COLOR -> RGB through the LUT, MONOCHROME1
 inverted, optional BT.601 luma grey, ``affine = diag(sx, sy, 1, 1)`` from the ultrasound regions calibration.
-Every file is validated (:func:`usseg_models.io.validate.validate_dicom`) before pydicom decodes it.
+Every file is validated (:func:`usseg_models.io.validate.validate_dicom`) before pydicom decodes it; the reader is
+the registry's DICOM entry (:class:`usseg_models.io.loaders.RegistryReader`).
 
 Examples::
 
@@ -23,17 +24,12 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from monai.data import ImageReader
-from monai.data.image_reader import _stack_images
 from monai.utils import ensure_tuple
 
-from usseg_models.errors import UltrasoundIOError
 from usseg_models.io.conventions import bt601_luma
 from usseg_models.io.dicom_pixels import decode_dicom, dicom_metadata, read_dicom
-from usseg_models.io.validate import validate_dicom
+from usseg_models.io.loaders import RegistryReader
 
 __all__ = ["UltrasoundDicomReader", "read_dicom", "dicom_metadata", "decode_dicom", "bt601_luma"]
 
@@ -42,13 +38,13 @@ logger = logging.getLogger(__name__)
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 
-class UltrasoundDicomReader(ImageReader):
+class UltrasoundDicomReader(RegistryReader):
     """MONAI image reader for ultrasound DICOM (see the module docstring for layout, colour rule and metadata).
 
     Note:
         ``LoadImage(reader=UltrasoundDicomReader())`` falls back to MONAI's other readers (ITK, ...) when this reader
         raises, so an invalid file would still reach a native decoder. For untrusted files use
-        :class:`usseg_models.io.transforms.LoadUltrasound` / ``LoadUltrasoundd``, which raise
+        :class:`usseg_models.io.loaders.LoadUltrasound` / ``LoadUltrasoundd``, which raise
         :class:`~usseg_models.errors.UltrasoundIOError` instead.
 
     Args:
@@ -62,11 +58,7 @@ class UltrasoundDicomReader(ImageReader):
         torch.Size([320, 240, 30])
     """
 
-    def __init__(self, grayscale: bool = False) -> None:
-        super().__init__()
-        if not isinstance(grayscale, bool):
-            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
-        self.grayscale = grayscale
+    formats = ("dicom",)
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         """True when every file has a DICOM suffix or, for existing files, the ``DICM`` prefix."""
@@ -83,26 +75,3 @@ class UltrasoundDicomReader(ImageReader):
                 pass
             return False
         return True
-
-    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
-        """Validate the file(s) and return the parsed data set(s) (pixels are decoded in :meth:`get_data`)."""
-        if kwargs:
-            logger.debug("UltrasoundDicomReader.read ignores %s", sorted(kwargs))
-        datasets = [validate_dicom(name) for name in ensure_tuple(data)]
-        return datasets if len(datasets) > 1 else datasets[0]
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        """Decode data set(s) from :meth:`read`; several files are stacked as channels (MONAI convention)."""
-        arrays, meta = [], {}
-        for ds in img if isinstance(img, (list, tuple)) else [img]:
-            arr = decode_dicom(ds, grayscale=self.grayscale)
-            m = dicom_metadata(ds)
-            if self.grayscale:
-                m["original_channel_dim"] = "no_channel"
-            if arrays and arr.shape != arrays[0].shape:
-                raise UltrasoundIOError(
-                    f"{m['filename_or_obj']}: shape {arr.shape} differs from {arrays[0].shape}; cannot stack files"
-                )
-            arrays.append(arr)
-            meta = meta or m
-        return _stack_images(arrays, meta), meta

@@ -213,7 +213,9 @@ def decode_dicom(ds: pydicom.Dataset, grayscale: bool = False) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(order))
 
 
-def read_dicom(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+def read_dicom(
+    path: str | os.PathLike, grayscale: bool = False, sniffed: bool = False
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Validate, decode and describe one ultrasound DICOM file.
 
     Args:
@@ -223,11 +225,13 @@ def read_dicom(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.nda
     Returns:
         ``(array, meta)`` with ``array`` shaped ``(X, Y[, T][, 3])`` and ``meta`` as :func:`dicom_metadata`.
 
+        sniffed: the caller (the reader registry) has already identified the file as DICOM by its content.
+
     Raises:
         UltrasoundIOError: invalid or undecodable file (message names the problem).
         MissingDecoderError: the transfer syntax needs a decoder package that is not installed.
     """
-    ds = validate_dicom(path)
+    ds = validate_dicom(path, sniffed=sniffed)
     arr = decode_dicom(ds, grayscale=grayscale)
     meta = dicom_metadata(ds, path)
     if grayscale:

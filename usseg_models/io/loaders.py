@@ -1,9 +1,10 @@
-"""MONAI wrappers of :func:`usseg_models.io.image.load_image`: ``ImageReader`` classes (every format; video files
-only) and the ``LoadUltrasound`` / ``LoadUltrasoundd`` transform pair (array and dictionary, MONAI style).
+"""Loaders: MONAI wrappers of the reader registry (:mod:`usseg_models.io.image`) — ``ImageReader`` classes
+(:class:`RegistryReader`: every format, video only; DICOM only in :mod:`usseg_models.io.dicom`) and the
+``LoadUltrasound`` / ``LoadUltrasoundd`` transform pair (array and dictionary, MONAI style).
 
 Examples::
 
-    >>> from usseg_models.io.transforms import LoadUltrasoundd
+    >>> from usseg_models.io.loaders import LoadUltrasoundd
     >>> load = LoadUltrasoundd(["image", "label"], grayscale=True)
     >>> data = load({"image": "echo.dcm", "label": "label.nii.gz"})   # doctest: +SKIP
     >>> data["image"].shape                                            # doctest: +SKIP
@@ -26,10 +27,11 @@ from monai.transforms import EnsureChannelFirst, MapTransform, Transform
 from monai.utils import ensure_tuple
 
 from usseg_models.errors import UltrasoundIOError
-from usseg_models.io.image import load_image
-from usseg_models.io.video import VIDEO_SUFFIXES, read_video
+from usseg_models.io.image import READERS, load_image
+from usseg_models.io.validate import sniff_format
 
 __all__ = [
+    "RegistryReader",
     "UltrasoundImageReader",
     "UltrasoundVideoReader",
     "LoadUltrasound",
@@ -51,11 +53,58 @@ def _stack_pairs(img) -> tuple[np.ndarray, dict]:
     return _stack_images(arrays, meta), meta
 
 
-class UltrasoundImageReader(ImageReader):
-    """MONAI image reader over :func:`load_image` (every format this project reads, validated first).
+class RegistryReader(ImageReader):
+    """MONAI ``ImageReader`` over the reader registry (:data:`usseg_models.io.image.READERS`), for some formats.
+
+    ``read`` sniffs each file once, refuses a format outside :attr:`formats` (``None`` = every format) and reads
+    it with the registered reader (validated first); ``get_data`` stacks several files as channels (MONAI
+    convention) and keeps the first file's metadata.
+
+    Note:
+        ``LoadImage(reader=...)`` falls back to MONAI's other (native) readers when a reader raises, so an invalid
+        file could still reach a native decoder. For untrusted files use :class:`LoadUltrasound`, which raises
+        :class:`~usseg_models.errors.UltrasoundIOError` instead.
 
     Args:
         grayscale: convert colour to grey by BT.601 luma.
+    """
+
+    formats: tuple[str, ...] | None = None
+
+    def __init__(self, grayscale: bool = False) -> None:
+        super().__init__()
+        if not isinstance(grayscale, bool):
+            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
+        self.grayscale = grayscale
+
+    def _suffixes(self) -> tuple[str, ...]:
+        names = READERS if self.formats is None else self.formats
+        return tuple(s for name in names for s in READERS[name].suffixes)
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """True for names ending in a suffix of one of :attr:`formats` (any format: DICOM may have no suffix)."""
+        ok = self._suffixes()
+        any_format = self.formats is None
+        return all(str(f).lower().endswith(ok) or (any_format and Path(f).suffix == "") for f in ensure_tuple(filename))
+
+    def _read_one(self, path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+        fmt = sniff_format(path)
+        if self.formats is not None and fmt not in self.formats:
+            raise UltrasoundIOError(f"{os.fspath(path)}: a {fmt} file, not {' or '.join(self.formats)}")
+        return READERS[fmt].read(os.fspath(path), self.grayscale)
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
+        """Validate and load the file(s); returns ``(array, meta)`` pairs."""
+        loaded = [self._read_one(f) for f in ensure_tuple(data)]
+        return loaded if len(loaded) > 1 else loaded[0]
+
+    def get_data(self, img) -> tuple[np.ndarray, dict]:
+        """Return the array (several files stacked as channels) and the first file's metadata."""
+        return _stack_pairs(img)
+
+
+class UltrasoundImageReader(RegistryReader):
+    """MONAI image reader for every format this project reads (:func:`usseg_models.io.load_image`).
 
     Examples::
 
@@ -64,39 +113,10 @@ class UltrasoundImageReader(ImageReader):
         torch.Size([640, 480, 3])
     """
 
-    def __init__(self, grayscale: bool = False) -> None:
-        super().__init__()
-        if not isinstance(grayscale, bool):
-            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
-        self.grayscale = grayscale
 
-    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
-        """True for names ending in a supported suffix (DICOM may also have no suffix)."""
-        ok = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz", ".nrrd",
-              *VIDEO_SUFFIXES)
-        return all(str(f).lower().endswith(ok) or Path(f).suffix == "" for f in ensure_tuple(filename))
-
-    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
-        """Validate and load the file(s); returns ``(array, meta)`` pairs."""
-        loaded = [load_image(f, grayscale=self.grayscale) for f in ensure_tuple(data)]
-        return loaded if len(loaded) > 1 else loaded[0]
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        """Return the array (several files stacked as channels) and the first file's metadata."""
-        return _stack_pairs(img)
-
-
-class UltrasoundVideoReader(ImageReader):
+class UltrasoundVideoReader(RegistryReader):
     """MONAI image reader for MP4/MOV/AVI cines (:mod:`usseg_models.io.video`: validated container, PyAV decoding,
     ``(X, Y, T[, 3])`` frames, ``frame_time_ms`` from the container, spacing 1 with a warning, a frame limit).
-
-    Note:
-        ``LoadImage(reader=UltrasoundVideoReader())`` falls back to MONAI's other readers when this reader raises;
-        for untrusted files use :class:`LoadUltrasound`, which reads videos too and raises
-        :class:`~usseg_models.errors.UltrasoundIOError` instead.
-
-    Args:
-        grayscale: turn colour clips grey by BT.601 luma.
 
     Examples::
 
@@ -105,24 +125,7 @@ class UltrasoundVideoReader(ImageReader):
         torch.Size([350, 350, 100])
     """
 
-    def __init__(self, grayscale: bool = False) -> None:
-        super().__init__()
-        if not isinstance(grayscale, bool):
-            raise ValueError(f"grayscale must be a bool, got {grayscale!r}.")
-        self.grayscale = grayscale
-
-    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
-        """True when every name ends in a video suffix (``.mp4``, ``.m4v``, ``.mov``, ``.qt``, ``.avi``)."""
-        return all(str(f).lower().endswith(VIDEO_SUFFIXES) for f in ensure_tuple(filename))
-
-    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
-        """Validate and decode the video(s); returns ``(array, meta)`` pairs."""
-        loaded = [read_video(f, grayscale=self.grayscale) for f in ensure_tuple(data)]
-        return loaded if len(loaded) > 1 else loaded[0]
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        """Return the array (several files stacked as channels) and the first file's metadata."""
-        return _stack_pairs(img)
+    formats = ("video",)
 
 
 class LoadUltrasound(Transform):

@@ -191,12 +191,13 @@ def check_decoder_available(transfer_syntax: str, path: str | os.PathLike = "<da
         )
 
 
-def validate_dicom(path: str | os.PathLike, check_decoder: bool = True) -> pydicom.Dataset:
+def validate_dicom(path: str | os.PathLike, check_decoder: bool = True, sniffed: bool = False) -> pydicom.Dataset:
     """Read and check a DICOM file with pydicom; return the data set (pixel data not decoded).
 
     Args:
         path: DICOM file.
         check_decoder: also require an installed decoder for the transfer syntax.
+        sniffed: the caller already identified the file as DICOM by its content (the prefix is not read again).
 
     Returns:
         the parsed :class:`pydicom.Dataset` (``filename`` set), safe to hand to a decoder.
@@ -206,7 +207,7 @@ def validate_dicom(path: str | os.PathLike, check_decoder: bool = True) -> pydic
         UltrasoundIOError: any problem listed in the module docstring (message names the file and the problem).
         MissingDecoderError: no installed decoder for its transfer syntax.
     """
-    if sniff_format(path) != "dicom":
+    if not sniffed and sniff_format(path) != "dicom":
         raise _fail(path, "not a DICOM file (no 'DICM' prefix at byte 128)")
     try:
         with warnings.catch_warnings():
