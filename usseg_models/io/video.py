@@ -58,6 +58,7 @@ import numpy as np
 
 from usseg_models.errors import MissingDecoderError, UltrasoundIOError
 from usseg_models.io.conventions import bt601_luma
+from usseg_models.io.layout import base_meta
 from usseg_models.io.validate import MAX_DECODED_BYTES
 
 __all__ = [
@@ -466,33 +467,14 @@ def read_video(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.nda
     msg = f"{os.fspath(path)}: a video file carries no calibration; spacing set to 1 (pixels)"
     logger.debug(msg)
     warnings.warn(msg, UserWarning, stacklevel=2)
-    x, y, t = arr.shape[:3]
-    meta = {
-        "filename_or_obj": os.fspath(path),
-        "format": "video",
-        "container": info.container,
-        "codec": info.codec,
-        "spatial_shape": np.array((x, y, t)),
-        "original_channel_dim": -1 if colour else "no_channel",
-        "affine": np.eye(4),
-        "original_affine": np.eye(4),
-        "spacing": np.ones(3, dtype=np.float64),
-        "spacing_source": "default",
-        "num_frames": int(t),
-        "frame_time_ms": None if frame_ms is None else round(frame_ms, 6),
-        "fps": None if not frame_ms else round(1000.0 / frame_ms, 6),
-        "photometric_interpretation": "RGB" if colour else "MONOCHROME2",
-        "transfer_syntax_uid": None,
-        "modality": None,
-        "study_instance_uid": None,
-        "series_instance_uid": None,
-        "sop_instance_uid": None,
-        "sop_class_uid": None,
-        "rows": int(y),
-        "columns": int(x),
-        "bits_allocated": 8,
-        "one_slice": False,
-    }
+    meta = base_meta(path, arr, np.eye(4), colour, "video")
+    meta.update(
+        container=info.container,
+        codec=info.codec,
+        spacing_source="default",
+        frame_time_ms=None if frame_ms is None else round(frame_ms, 6),
+        fps=None if not frame_ms else round(1000.0 / frame_ms, 6),
+    )
     return arr, meta
 
 
