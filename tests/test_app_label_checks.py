@@ -131,7 +131,7 @@ def test_probe_formats(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((30, 20, 1), np.uint8), np.eye(4)), str(tmp_path / "s.nii.gz"))
     assert probe_header(tmp_path / "s.nii.gz") == ImageHeader("nifti", (30, 20), None, 1, 600)
     nrrd.write(str(tmp_path / "v.nrrd"), np.zeros((30, 20, 5), np.uint8))
-    assert probe_header(tmp_path / "v.nrrd") == ImageHeader("nrrd", (30, 20), 5, 1, 3000)
+    assert probe_header(tmp_path / "v.nrrd") == ImageHeader("nrrd", (30, 20), 5, 1, 3000, num_frames=5)
 
 
 def test_probe_reads_only_the_header(tmp_path):

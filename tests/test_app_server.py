@@ -167,8 +167,10 @@ def assert_alive(url):
 # ---- tests -------------------------------------------------------------------------------------------------
 def test_info_lists_both_models_with_labels(client):
     info = client.info()
-    assert set(info["models"]) == {"dsanet", "intrasense"}
+    assert set(info["models"]) == {"dsanet", "dsanet_refine", "intrasense"}
     assert info["models"]["dsanet"]["labels"] == {"lesion": 1}
+    assert info["models"]["dsanet_refine"]["labels"] == {"lesion": 1}
+    assert info["models"]["dsanet_refine"]["refine"]["max_concurrent"] == 1
     assert info["models"]["intrasense"]["labels"] == {"tumor": 1}
     assert info["models"]["dsanet"]["network"]["config"] == "small"
     assert {"random", "first", "temporal_uncertainty"} <= set(info["strategies"])

@@ -26,7 +26,7 @@ import torch
 from monailabel_app.lib.datastore import atomic_copy
 from monailabel_app.lib.model_store import ModelStore
 from usseg_models.errors import CheckpointError
-from usseg_models.networks.checkpoint import read_checkpoint
+from usseg_models.networks.checkpoint import load_state_strict, read_checkpoint
 
 __all__ = ["validate_checkpoint", "publish_checkpoint"]
 
@@ -66,11 +66,7 @@ def validate_checkpoint(path: str | os.PathLike, store: ModelStore) -> dict[str,
         raise CheckpointError("the checkpoint's state_dict is not a mapping of tensors")
     with store.lock:
         candidate = copy.deepcopy(store.network)
-    try:
-        candidate.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:600]
-        raise CheckpointError(f"the weights do not match the {store.name}/{store.config} network: {detail}") from exc
+    load_state_strict(candidate, state, "the uploaded checkpoint", f"the {store.name}/{store.config} network")
     candidate.eval()
     try:
         logits = _probe(candidate, store.spatial_size)

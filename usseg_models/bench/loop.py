@@ -56,9 +56,9 @@ class LoopClip:
 
 
 def _grey(cine: np.ndarray) -> np.ndarray:
-    if cine.ndim == 4:
-        cine = np.round(cine[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
-    return cine.astype(np.uint8)
+    from usseg_models.io.conventions import bt601_luma
+
+    return (bt601_luma(cine[..., :3]) if cine.ndim == 4 else cine).astype(np.uint8)
 
 
 def load_loop_clips(data: str | Path | None, quick: bool = False, count: int = 8, seed: int = 0) -> list[LoopClip]:

@@ -26,7 +26,7 @@ from usseg_models import palette
 from usseg_models.errors import UssegError
 from usseg_models.io import writers
 
-__all__ = ["UltrasoundInferTask", "RESULT_EXTENSIONS", "resolve_input_file", "spatial_ndim"]
+__all__ = ["UltrasoundInferTask", "RESULT_EXTENSIONS", "spatial_ndim"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ RESULT_EXTENSIONS = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".png")
 
 
 # Kept for callers outside this package's control (datastore.py); new code imports from ``lib.inputs``.
-resolve_input_file = resolve_request_file
 
 
 def _uid_sidecar(meta: dict[str, Any]) -> dict[str, Any] | None:
