@@ -61,8 +61,13 @@ def _grey(cine: np.ndarray) -> np.ndarray:
     return (bt601_luma(cine[..., :3]) if cine.ndim == 4 else cine).astype(np.uint8)
 
 
-def load_loop_clips(data: str | Path | None, quick: bool = False, count: int = 8, seed: int = 0) -> list[LoopClip]:
-    """Clips for the loop: from ``data`` (any clip layout the project reads) or synthetic cines."""
+def load_loop_clips(data: str | Path | None, quick: bool = False, count: int = 8, seed: int = 0,
+                    frames: int | None = None, size: int | None = None) -> list[LoopClip]:
+    """Clips for the loop: from ``data`` (any clip layout the project reads) or synthetic cines.
+
+    Synthetic cines have ``frames`` frames of ``size`` px (default 24 x 128, quick 10 x 64); even ones are
+    sector-probe chambers, odd ones linear-probe lesions.
+    """
     if data is not None:
         from usseg_models.data.datasets import discover_clips, load_clip_arrays
 
@@ -73,7 +78,8 @@ def load_loop_clips(data: str | Path | None, quick: bool = False, count: int = 8
         return clips
     from usseg_models.data.synthetic import simulate_cine
 
-    frames, size = (10, 64) if quick else (24, 128)
+    frames = frames or (10 if quick else 24)
+    size = size or (64 if quick else 128)
     out = []
     for i in range(count):
         c = simulate_cine(frames, size, "sector" if i % 2 == 0 else "linear",
@@ -303,13 +309,16 @@ def run_loop_bench(
     epochs: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    frames: int | None = None,
+    size: int | None = None,
+    count: int | None = None,
 ) -> dict[str, Any]:
     """Start a private server, run both curves, write the outputs; returns paths and the rows."""
     from usseg_models.serving.launcher import MonaiLabelServer, prepare_app_dir
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clips = load_loop_clips(data, quick=quick, count=4 if quick else 8)
+    clips = load_loop_clips(data, quick=quick, count=count or (4 if quick else 8), frames=frames, size=size)
     if quick:
         ks = [k for k in ks if k <= 3][:3] or [0, 1]
         max_steps = max_steps or 3
@@ -372,6 +381,9 @@ def add_loop_parser(sub):
     p.add_argument("--heldout", type=int, default=2, help="clips held out for scoring (the rest are labelled)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per auto-retrain (default 10, quick 1)")
     p.add_argument("--device", default=None, help="server device (cpu, cuda)")
+    p.add_argument("--clips", type=int, default=None, help="synthetic clips (default 8, quick 4)")
+    p.add_argument("--frames", type=int, default=None, help="frames per synthetic clip (default 24, quick 10)")
+    p.add_argument("--size", type=int, default=None, help="synthetic frame size in px (default 128, quick 64)")
     p.set_defaults(func=run_loop_cli)
     return p
 
@@ -379,7 +391,8 @@ def add_loop_parser(sub):
 def run_loop_cli(args) -> int:
     ks = [int(k) for k in str(args.ks).split(",") if k.strip()]
     result = run_loop_bench(args.out, args.data, args.quick, args.config, args.pretrained, ks, args.max_steps,
-                            args.time_budget, not args.no_labelling, args.heldout, args.epochs, args.device)
+                            args.time_budget, not args.no_labelling, args.heldout, args.epochs, args.device,
+                            frames=args.frames, size=args.size, count=args.clips)
     print(Path(result["summary"]).read_text())
     print(f"plot: {result['plot']}")
     return 0
