@@ -4,6 +4,7 @@ mask being read, beats the untrained model, and evaluation scores the labelled f
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_sparse_training_reads_only_existing_masks_and_improves(sparse_data, tmp
     original = io_image.load_image
 
     def recording(path, *args, **kwargs):
-        read.append(io_image.Path(path).resolve())
+        read.append(Path(path).resolve())
         return original(path, *args, **kwargs)
 
     monkeypatch.setattr(io_image, "load_image", recording)
