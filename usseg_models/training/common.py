@@ -29,8 +29,9 @@ def resolve_datasets(
     """Turn ``data`` (a folder, a dataset, or a ``(train, val)`` pair) into training and validation datasets.
 
     A folder is discovered with ``discover``; its own ``train``/``val`` split folders are used when present,
-    otherwise a hold-out of ``val_fraction`` (by subject when ``by_subject``). ``make(records, augment)`` builds
-    a dataset (augmentation only for training).
+    otherwise a hold-out of ``val_fraction`` (by subject when ``by_subject``) drawn from everything but ``test*``
+    split folders (VTUS ships ``Train``/``Test`` without a validation folder: its test clips stay unseen).
+    ``make(records, augment)`` builds a dataset (augmentation only for training).
     """
     if isinstance(data, tuple):
         return data[0], data[1], {"source": "datasets"}
@@ -40,8 +41,15 @@ def resolve_datasets(
     split = split_by_folder(records)
     how = "split folders"
     if split is None:
-        split = holdout_split(records, val_fraction, by_subject, seed)
+        # a test split (VTUS ships Train/ + Test/, no validation folder) is never trained or validated on
+        pool = [i for i, r in enumerate(records) if not (getattr(r, "split", None) or "").lower().startswith("test")]
+        if not pool:
+            pool = list(range(len(records)))
+        tr_sub, va_sub = holdout_split([records[i] for i in pool], val_fraction, by_subject, seed)
+        split = ([pool[i] for i in tr_sub], [pool[i] for i in va_sub])
         how = f"hold-out {val_fraction:.2f} {'by subject' if by_subject else 'by item'}"
+        if len(pool) < len(records):
+            how += f"; {len(records) - len(pool)} item(s) of test split folders left out"
     tr, va = split
     logger.info("%s: %d training / %d validation items (%s)", data, len(tr), len(va), how)
     train_ds = make([records[i] for i in tr], True)
