@@ -262,7 +262,9 @@ def _plot(path: Path, refinement: list[dict[str, Any]], labelling: list[dict[str
         ax.plot(xs, [r["dice_heldout"] for r in labelling], "o-")
         for r in labelling:
             if r["labelled_clips"] and not r["published"]:
-                ax.annotate("kept", (r["frames_labelled"], r["dice_heldout"]), fontsize=7)
+                ax.annotate("not published", (r["frames_labelled"], r["dice_heldout"]), fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "not run (--no-labelling)", ha="center", va="center", transform=ax.transAxes)
     ax.set(xlabel="frames labelled (submitted clips)", ylabel="Dice on held-out clips", ylim=(0, 1),
            title="(b) labelling with auto-retrain")
     fig.suptitle(title)
