@@ -2,7 +2,7 @@
 
 Start it with ``scripts/serve`` or::
 
-    MONAI_LABEL_DATASTORE_FILE_EXT='["*.dcm", "*.png", "*.jpg", "*.nii.gz", "*.nii", "*.nrrd"]' \\
+    MONAI_LABEL_DATASTORE_FILE_EXT='["*.dcm", "*.png", "*.jpg", "*.nii.gz", "*.nii", "*.nrrd", "*.mp4", "*.mov"]' \\
     monailabel start_server --app monailabel_app --studies STUDIES --host 127.0.0.1 \\
         --conf models dsanet,intrasense --conf config small
 
@@ -12,6 +12,9 @@ files are validated in Python by :func:`usseg_models.io.load_image` before any n
 After ``auto_retrain_after`` newly saved labels of one kind (cine or image) the matching model retrains by
 itself; MONAI Label runs at most one training at a time and ``GET /train/`` shows its status. The count is
 kept in the datastore's folder (:mod:`monailabel_app.lib.label_counter`), so it survives a server restart.
+An untrained model answers 409 until its first training (started by itself at start-up when the datastore holds
+enough labels: :mod:`monailabel_app.lib.bootstrap`) has published; ``<model>_refine`` re-segments a cine from a few
+corrected frames (:mod:`monailabel_app.lib.infers.refine`).
 """
 
 from __future__ import annotations
