@@ -33,9 +33,9 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.exception import MONAILabelException
 from monailabel.tasks.activelearning.first import First
-from monailabel.tasks.activelearning.random import Random
 
 from monailabel_app.lib import bootstrap
+from monailabel_app.lib.activelearning.random import SafeRandom
 from monailabel_app.lib.auth import install_auth
 from monailabel_app.lib.configs import CONFIGS
 from monailabel_app.lib.configs.base import conf_value
@@ -175,7 +175,7 @@ class USSegApp(MONAILabelApp):
         return {name: config.trainer() for name, config in self.models.items()}
 
     def init_strategies(self):
-        strategies = {"random": Random(), "first": First()}
+        strategies = {"random": SafeRandom(), "first": First()}
         for config in self.models.values():
             strategies.update(config.strategy() or {})
         return strategies

@@ -164,3 +164,23 @@ def test_json_safe_replaces_non_finite_numbers():
 
     out = json_safe({"a": float("nan"), "b": [1.5, float("inf"), np.float32(2.0)], "c": np.int64(3), "d": None})
     assert out == {"a": None, "b": [1.5, None, 2.0], "c": 3, "d": None}
+
+
+def test_random_strategy_survives_an_image_proposed_this_second():
+    """MONAI Label's Random raised ValueError (HTTP 500) when every candidate was proposed in the same second."""
+    import time as _time
+
+    from monailabel.tasks.activelearning.random import Random
+
+    from monailabel_app.lib.activelearning.random import SafeRandom
+
+    class _Store:
+        def get_unlabeled_images(self, tag=None, labels=None):
+            return ["only"]
+
+        def get_image_info(self, image):
+            return {"strategy": {"random": {"ts": int(_time.time()) + 5}}}  # "just proposed" (clock included)
+
+    with pytest.raises(ValueError):
+        Random()({"strategy": "random"}, _Store())
+    assert SafeRandom()({"strategy": "random"}, _Store()) == {"id": "only", "weight": 1}
