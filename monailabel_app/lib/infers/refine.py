@@ -35,7 +35,7 @@ from fastapi import HTTPException
 from monailabel_app.lib.http import bad_request, unprocessable
 from monailabel_app.lib.infers.dsanet import DSANetInfer
 from monailabel_app.lib.input_limits import check_decoded_size
-from usseg_models.inference.refine import RefineSettings, refine_clip
+from usseg_models.inference.refine import RefinementError, RefineSettings, check_corrections, refine_clip
 from usseg_models.io import load_image
 
 __all__ = ["DSANetRefineInfer", "RefineLimits"]
@@ -126,17 +126,10 @@ class DSANetRefineInfer(DSANetInfer):
                 f"the label is shaped {tuple(label.shape)}, the cine is {(*xy, num_frames)} (X, Y, T): "
                 "send one label frame per cine frame"
             )
-        out = {}
-        for t in frames:
-            m = label[..., t]
-            values = np.unique(m)
-            if m.dtype.kind == "f" and not np.isfinite(values).all():
-                raise unprocessable(f"label frame {t} holds NaN or infinite values")
-            if not np.isin(values, (0, 1)).all():
-                bad_values = [v.item() for v in values if v not in (0, 1)][:5]
-                raise unprocessable(f"label frame {t} must hold only 0 and 1 (one structure), found {bad_values}")
-            out[t] = m.astype(np.uint8)
-        return out
+        try:  # the library's own check of each corrected mask (finite, only 0 and 1)
+            return check_corrections({t: label[..., t] for t in frames}, num_frames, xy)
+        except RefinementError as exc:
+            raise unprocessable(str(exc)) from exc
 
     def run(self, data, request, array, meta):
         num_frames, xy = int(data.shape[2]), (int(data.shape[0]), int(data.shape[1]))
