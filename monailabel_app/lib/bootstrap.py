@@ -22,7 +22,7 @@ from typing import Any
 
 from monailabel.utils.async_tasks.task import AsyncTask
 
-from monailabel_app.lib.inputs import item_kind
+from monailabel_app.lib.trainers.records import datastore_records
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_MIN_LABELS",
@@ -44,13 +44,8 @@ DEFAULT_BOOTSTRAP_LR = 1e-3
 
 
 def labelled_items(datastore: Any, kind: str) -> list[str]:
-    """Ids of the datastore's images of ``kind`` that have a final label (header-only kind check)."""
-    out = []
-    for item in datastore.datalist():
-        image = item.get("image")
-        if image and item.get("label") and item_kind(image) == kind:
-            out.append(image)
-    return out
+    """Ids of the datastore's studies of ``kind`` that a training would use (the trainer's own record list)."""
+    return sorted(datastore_records(datastore, kind))
 
 
 def training_status(name: str) -> dict[str, Any] | None:
