@@ -106,24 +106,35 @@ def write_segment_mask(segmentation, segment_id: str, volume, mask: np.ndarray) 
         raise RuntimeError(f"Slicer could not write segment {segment_id!r} of {segmentation.GetName()!r}")
 
 
+def _is_empty(image) -> bool:
+    """No voxel (an inverted extent) or no scalars: Slicer's form of an empty labelmap."""
+    e = image.GetExtent()
+    return e[0] > e[1] or e[2] > e[3] or e[4] > e[5] or image.GetPointData().GetScalars() is None
+
+
+def _stored_labelmap(segmentation, segment_id: str):
+    """The segment's own binary labelmap (not resampled), or ``None`` when it is empty."""
+    labelmap = slicer.vtkOrientedImageData()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation, segment_id, labelmap, False):
+        raise RuntimeError(f"Slicer could not read segment {segment_id!r} of {segmentation.GetName()!r}")
+    return None if _is_empty(labelmap) else labelmap
+
+
 def read_segment_mask(segmentation, segment_id: str, volume) -> np.ndarray:
     """A segment's voxels on ``volume``'s grid as a boolean (i, j, k) array (all False for an empty segment)."""
     geometry = reference_geometry(volume)
     shape = _grid_shape(geometry)
     out = np.zeros(shape[::-1], dtype=bool)  # (k, j, i)
-    labelmap = slicer.vtkOrientedImageData()
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation, segment_id, labelmap, False):
-        raise RuntimeError(f"Slicer could not read segment {segment_id!r} of {segmentation.GetName()!r}")
-    e = labelmap.GetExtent()
-    if e[0] > e[1] or e[2] > e[3] or e[4] > e[5] or labelmap.GetPointData().GetScalars() is None:
+    labelmap = _stored_labelmap(segmentation, segment_id)
+    if labelmap is None:
         return out.transpose(2, 1, 0)
     resampled = slicer.vtkOrientedImageData()
     slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
         labelmap, geometry, resampled, False, True
     )
     r = resampled.GetExtent()
-    if r[0] > r[1] or r[2] > r[3] or r[4] > r[5] or resampled.GetPointData().GetScalars() is None:
+    if _is_empty(resampled):
         return out.transpose(2, 1, 0)
     values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars())
     values = values.reshape(r[5] - r[4] + 1, r[3] - r[2] + 1, r[1] - r[0] + 1)
@@ -154,13 +165,10 @@ def segment_masks(segmentation, volume) -> dict[str, np.ndarray]:
 def segment_world_points(segmentation, segment_id: str) -> np.ndarray:
     """RAS positions (N, 3) of the voxel centres inside a segment, from the segment's own stored labelmap and its
     image-to-world matrix (not resampled onto any volume): where Slicer draws the segment."""
-    labelmap = slicer.vtkOrientedImageData()
-    logic = slicer.vtkSlicerSegmentationsModuleLogic
-    if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation, segment_id, labelmap, False):
-        raise RuntimeError(f"Slicer could not read segment {segment_id!r} of {segmentation.GetName()!r}")
-    e = labelmap.GetExtent()
-    if e[0] > e[1] or e[2] > e[3] or e[4] > e[5] or labelmap.GetPointData().GetScalars() is None:
+    labelmap = _stored_labelmap(segmentation, segment_id)
+    if labelmap is None:
         return np.zeros((0, 3))
+    e = labelmap.GetExtent()
     values = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
     values = values.reshape(e[5] - e[4] + 1, e[3] - e[2] + 1, e[1] - e[0] + 1)
     value = segmentation.GetSegmentation().GetSegment(segment_id).GetLabelValue()
