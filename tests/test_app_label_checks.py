@@ -234,3 +234,18 @@ def test_dicomweb_datastore_checks_labels_and_uploads(tmp_path):
     with pytest.raises(HTTPException) as err:
         store.add_image("nan_upload", str(tmp_path / "nan.nii.gz"), {})
     assert err.value.status_code == 422
+
+
+def test_reviewed_frames_must_be_frames_of_the_cine():
+    from monailabel_app.lib.label_checks import check_reviewed_frames
+
+    cine = ImageHeader("dicom", (128, 128), 24, 1, 128 * 128 * 24, num_frames=24)
+    image = ImageHeader("png", (64, 64), None, 1, 64 * 64)
+    check_reviewed_frames({}, cine)
+    check_reviewed_frames({"reviewed_frames": [0, 5, 23, 5]}, cine)
+    for bad, words in [([24], "outside"), ([-1], "outside"), ([], "empty"), (["3"], "integers"), ([True], "integers"),
+                       ("0,1", "list")]:
+        with pytest.raises(LabelMismatch, match=words):
+            check_reviewed_frames({"reviewed_frames": bad}, cine)
+    with pytest.raises(LabelMismatch, match="cines"):
+        check_reviewed_frames({"reviewed_frames": [0]}, image)

@@ -188,3 +188,23 @@ def test_refine_through_monai_label_client(server, tmp_path):
     np.testing.assert_array_equal(refined[..., 0], truth[..., 0])
     np.testing.assert_array_equal(refined[..., 23], truth[..., 23])
     assert params["refinement"]["steps"] == 2 and params["refinement"]["corrected_frames"] == [0, 23]
+
+
+def test_reviewed_frames_outside_the_cine_are_refused_and_nothing_is_stored(server, tmp_path):
+    url, studies = server["url"], server["studies"]
+    stored = studies / "labels" / "final" / "cine_001.nii.gz"
+    before = stored.read_bytes()
+    label = _label_file(tmp_path / "l.nii.gz", _truth(studies, "cine_001"))
+
+    def put(params):
+        return requests.put(f"{url}/datastore/label", params={"image": "cine_001", "tag": "final"},
+                            files={"label": (label.name, label.read_bytes())},
+                            data={"params": json.dumps(params)}, timeout=60)
+
+    r = put({"reviewed_frames": [3, 24]})
+    assert r.status_code == 422 and "outside the cine's frames 0..23" in r.json()["detail"], r.text
+    assert stored.read_bytes() == before
+    r = put({"reviewed_frames": [3, 7]})
+    assert r.status_code == 200, r.text
+    info = requests.get(f"{url}/datastore/label/info", params={"label": "cine_001", "tag": "final"}, timeout=30)
+    assert info.json()["reviewed_frames"] == [3, 7]

@@ -39,7 +39,7 @@ from monailabel_app.lib.http import not_found, unprocessable, validate_id
 from monailabel_app.lib.image_header import ImageHeader, probe_header
 from monailabel_app.lib.input_limits import read_checked
 from monailabel_app.lib.inputs import resolve_request_file as resolve_input_file
-from monailabel_app.lib.label_checks import BINARY_LABELS, LabelMismatch, check_label
+from monailabel_app.lib.label_checks import BINARY_LABELS, LabelMismatch, check_label, check_reviewed_frames
 from usseg_models.errors import UssegError
 
 __all__ = ["SafeLocalDatastore", "UltrasoundDicomWebDatastore", "atomic_copy"]
@@ -81,17 +81,21 @@ class _SafeLabelsMixin:
         except (UssegError, OSError) as exc:
             raise unprocessable(f"cannot check the label: image {image_id!r} is unreadable ({exc})") from exc
 
-    def check_label_file(self, image_id: str, label_filename: str) -> dict[str, Any]:
+    def check_label_file(self, image_id: str, label_filename: str,
+                         label_info: dict[str, Any] | None = None) -> dict[str, Any]:
         """Refuse a label that does not fit its image or the model (see :mod:`monailabel_app.lib.label_checks`).
 
         Raises:
-            HTTPException: 413 over the decoded-size limit; 422 unreadable, NaN/Inf, or not matching the image.
+            HTTPException: 413 over the decoded-size limit; 422 unreadable, NaN/Inf, not matching the image, or
+            ``reviewed_frames`` in ``label_info`` that are not frames of the cine.
         """
         image = self._image_header(image_id)
         label, meta, _ = read_checked(label_filename, "label")
         allowed = self.label_values.get("cine" if image.is_cine else "image", BINARY_LABELS)
         try:
-            return check_label(label, meta, image, allowed)
+            checked = check_label(label, meta, image, allowed)
+            check_reviewed_frames(label_info, image)
+            return checked
         except LabelMismatch as exc:
             raise unprocessable(f"label for {image_id!r} ({image.describe()}) refused: {exc}") from exc
 
@@ -107,7 +111,7 @@ class _SafeLabelsMixin:
         with self._index_lock:
             if self._datastore.objects.get(image_id) is None:
                 raise not_found(f"image {image_id!r} is not in the datastore")
-        checked = self.check_label_file(image_id, label_filename)  # before anything is written
+        checked = self.check_label_file(image_id, label_filename, label_info)  # before anything is written
         _, label_ext = self._to_id(os.path.basename(label_filename))
         with self._index_lock, FileLock(self._lock_file):
             obj = self._datastore.objects.get(image_id)

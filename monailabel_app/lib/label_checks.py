@@ -24,7 +24,7 @@ import numpy as np
 
 from monailabel_app.lib.image_header import ImageHeader
 
-__all__ = ["LabelMismatch", "BINARY_LABELS", "PNG_FOREGROUND", "check_label"]
+__all__ = ["LabelMismatch", "BINARY_LABELS", "PNG_FOREGROUND", "check_label", "check_reviewed_frames"]
 
 BINARY_LABELS = frozenset({0, 1})
 PNG_FOREGROUND = 255  # 0/255 PNG masks: 255 is label 1
@@ -117,3 +117,26 @@ def check_label(
     _check_layout(shape, image)
     values = _check_values(np.asarray(label), allowed, meta.get("format"))
     return {"shape": list(shape), "values": values}
+
+
+def check_reviewed_frames(label_info: dict[str, Any] | None, image: ImageHeader) -> None:
+    """Refuse a ``reviewed_frames`` entry of a label's info that training could not use as sent.
+
+    Absent means every frame was reviewed. Present, it must be a non-empty list of integer frame indices of the
+    cine (0-based, ``0 <= t < T``); an image has no frames to review.
+
+    Raises:
+        LabelMismatch: naming what is wrong (type, range, or a 2D image).
+    """
+    value = (label_info or {}).get("reviewed_frames")
+    if value is None:
+        return
+    if not image.is_cine:
+        raise LabelMismatch(f"reviewed_frames applies to cines; {image.describe()} has no frames")
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise LabelMismatch(f"reviewed_frames must be a list of frame indices (integers), got {value!r}")
+    if not value:
+        raise LabelMismatch("reviewed_frames is empty: a label with no reviewed frame teaches the model nothing")
+    bad = sorted({v for v in value if not 0 <= v < image.frames})[:10]
+    if bad:
+        raise LabelMismatch(f"reviewed_frames {bad} outside the cine's frames 0..{image.frames - 1}")
