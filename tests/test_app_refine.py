@@ -114,6 +114,7 @@ def test_refine_works_before_any_training_and_returns_drawn_frames(server, tmp_p
         ({"corrected_frames": [3]}, None, 255, "only 0 and 1"),
         ({"corrected_frames": [3], "max_steps": 10**6}, None, 1, "server's limit"),
         ({"corrected_frames": [3], "time_budget_s": "fast"}, None, 1, "number"),
+        ({"corrected_frames": [3], "max_steps": 2.5}, None, 1, "whole number"),
     ],
 )
 def test_bad_refinement_requests_get_422_naming_the_problem(server, tmp_path, params, label_shape, fill, message):

@@ -83,6 +83,8 @@ def _bounded_number(request: dict[str, Any], key: str, limit: float, cast: type)
         raise unprocessable(f"{key} must be a number, got {value!r}")
     if not 0 < float(value) <= limit:
         raise unprocessable(f"{key} must be in (0, {limit}] (the server's limit), got {value}")
+    if cast is int and float(value) != int(value):
+        raise unprocessable(f"{key} must be a whole number of steps, got {value}")
     return cast(value)
 
 
