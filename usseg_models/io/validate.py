@@ -1,11 +1,12 @@
 """Validation of untrusted image files in pure Python, before any native reader sees them.
 
 A stock MONAI Label server aborted inside ITK on a DICOM whose header said ``BitsAllocated = 7``
-(``../shared/notes/environment.md``). Every file that enters this project is therefore checked here first, with
-pydicom (DICOM), nibabel (NIfTI), pynrrd (NRRD), Pillow's header parser (PNG/JPEG/GIF/BMP/TIFF) and a pure-Python
-container walk for video files (:func:`usseg_models.io.video.probe_video`); a file that fails raises
-:class:`~usseg_models.errors.UltrasoundIOError` (or its subclass :class:`~usseg_models.errors.MissingDecoderError`)
-with a message naming the file and the problem. That is the one documented exception type for bad input.
+(``docs/paper-readings.md``, "Environment facts behind io/validate.py"). Every file that enters this project is
+therefore checked here first, with pydicom (DICOM), nibabel (NIfTI), pynrrd (NRRD), Pillow's header parser
+(PNG/JPEG/GIF/BMP/TIFF) and a pure-Python container walk for video files (:func:`usseg_models.io.video.probe_video`);
+a file that fails raises :class:`~usseg_models.errors.UltrasoundIOError` (or its subclass
+:class:`~usseg_models.errors.MissingDecoderError`) with a message naming the file and the problem. That is the
+one documented exception type for bad input.
 
 DICOM checks (:func:`validate_dicom`):
     - the file is DICOM (``DICM`` prefix and a parseable data set), not truncated in its header;

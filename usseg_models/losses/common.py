@@ -19,7 +19,8 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
 def soft_dice_loss(
     logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, reduction: str = "mean"
 ) -> torch.Tensor:
-    """Binary soft Dice loss ``1 - mean_b(2 Σ p g / (Σ p + Σ g + smooth))`` on sigmoid probabilities.
+    """Binary soft Dice loss ``1 - mean_b(2 Σ p g / (Σ p + Σ g + smooth))`` on sigmoid probabilities: the Dice term of
+    the DSANet release's loss and ``L_Dice`` of IntraSense-Net's Eq. 12 (``docs/paper-readings.md``, "DSANet: loss").
 
     Args:
         logits: ``(B, 1, H, W)`` raw scores.
@@ -37,7 +38,8 @@ def soft_dice_loss(
 
 
 def structure_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """F3Net structure loss: boundary-weighted BCE + weighted IoU (DSANet reference, Sec. loss).
+    """F3Net structure loss (Wei et al., AAAI 2020): boundary-weighted BCE + weighted IoU, as the DSANet release
+    uses it (``docs/paper-readings.md``, "DSANet: loss").
 
     ``w = 1 + 5 |avgpool_31(g) - g|``; ``wbce = Σ w·bce / Σ w``;
     ``wiou = 1 - (Σ w p g + 1) / (Σ w (p + g) - Σ w p g + 1)``; both averaged over the batch

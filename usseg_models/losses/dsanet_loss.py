@@ -1,6 +1,6 @@
 """DSANet training loss: Dice + F3Net structure loss on the target and both auxiliary outputs.
 
-As in the authors' release (see ``shared/notes/dsanet-reference.md``):
+As in the authors' release (``docs/paper-readings.md``, "DSANet: loss"):
 ``L = Σ_k w_k · (Dice(p_k, g_k) + Structure(p_k, g_k))`` over ``k ∈ {t, t-1, t-2}`` with ``w_k = 1``, where
 ``p_t`` is the target prediction, ``p_{t-1}`` the memory head and ``p_{t-2}`` the t-2 decoder head.
 """
@@ -18,7 +18,8 @@ __all__ = ["DSANetLoss"]
 
 
 class DSANetLoss(nn.Module):
-    """Sum of (soft Dice + structure loss) over DSANet's three outputs.
+    """Sum of (soft Dice + structure loss) over DSANet's three outputs (the release's training objective; the
+    per-frame ``valid`` weighting is this project's addition, see ``docs/paper-readings.md``, "DSANet: loss").
 
     Args:
         weights: weights of the target, ``p(t-1)`` and ``p(t-2)`` terms (default ``(1, 1, 1)``).

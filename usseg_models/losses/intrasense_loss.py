@@ -1,7 +1,7 @@
 """IntraSense-Net loss ``L = w_ce L_CE + w_dice L_Dice + λ L_IW`` (paper Eq. 12) with the instance-whitening
 term ``L_IW = α (rank(F) - rank(F_dec)) + β dist(F, F_dec)`` (paper Eq. 9), summed over the CDR blocks.
 
-Readings of the ambiguous parts (each an option, see ``../shared/notes/intrasense-reference.md``):
+Readings of the ambiguous parts (each an option; ``docs/paper-readings.md``, "IntraSense-Net: readings", I10-I15):
 
 * **CE** for one logit channel: ``binary_cross_entropy_with_logits``. **Dice**: soft Dice on the sigmoid
   probability (:func:`usseg_models.losses.common.soft_dice_loss`).
@@ -59,7 +59,7 @@ def _as_matrix(x: torch.Tensor) -> torch.Tensor:
 
 
 def rank_surrogate(x: torch.Tensor, kind: str = "nuclear", eps: float = 1e-6) -> torch.Tensor:
-    """Differentiable, normalised rank surrogate per sample (see module docstring).
+    """Differentiable, normalised surrogate of ``rank()`` in paper Eq. 9, per sample (see module docstring).
 
     Args:
         x: ``(B, C, H, W)`` features (any float dtype; computed in float32).
@@ -86,7 +86,7 @@ def rank_surrogate(x: torch.Tensor, kind: str = "nuclear", eps: float = 1e-6) ->
 
 
 def feature_distance(f: torch.Tensor, f_dec: torch.Tensor, kind: str = "mse", eps: float = 1e-6) -> torch.Tensor:
-    """``dist(F, F_dec)`` averaged over the batch: mean squared error or ``1 - cosine`` (float32)."""
+    """``dist(F, F_dec)`` of paper Eq. 9, averaged over the batch: mean squared error or ``1 - cosine`` (float32)."""
     if kind not in _DISTANCES:
         raise ValueError(f"distance must be one of {_DISTANCES}, got {kind!r}")
     if f.shape != f_dec.shape:
@@ -100,6 +100,8 @@ def feature_distance(f: torch.Tensor, f_dec: torch.Tensor, kind: str = "mse", ep
 
 def offdiagonal_covariance_penalty(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """RobustNet-style instance-whitening penalty: mean ``|Cov_ij|``, ``i ≠ j``, of instance-standardised channels.
+
+    Replaces the α term of paper Eq. 9 under ``iw_mode="covariance"`` (an alternative reading of ``L_IW``).
 
     Args:
         x: ``(B, C, H, W)`` features, ``C >= 2``.

@@ -11,6 +11,8 @@ three steps below are the paper's AFSA equations in order (similarity, gating, p
    after ReLU, so ``s ∈ [0, 1]`` and the sigmoid gate only spans ``[0.5, 0.73]``); ``a′ = a ⊙ g``, ``b′ = b ⊙ g``.
 3. pooling fusion, the paper's "Pooling" terms being CBAM-style channel attention ``CA``:
    ``out = a′ ⊙ CA₁(b′)``; ``out = out ⊙ CA₂(out)``.
+
+Readings and options: ``docs/paper-readings.md``, "DSANet: readings" (D1-D3).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ _CHANNEL_ATTENTIONS = ("cbam", "avg")
 
 
 class ChannelAttention(nn.Module):
-    """Channel attention weights ``sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` (CBAM, Woo et al. 2018, Eq. 2).
+    """Channel attention weights ``sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` (CBAM, Woo et al. 2018, Eq. 2):
+    the ``CA`` of the paper's AFSA pooling-fusion equation.
 
     Args:
         channels: number of channels ``C``.

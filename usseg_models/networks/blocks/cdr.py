@@ -14,6 +14,7 @@ derivative is ill-conditioned when singular values coincide: with ``detach_basis
 
 The pair ``(F, F_dec)`` feeds the instance-whitening loss ``L_IW`` (Eq. 9,
 :class:`usseg_models.losses.IntraSenseLoss`); ``CDR.forward(x, return_features=True)`` exposes it.
+Readings and options: ``docs/paper-readings.md``, "IntraSense-Net: readings" (I8, I9).
 """
 
 from __future__ import annotations

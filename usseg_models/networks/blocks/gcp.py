@@ -11,7 +11,7 @@ The block chains three steps on an encoder feature map ``F_in`` of shape ``(B, C
    ``p_c = softmax_c(F_att)``, ``H = -Σ_c p_c log p_c``, normalised ``H_n = H / log C`` ∈ [0, 1];
    mask ``M = H_n < τ`` (τ = 0.5); ``F_out = M ⊙ (F_att - μ) / √(σ² + ε) + (1 - M) ⊙ F_att``.
 
-Readings chosen where the paper is ambiguous (see ``../shared/notes/intrasense-reference.md``):
+Readings chosen where the paper is ambiguous (``docs/paper-readings.md``, "IntraSense-Net: readings", I3-I7):
 
 * Entropy is taken over the softmax of the raw activations across channels (the paper's "normalised activation
   probabilities") and divided by ``log C`` so that τ = 0.5 is meaningful for every width.
@@ -115,7 +115,7 @@ class SpatialAttention(nn.Module):
         self.conv = nn.Conv2d(2, 1, kernel_size=kernel_size, padding=kernel_size // 2)
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> ``(B, 1, H, W)`` map ``A_s`` in (0, 1)."""
+        """``(B, C, H, W)`` -> ``(B, 1, H, W)`` map ``A_s`` in (0, 1) (paper Eq. 4)."""
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return torch.sigmoid(self.conv(pooled))
 
@@ -156,7 +156,7 @@ class EntropyRegionWhitening(nn.Module):
         self.eps = float(eps)
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """Boolean ``(B, 1, H, W)`` mask ``M = H_n < tau`` (no gradient)."""
+        """Boolean ``(B, 1, H, W)`` mask ``M = H_n < tau`` (paper Eq. 7; no gradient)."""
         with torch.no_grad():
             return normalized_channel_entropy(x, self.temperature) < self.tau
 

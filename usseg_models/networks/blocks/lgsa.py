@@ -12,7 +12,8 @@ with the target frame's own (temporally unconditional) backbone pyramid. In the 
 
 The release reshapes the attention output ``(B, HW, C)`` straight to ``(B, C, H, W)``, reinterpreting memory and
 scrambling the feature map spatially. Here the tokens are put back correctly; ``reproduce_release_bug=True``
-reproduces the release's reshape for comparison.
+reproduces the release's reshape for comparison. Readings, options and the bug: ``docs/paper-readings.md``,
+"DSANet: readings" (D4-D8) and "DSANet: the released-code bug we do not copy".
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ _PAIRINGS = ("crossed", "like")
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    """conv3×3 (padding 1, no bias) → BatchNorm → ReLU."""
+    """conv3×3 (padding 1, no bias) → BatchNorm → ReLU: the unit of the paper's LGSA conv pyramid (and of the
+    release's UNet decoders and head; no equation of its own)."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),
@@ -102,7 +104,8 @@ def reassemble_channels(
 
 
 class LGSA(nn.Module):
-    """Local-and-global semantic-aware module: attention → global conv pyramid → reassembly with local pyramid.
+    """Local-and-global semantic-aware module (paper's LGSA equations): stacked self-attention → global conv
+    pyramid → channel split-and-reassembly with the local pyramid.
 
     Args:
         stage_channels: backbone stage widths ``(C₁, C₂, C₃, C₄)`` (``(256, 512, 1024, 2048)`` for Res2Net-50); the
@@ -155,7 +158,7 @@ class LGSA(nn.Module):
         self.stages = nn.ModuleList(stages)
 
     def attend(self, f: torch.Tensor) -> torch.Tensor:
-        """Stacked self-attention over all positions of ``f`` ``(B, C, h, w)`` → ``(B, C, h, w)``."""
+        """Stacked self-attention equation over all positions of ``f`` ``(B, C, h, w)`` → ``(B, C, h, w)``."""
         b, c, h, w = f.shape
         tokens = f.flatten(2).transpose(1, 2)  # (B, hw, C)
         for layer in self.attention:
@@ -165,7 +168,7 @@ class LGSA(nn.Module):
         return tokens.transpose(1, 2).reshape(b, c, h, w)
 
     def global_features(self, f: torch.Tensor) -> list[torch.Tensor]:
-        """``F`` → attention → global pyramid ``F_g¹…⁴``."""
+        """``F`` → attention → global pyramid ``F_g¹…⁴`` (paper's LGSA conv-pyramid step, "three conv layers")."""
         g = self.attend(f)
         out = []
         for stage in self.stages:

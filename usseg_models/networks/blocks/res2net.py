@@ -8,7 +8,8 @@ of a ResNet bottleneck by ``scale`` groups of ``width`` channels processed hiera
 
 DSANet (Zhou et al.) uses the four stage outputs of this backbone, ``256@H/4, 512@H/8, 1024@H/16, 2048@H/32``.
 
-Weights are only ever read from a local file (``pretrained_path``); nothing is downloaded.
+Weights are only ever read from a local file (``pretrained_path``); nothing is downloaded. Whether DSANet's
+authors used them is unclear (``docs/paper-readings.md``, "DSANet: readings", D10).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class Bottle2neck(nn.Module):
 
 
 class Res2NetV1b(nn.Module):
-    """Res2Net v1b backbone returning the four stage outputs (no classifier in ``forward``).
+    """Res2Net v1b backbone returning the four stage outputs (no classifier in ``forward``); every block is a
+    :class:`Bottle2neck` (Res2Net Eq. 1), the v1b stem and shortcuts have no equation of their own.
 
     The default arguments build Res2Net-50 v1b 26w×4s exactly as distributed; its parameter names
     (``conv1.0``, ``conv1.1``, ..., ``layer1.0.convs.0``, ``layer1.0.bns.0``, ``layer1.0.downsample.1``) match

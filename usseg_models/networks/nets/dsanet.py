@@ -1,8 +1,11 @@
 """DSANet: Dual Semantic-Aware Network for noise-suppressed ultrasound video segmentation.
 
 Zhou et al., "Dual Semantic-Aware Network for Noise Suppressed Ultrasound Video Segmentation", arXiv:2507.07443.
-Where the paper and the authors' released code disagree, the choices follow ``shared/notes/dsanet-reference.md``:
-the paper's reading is the default and every alternative is an option.
+Where the paper is ambiguous or the authors' released code differs from it, the choices are listed in
+``docs/paper-readings.md`` (section "DSANet: readings"): the paper's reading is the default where the paper states
+one that can be implemented, the release's otherwise (e.g. AFSA's similarity), and the alternatives are options.
+The release's scrambling reshape after LGSA's attention is not copied ("DSANet: the released-code bug we do not
+copy").
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ __all__ = ["UNetDecoder", "DSANet"]
 class UNetDecoder(nn.Module):
     """UNet-style decoder over a four-level pyramid: three times (transposed conv 2×2 → concat skip →
     two conv3×3-BN-ReLU), ``C₄@h/8 → C₃ → C₂ → C₁@h``.
+
+    The paper gives the decoders no equation (overview figure only); this is the authors' release architecture
+    (``docs/paper-readings.md``, "DSANet: data flow", steps 2 and 4).
 
     Args:
         channels: pyramid widths ``(C₁, C₂, C₃, C₄)`` from fine to coarse.
@@ -50,12 +56,13 @@ class UNetDecoder(nn.Module):
 class DSANet(nn.Module):
     """DSANet for 2D ultrasound cines: segments the target frame ``t`` using frames ``t-1`` and ``t-2``.
 
-    Data flow (paper overview figure and the reference note):
+    Data flow (paper overview figure; ``docs/paper-readings.md``, "DSANet: data flow"):
 
     1. a shared Res2Net-50 v1b backbone encodes each frame into ``C₁@H/4 … C₄@H/32`` (``256 … 2048``);
     2. each frame **position** (t, t-1, t-2) has its own UNet decoder (separate weights) → ``C₁@H/4``;
-    3. AFSA twice: ``memory = AFSA(d(t-1), d(t-2))``; ``F = AFSA(d(t), memory)``;
-    4. LGSA: attention + conv pyramid on ``F``, reassembled with the target's backbone pyramid into two paths;
+    3. AFSA twice (paper's AFSA equations): ``memory = AFSA(d(t-1), d(t-2))``; ``F = AFSA(d(t), memory)``;
+    4. LGSA (paper's LGSA equations): attention + conv pyramid on ``F``, reassembled with the target's backbone
+       pyramid into two paths;
     5. two fused UNet decoders → concat ``2·C₁`` → conv3×3-BN-ReLU → ``C₁/2`` → 1×1 conv → logits at ``H/4``,
        upsampled bilinearly (``align_corners=True``) to ``H × W``;
     6. auxiliary heads (training): ``p(t-1)`` = 1×1 conv on ``memory``; ``p(t-2)`` = 1×1 conv on ``d(t-2)``.

@@ -1,8 +1,10 @@
 """IntraSense-Net (Dai, Lai, Kong): ResNet-50 encoder, GCP and CDR blocks, U-Net-style decoder.
 
+The readings chosen where the paper is ambiguous, and the options that switch them, are listed in
+``docs/paper-readings.md``, sections "IntraSense-Net: readings" and "IntraSense-Net: equation numbering".
+
 Equation numbers used in this package (the paper gives no code; the numbering follows the order in which the
-method section introduces the formulas, summarised in ``../shared/notes/intrasense-reference.md``; where the
-paper's own numbers differ, the formula is authoritative):
+method section introduces the formulas; where the paper's own numbers differ, the formula is authoritative):
 
 ===== ========================================================== ======================================
 Eq.   formula                                                    where
@@ -70,6 +72,9 @@ class IntraSenseNet(nn.Module):
     decoder's input for stage 4). Decoder: four :class:`~monai.networks.nets.basic_unet.UpCat` steps (bilinear
     upsampling, concatenation with the skip, two conv-norm-act) and a last upsampling to full resolution,
     followed by a 1x1 convolution to ``out_channels`` logits.
+
+    Decoder (no equation in the paper, "U-Net style with skips") and placement of the blocks are this project's
+    readings (``docs/paper-readings.md``, "IntraSense-Net: readings", I2 and I16).
 
     Table 4 ablation rows: baseline ``use_gcp=False, use_cdr=False``; "+GCP w/o entropy"
     ``use_gcp=True, gcp_entropy=False, use_cdr=False``; "+GCP" ``use_gcp=True, use_cdr=False``;
