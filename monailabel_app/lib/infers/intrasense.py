@@ -1,7 +1,15 @@
 """IntraSense-Net infer task: a 2D ultrasound image in, a label in the image's geometry out.
 
-Input: PNG/JPEG, a single-frame DICOM, or a one-slice (X, Y, 1) NIfTI/NRRD as 3D Slicer uploads a 2D image
-(the label then comes back shaped (X, Y, 1) with the same affine).
+Input: PNG/JPEG, a single-frame DICOM, a one-slice NIfTI/NRRD as 3D Slicer uploads a 2D image, or a cine of one
+frame (a DICOM with ``NumberOfFrames`` 1, a one-frame video).
+
+- The one-slice ``(X, Y, 1)`` volume is not handled here: the reader (:mod:`usseg_models.io.volume`) hands it
+  over squeezed to ``(X, Y)`` with ``meta["one_slice"]``, and :func:`usseg_models.io.writers.write_label` writes
+  the label back as ``(X, Y, 1)`` with the input's affine.
+- A one-frame cine keeps its T axis in the reader (``num_frames`` 1, as any multi-frame file): its frame is
+  segmented and the label keeps the input's ``(X, Y, 1)`` shape.
+
+A cine of more than one frame is refused with HTTP 422 (the 'dsanet' model segments cines).
 """
 
 from __future__ import annotations
@@ -27,12 +35,12 @@ class IntraSenseInfer(UltrasoundInferTask):
 
     def check_input(self, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         ndim = spatial_ndim(array, meta)
-        if ndim == 3 and array.shape[2] == 1:
+        if ndim == 3 and array.shape[2] == 1:  # a cine of one frame: segment that frame
             return array[:, :, 0]
         if ndim != 2:
             raise unprocessable(
-                f"intrasense needs a 2D image (X, Y) or a one-slice volume (X, Y, 1); got an array shaped "
-                f"{tuple(array.shape)}. Use the 'dsanet' model for cines."
+                f"intrasense needs a 2D image (X, Y), a one-slice volume (X, Y, 1) or a cine of one frame; got an "
+                f"array shaped {tuple(array.shape)}. Use the 'dsanet' model for cines."
             )
         return array
 
@@ -44,9 +52,7 @@ class IntraSenseInfer(UltrasoundInferTask):
         return self._predictor.predict(data)
 
     def restore_layout(self, label: np.ndarray, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-        xy = tuple(array.shape[:2])
-        if tuple(label.shape[:2]) != xy:
-            raise RuntimeError(f"image predictor returned {label.shape}, expected {xy}")
-        if spatial_ndim(array, meta) == 3:  # one-slice input: give the slice axis back
-            return label.reshape(xy + (1,))
-        return label
+        shape = tuple(array.shape[: spatial_ndim(array, meta)])  # (X, Y), or (X, Y, 1) for a one-frame cine
+        if tuple(label.shape[:2]) != shape[:2]:
+            raise RuntimeError(f"image predictor returned {label.shape}, expected {shape[:2]}")
+        return label.reshape(shape)
