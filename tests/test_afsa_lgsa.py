@@ -128,7 +128,7 @@ def test_lgsa_conv_stage_widths_follow_paper_count():
         lgsa = LGSA()
     stages = sum(p.numel() for p in lgsa.stages.parameters())
     attn = sum(p.numel() for p in lgsa.attention.parameters())
-    assert stages == pytest.approx(38.35e6, rel=1e-3)  # reference note: LGSA conv stages 38 M
+    assert stages == pytest.approx(38.35e6, rel=1e-3)  # paper-readings.md "DSANet: size and cost": LGSA 38 M
     assert attn == 12 * 3 * (256 * 256 + 256)
 
 

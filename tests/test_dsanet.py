@@ -134,7 +134,7 @@ def test_paper_configuration_size():
     def count(module):
         return sum(p.numel() for p in module.parameters())
 
-    # reference note: 305.9 M parameters (backbone 23.7 M, five UNet decoders ~48 M each, LGSA stages 38 M)
+    # docs/paper-readings.md "DSANet: size and cost": 305.9 M (backbone 23.7 M, five decoders ~48 M, LGSA 38 M)
     assert count(net) == pytest.approx(305.9e6, rel=1e-3)
     assert count(net.backbone) == pytest.approx(23.7e6, rel=2e-3)
     assert count(net.frame_decoders[0]) == pytest.approx(48.2e6, rel=1e-2)

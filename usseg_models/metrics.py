@@ -1,9 +1,10 @@
 """Segmentation metrics shared by DSANet (video) and IntraSense-Net (image).
 
 Every figure is computed **per frame** (per image) and then averaged over frames, as the DSANet paper reports
-MAE, IoU and Dice ("Dice per frame averaged", see ``docs`` reference notes). Inputs may be numpy arrays or torch
-tensors; frames lie along ``frame_axis`` (default 0, i.e. ``(N, H, W)``; pass ``frame_axis=-1`` for a cine label
-volume ``(X, Y, T)``). A 2D input is one frame. A singleton channel axis (``(N, 1, H, W)``) is squeezed.
+MAE, IoU and Dice ("Dice per frame averaged", see ``docs/paper-readings.md``, "DSANet: training recipe"). Inputs may
+be numpy arrays or torch tensors; frames lie along ``frame_axis`` (default 0, i.e. ``(N, H, W)``; pass
+``frame_axis=-1`` for a cine label volume ``(X, Y, T)``). A 2D input is one frame. A singleton channel axis
+(``(N, 1, H, W)``) is squeezed.
 
 Binary masks are ``pred > 0.5`` for floating inputs (probabilities) and ``!= 0`` for integer/bool inputs; pass
 ``threshold=0`` to binarise logits.

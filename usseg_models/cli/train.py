@@ -37,6 +37,8 @@ def _common(p: argparse.ArgumentParser, epochs: int, batch: int) -> None:
     p.add_argument("--subject-regex", default=None,
                    help="regex with one group extracting the subject/study from a file name (for splits)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--aug-speckle", type=float, default=None, metavar="L",
+                   help="also augment with Gamma speckle of L looks (half the samples; off by default)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(config=args.config, epochs=args.epochs, batch_size=args.batch, device=args.device,
                   lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                   pretrained=args.pretrained, label_value=args.label_value, seed=args.seed,
-                  subject_pattern=args.subject_regex,
+                  subject_pattern=args.subject_regex, speckle_L=args.aug_speckle,
                   num_workers=args.workers, progress=not args.no_progress)
     if args.model_kind == "dsanet":
         overrides = {k: False for k, flag in (("use_afsa", args.no_afsa), ("use_lgsa", args.no_lgsa)) if flag}

@@ -1,6 +1,6 @@
 """IntraSense-Net / UNet evaluation on images with masks: the paper's table, per-image CSV, overlays.
 
-Each image goes through the shared pipeline :func:`usseg_models.transforms.preprocessing.image_transforms`
+Each image goes through the shared network-input pipeline :class:`usseg_models.transforms.pipeline.ModelPipeline`
 (optionally with Gamma speckle of ``L`` looks for robustness rows) and
 :class:`usseg_models.inference.image.ImagePredictor`; masks are compared with the truth at the original
 resolution (logits resized, then > 0). Metrics per image, averaged over images (IntraSense-Net paper columns:
@@ -62,7 +62,7 @@ def evaluate_image_model(
     from usseg_models.data.datasets import discover_images, load_image_arrays
     from usseg_models.inference.image import ImagePredictor
     from usseg_models.training.distributed import resolve_device
-    from usseg_models.transforms.preprocessing import image_transforms, postprocess_logits
+    from usseg_models.transforms.pipeline import Augmentation, ModelPipeline, postprocess_logits
     from usseg_models.transforms.resize import resize_xy
 
     model, payload = load_model_for(checkpoint, ("intrasense", "unet"))
@@ -77,7 +77,8 @@ def evaluate_image_model(
     out = Path(out_dir)
     rows, per_image, overlay_paths = [], [], []
     for L in [None, *speckle]:
-        pipeline = image_transforms(size, train=False, speckle_L=L)
+        noise = None if L is None else Augmentation.speckle_only(L)
+        pipeline = ModelPipeline("image", size).transform(noise)
         pipeline.set_random_state(seed)
         metrics = []
         for start in range(0, len(items), batch_size):

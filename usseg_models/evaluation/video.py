@@ -1,7 +1,7 @@
 """DSANet evaluation on clips with masks: paper metrics, temporal stability, speckle robustness, overlays.
 
 For every noise setting (no added noise, then each ``L`` of ``speckle``) each clip goes through the shared
-pipeline :func:`usseg_models.transforms.preprocessing.cine_transforms` (with ``speckle_L=L``: multiplicative
+network-input pipeline :class:`usseg_models.transforms.pipeline.ModelPipeline` (with ``speckle_L=L``: multiplicative
 Gamma speckle on ``[0, 1]`` intensity, independently per frame, before ImageNet normalisation — the paper's
 Table II protocol; here the noise is drawn at network resolution, after resizing), then through
 :class:`usseg_models.inference.video.DSANetPredictor` (one backbone pass per frame). Masks are compared with the
@@ -71,7 +71,7 @@ def evaluate_dsanet(
     from usseg_models.data.datasets import discover_clips, load_clip_arrays
     from usseg_models.inference.video import DSANetPredictor
     from usseg_models.training.distributed import resolve_device
-    from usseg_models.transforms.preprocessing import cine_transforms, postprocess_logits
+    from usseg_models.transforms.pipeline import Augmentation, ModelPipeline, postprocess_logits
     from usseg_models.transforms.resize import resize_xy
 
     model, payload = load_model_for(checkpoint, ("dsanet",))
@@ -88,7 +88,8 @@ def evaluate_dsanet(
     settings: list[float | None] = [None, *speckle]
     rows, temporal, per_clip_rows, overlays, overlaid = [], {}, [], [], 0
     for L in settings:
-        pipeline = cine_transforms(size, train=False, speckle_L=L)
+        noise = None if L is None else Augmentation.speckle_only(L)
+        pipeline = ModelPipeline("cine", size).transform(noise)
         pipeline.set_random_state(seed)
         frames_metrics, stabilities = [], []
         for rec, cine, label in clips:

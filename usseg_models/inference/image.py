@@ -1,7 +1,7 @@
 """Image inference for IntraSense-Net and the UNet baseline: reader image in, mask at the original size out.
 
-Preprocessing and the way back are the shared definitions of :mod:`usseg_models.transforms.preprocessing`
-(``preprocess_image`` → network → ``postprocess_logits``: logits resized bilinearly, foreground = logit > 0).
+Inputs and the way back are the one network-input pipeline (:class:`~usseg_models.transforms.pipeline.ModelPipeline`,
+kind ``"image"``: ``inputs`` → network → ``inverse``: logits resized bilinearly, foreground = logit > 0).
 
 Examples::
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from usseg_models.networks.checkpoint import unwrap_model
-from usseg_models.transforms.preprocessing import postprocess_logits, preprocess_image
+from usseg_models.transforms.pipeline import ModelPipeline
 from usseg_models.transforms.resize import resize_xy
 
 __all__ = ["ImagePredictor"]
@@ -52,6 +52,7 @@ class ImagePredictor:
         self.device = torch.device(device)
         self.model = unwrap_model(model).to(self.device).eval()
         self.spatial_size, self.amp, self.batch_size = int(spatial_size), bool(amp), int(batch_size)
+        self.pipeline = ModelPipeline("image", self.spatial_size)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> ImagePredictor:
@@ -95,7 +96,7 @@ class ImagePredictor:
 
     def preprocess(self, image: Any) -> torch.Tensor:
         """Reader image ``(X, Y)``, ``(X, Y, 1)`` or ``(X, Y, 3)`` → ``(3, S, S)`` (shared preprocessing)."""
-        return preprocess_image(image, self.spatial_size)
+        return self.pipeline.inputs(image)
 
     def predict_many(self, images: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Segment reader images; returns ``(mask uint8 (X, Y), probability float32 (X, Y))`` per image."""
@@ -105,7 +106,7 @@ class ImagePredictor:
             logits = self.predict_logits(torch.stack([self.preprocess(im) for im in chunk])).cpu()
             for im, lg in zip(chunk, logits):
                 xy = (int(np.shape(im)[0]), int(np.shape(im)[1]))
-                mask = postprocess_logits(lg, xy)
+                mask = self.pipeline.inverse(lg, xy)
                 prob = resize_xy(torch.sigmoid(lg[0]), xy, mode="bilinear").numpy().astype(np.float32)
                 out.append((mask, prob))
         return out

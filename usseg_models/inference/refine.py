@@ -8,7 +8,9 @@ the clip:
 - samples are the DSANet windows ``window_indices(T, t)`` = ``[t, t-1, t-2]`` whose **target** ``t`` is a corrected
   frame; the auxiliary terms (``t-1``, ``t-2``) count only where those frames are corrected too
   (``DSANetLoss(..., valid)``), so uncorrected frames are input context, never a target;
-- the same random flips for every frame and mask of a window (:func:`~usseg_models.data.datasets.augment_consistently`);
+- the training pipeline (:class:`~usseg_models.transforms.pipeline.ModelPipeline` with
+  :meth:`~usseg_models.transforms.pipeline.Augmentation.training`): the same random flips for every frame and mask
+  of a window;
 - Adam, gradient clipping by value ±0.5 as in training; batch-norm statistics are frozen (a handful of frames
   cannot estimate them, and the base model's statistics describe ultrasound better);
 - bounded by ``max_steps`` optimiser steps **and** a wall-clock ``time_budget_s`` (whichever comes first);
@@ -44,7 +46,7 @@ import torch.nn as nn
 from usseg_models.errors import UssegError
 from usseg_models.networks.checkpoint import unwrap_model
 from usseg_models.transforms.clip import window_indices
-from usseg_models.transforms.preprocessing import preprocess_cine, preprocess_cine_label
+from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
 
 __all__ = ["RefineSettings", "RefineResult", "RefinementError", "check_corrections", "refine_clip"]
 
@@ -201,7 +203,6 @@ def refine_clip(
     Raises:
         RefinementError: corrections that do not fit the cine (see :func:`check_corrections`).
     """
-    from usseg_models.data.datasets import augment_consistently
     from usseg_models.inference.video import DSANetPredictor
     from usseg_models.losses.dsanet_loss import DSANetLoss
 
@@ -213,11 +214,13 @@ def refine_clip(
     fixes = check_corrections(corrected, n, xy)
     dev = torch.device(device)
 
-    frames = preprocess_cine(arr, spatial_size)                                   # (T, 3, S, S)
     label = np.zeros((*xy, n), np.uint8)
     for t, m in fixes.items():
         label[..., t] = m
-    masks = preprocess_cine_label(label, spatial_size)                            # (T, 1, S, S)
+    augmentation = Augmentation.training("cine") if settings.augment else None
+    pipeline = ModelPipeline("cine", spatial_size, augmentation=augmentation, seed=int(settings.seed))
+    base = pipeline.base(arr, label)
+    frames, masks = base["image"], base["label"]                                  # (T, 1, S, S) each
     known = set(fixes)
     windows = [window_indices(n, t) for t in fixes]
     valid = torch.tensor([[1.0 if i in known else 0.0 for i in w] for w in windows])
@@ -244,9 +247,7 @@ def refine_clip(
             pick = rng.integers(0, len(windows), size=int(settings.batch_size))
             images, labels = [], []
             for i in pick:
-                img, lab = frames[windows[i]], masks[windows[i]]
-                if settings.augment:
-                    img, lab = augment_consistently([img, lab], rng, rotate=False)
+                img, lab = pipeline.train_sample(frames[windows[i]], masks[windows[i]])
                 images.append(img)
                 labels.append(lab)
             x, y, v = torch.stack(images).to(dev), torch.stack(labels).to(dev), valid[pick].to(dev)

@@ -24,8 +24,9 @@ target's mask is yielded as soon as its own frame has been added. A cine shorter
 four frames) is completed by ``propagate(state, flush=True)``, which applies the short-clip rule of
 :func:`~usseg_models.transforms.clip.window_indices`. Streaming and clip-level masks are identical.
 
-Streaming preprocesses each frame on its own with :func:`~usseg_models.transforms.preprocessing.preprocess_cine`
-(defaults: scaling by the stored type, no fan mask), which gives the same tensors as preprocessing the whole cine.
+Inputs come from the one network-input pipeline (:class:`~usseg_models.transforms.pipeline.ModelPipeline`, kind
+``"cine"``: the inference stages, defaults: scaling by the stored type, no fan mask) and masks go back through its
+inverse. Streaming runs the pipeline on each frame on its own, which gives the same tensors as the whole cine.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch.nn as nn
 
 from usseg_models.networks.checkpoint import unwrap_model
 from usseg_models.transforms.clip import window_indices
-from usseg_models.transforms.preprocessing import postprocess_logits, preprocess_cine
+from usseg_models.transforms.pipeline import ModelPipeline
 
 __all__ = ["StreamState", "DSANetPredictor"]
 
@@ -118,6 +119,7 @@ class DSANetPredictor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.spatial_size = spatial_size
+        self.pipeline = ModelPipeline("cine", spatial_size)
         self.amp = bool(amp)
         self.batch_size = int(batch_size)
         self.in_channels = int(getattr(model, "in_channels", 3))
@@ -183,14 +185,14 @@ class DSANetPredictor:
         arr = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
         if arr.ndim not in (3, 4):
             raise ValueError(f"a cine must be (X, Y, T) or (X, Y, T, 3), or preprocessed (T, C, S, S); got {arr.shape}")
-        clip = preprocess_cine(arr, self.spatial_size)
+        clip = self.pipeline.inputs(arr)
         return self._check_frames(clip), (int(arr.shape[0]), int(arr.shape[1]))
 
     def _masks(self, logits: torch.Tensor, original_xy: tuple[int, int] | None) -> np.ndarray:
         """``(n, 1, S, S)`` logits → uint8 ``(X, Y, n)`` masks (``(S, S, n)`` for preprocessed input)."""
         if logits.shape[1] != 1:
             raise ValueError(f"masks need one logit channel, the model gives {logits.shape[1]}")
-        return postprocess_logits(logits.cpu(), original_xy or (self.spatial_size, self.spatial_size))
+        return self.pipeline.inverse(logits.cpu(), original_xy or (self.spatial_size, self.spatial_size))
 
     # ------------------------------------------------------------------ clip level
     @torch.inference_mode()
@@ -253,7 +255,7 @@ class DSANetPredictor:
         if state.num_frames and state.original_xy != xy:
             raise ValueError(f"frame {state.num_frames} is {xy}, earlier frames were {state.original_xy}")
         state.original_xy = xy
-        return self._check_frames(preprocess_cine(cine, self.spatial_size))
+        return self._check_frames(self.pipeline.inputs(cine))
 
     @torch.inference_mode()
     def add_frame(self, state: StreamState, frame: Any) -> int:

@@ -12,8 +12,9 @@ from torch.utils.data import Dataset
 
 from usseg_models.errors import CheckpointError
 from usseg_models.training.splits import holdout_split, split_by_folder
+from usseg_models.transforms.pipeline import Augmentation
 
-__all__ = ["resolve_datasets", "apply_pretrained", "is_usseg_checkpoint"]
+__all__ = ["resolve_datasets", "apply_pretrained", "is_usseg_checkpoint", "training_augmentation"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,3 +79,9 @@ def is_usseg_checkpoint(path: str | Path) -> bool:
     except CheckpointError:
         return False
     return True
+
+
+def training_augmentation(kind: str, augment: bool, speckle_L: float | None = None) -> Augmentation | bool:
+    """The random stage of a training set: ``False`` for validation sets, else :meth:`Augmentation.training` of the
+    model kind (``"cine"`` or ``"image"``) with optional Gamma speckle of ``speckle_L`` looks."""
+    return Augmentation.training(kind, speckle_L=speckle_L) if augment else False

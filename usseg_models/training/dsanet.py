@@ -1,8 +1,10 @@
-"""DSANet training with the paper recipe (reference note "Training recipe in the code").
+"""DSANet training with the paper recipe (``docs/paper-readings.md``, "DSANet: training recipe").
 
 Adam lr 1e-4, weight decay 5e-4, batch 2, one warm-up epoch then cosine to 1e-6, gradient clipping by value
-±0.5, the same random flips for every frame of a clip, bf16 autocast on CUDA (fp32 on CPU). Loss: Dice + F3Net
-structure loss on the target and both auxiliary outputs (:class:`usseg_models.losses.dsanet_loss.DSANetLoss`).
+±0.5, the same random flips for every frame of a clip (the training pipeline of
+:class:`usseg_models.transforms.pipeline.ModelPipeline`; optional Gamma speckle), bf16 autocast on CUDA (fp32 on
+CPU). Loss: Dice + F3Net structure loss on the target and both auxiliary outputs
+(:class:`usseg_models.losses.dsanet_loss.DSANetLoss`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import torch
 from torch.utils.data import Dataset
 
 from usseg_models.networks.factory import build_network, network_spatial_size
-from usseg_models.training.common import apply_pretrained, is_usseg_checkpoint, resolve_datasets
+from usseg_models.training.common import (
+    apply_pretrained,
+    is_usseg_checkpoint,
+    resolve_datasets,
+    training_augmentation,
+)
 from usseg_models.training.engine import TrainSettings, fit
 
 __all__ = ["train_dsanet", "dsanet_train_step", "dsanet_predict"]
@@ -53,6 +60,7 @@ def train_dsanet(
     subject_pattern: str | None = None,
     pretrained: str | Path | None = None,
     label_value: int | None = None,
+    speckle_L: float | None = None,
     seed: int = 0,
     num_workers: int = 0,
     progress: bool = True,
@@ -73,6 +81,8 @@ def train_dsanet(
             :func:`usseg_models.data.datasets.subject_of`), so one patient's clips stay on one side.
         pretrained: a usseg DSANet checkpoint to fine-tune from, or Res2Net-50 v1b ImageNet weights for the backbone.
         label_value: foreground class in multi-class masks (``None`` = any non-zero).
+        speckle_L: add Gamma speckle with ``L`` looks to half the training windows (off by default; the paper
+            trains without it).
         seed, num_workers, progress, amp: see :class:`TrainSettings`.
         overrides: DSANet constructor overrides (ablation switches ``use_afsa``, ``use_lgsa``...).
 
@@ -90,7 +100,8 @@ def train_dsanet(
     size = network_spatial_size("dsanet", config)
     train_ds, val_ds, info = resolve_datasets(
         data, lambda d: discover_clips(d, subject_pattern=subject_pattern),
-        lambda recs, aug: ClipWindowDataset(recs, size, augment=aug, label_value=label_value, seed=seed),
+        lambda recs, aug: ClipWindowDataset(recs, size, augment=training_augmentation("cine", aug, speckle_L),
+                                             label_value=label_value, seed=seed),
         val_fraction, by_subject=True, seed=seed,
     )
     overrides = dict(overrides or {})

@@ -19,7 +19,12 @@ import torch
 from torch.utils.data import Dataset
 
 from usseg_models.networks.factory import build_network, network_spatial_size
-from usseg_models.training.common import apply_pretrained, is_usseg_checkpoint, resolve_datasets
+from usseg_models.training.common import (
+    apply_pretrained,
+    is_usseg_checkpoint,
+    resolve_datasets,
+    training_augmentation,
+)
 from usseg_models.training.engine import TrainSettings, fit
 from usseg_models.training.splits import kfold_splits
 
@@ -64,6 +69,7 @@ def train_intrasense(
     val_fraction: float = 0.2,
     pretrained: str | Path | None = None,
     label_value: int | None = None,
+    speckle_L: float | None = None,
     seed: int = 0,
     num_workers: int = 0,
     progress: bool = True,
@@ -88,6 +94,7 @@ def train_intrasense(
         val_fraction: hold-out fraction when ``folds == 1`` and the data has no split folders.
         pretrained: a usseg checkpoint to fine-tune from, or (IntraSense-Net) ImageNet ResNet-50 weights.
         label_value: foreground class in multi-class masks (e.g. 1 = CAMUS LV cavity).
+        speckle_L: add Gamma speckle with ``L`` looks to half the training images (off by default).
         seed, num_workers, progress, amp: see :class:`TrainSettings`.
         overrides: network constructor overrides (e.g. ``use_gcp=False`` for the ablation rows).
         loss_kwargs: :class:`IntraSenseLoss` arguments.
@@ -122,7 +129,8 @@ def train_intrasense(
                              progress=progress)
 
     def make(recs, aug):
-        return ImageSegDataset(recs, size, augment=aug, label_value=label_value, seed=seed)
+        augment = training_augmentation("image", aug, speckle_L)
+        return ImageSegDataset(recs, size, augment=augment, label_value=label_value, seed=seed)
 
     def run(train_ds, val_ds, out, info):
         torch.manual_seed(seed)

@@ -1,5 +1,6 @@
 """MONAI-style transforms for ultrasound: clip windowing, Gamma speckle, intensity, resize + inverse, fan detection,
-and :mod:`usseg_models.transforms.preprocessing`, the one preprocessing definition shared by training and inference.
+and :mod:`usseg_models.transforms.pipeline`, the one network-input pipeline per model shared by training, inference,
+evaluation and the server (:mod:`~usseg_models.transforms.preprocessing` holds function-style calls of it).
 """
 
 from usseg_models.transforms.clip import ClipWindow, ClipWindowd, RandClipTargetd, window_indices
@@ -16,6 +17,7 @@ from usseg_models.transforms.intensity import (
     rgb_to_grey,
     scale_to_unit,
 )
+from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
 from usseg_models.transforms.preprocessing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -56,6 +58,8 @@ __all__ = [
     "detect_fan",
     "MaskOutsideFan",
     "MaskOutsideFand",
+    "ModelPipeline",
+    "Augmentation",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PreprocessingError",

@@ -14,7 +14,7 @@ channel is dropped. The ImageNet constants live in :mod:`usseg_models.transforms
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -251,10 +251,11 @@ class ChannelNormalize(Transform):
         return (x - np.reshape(self.mean, shape).astype(np.float32)) / np.reshape(self.std, shape).astype(np.float32)
 
 
-class _ArrayMapd(MapTransform):
-    """Apply one array transform to every key (shared base of the simple dictionary wrappers below)."""
+class ArrayMapd(MapTransform):
+    """Apply one array transform (any callable) to every present key: the shared base of the simple dictionary
+    wrappers of this package."""
 
-    def __init__(self, keys: KeysCollection, transform: Transform, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, transform: Callable[[Any], Any], allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         self.transform = transform
 
@@ -265,7 +266,7 @@ class _ArrayMapd(MapTransform):
         return d
 
 
-class ScaleToUnitd(_ArrayMapd):
+class ScaleToUnitd(ArrayMapd):
     """Dictionary :class:`ScaleToUnit`."""
 
     backend = ScaleToUnit.backend
@@ -274,7 +275,7 @@ class ScaleToUnitd(_ArrayMapd):
         super().__init__(keys, ScaleToUnit(mode), allow_missing_keys)
 
 
-class RGBToGreyd(_ArrayMapd):
+class RGBToGreyd(ArrayMapd):
     """Dictionary :class:`RGBToGrey`."""
 
     backend = RGBToGrey.backend
@@ -283,7 +284,7 @@ class RGBToGreyd(_ArrayMapd):
         super().__init__(keys, RGBToGrey(channel_dim), allow_missing_keys)
 
 
-class RepeatChannelsd(_ArrayMapd):
+class RepeatChannelsd(ArrayMapd):
     """Dictionary :class:`RepeatChannels`."""
 
     backend = RepeatChannels.backend
@@ -292,7 +293,7 @@ class RepeatChannelsd(_ArrayMapd):
         super().__init__(keys, RepeatChannels(n, channel_dim), allow_missing_keys)
 
 
-class ChannelNormalized(_ArrayMapd):
+class ChannelNormalized(ArrayMapd):
     """Dictionary :class:`ChannelNormalize`."""
 
     backend = ChannelNormalize.backend
