@@ -37,9 +37,10 @@ def test_one_slice_nifti_label_comes_back_x_y_1_with_the_affine(task, tmp_path):
     nib.save(nib.Nifti1Image(_pixels((40, 32, 1)), OBLIQUE), str(src))
     array, meta = load_image(src)
     assert array.shape == (40, 32) and meta["one_slice"]  # the reader squeezes and flags
-    out, _ = task({"image": str(src)})
+    out, params = task({"image": str(src)})
     label = nib.load(out)
     assert label.shape == (40, 32, 1)
+    assert params["shape"] == [40, 32, 1]  # the answer describes the file it returns (was [40, 32])
     np.testing.assert_allclose(label.affine, OBLIQUE, atol=1e-6)
     assert set(np.unique(np.asarray(label.dataobj))) <= {0, 1}
 

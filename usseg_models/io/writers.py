@@ -37,8 +37,7 @@ from PIL import Image
 from usseg_models.io.conventions import LPS_TO_RAS
 from usseg_models.palette import fallback_color
 
-__all__ = ["write_nifti", "write_seg_nrrd", "write_png", "write_label", "default_segments"]
-
+__all__ = ["write_nifti", "write_seg_nrrd", "write_png", "write_label", "label_as_written", "default_segments"]
 
 
 def _as_label(label: Any, allow_2d: bool = True) -> np.ndarray:
@@ -194,6 +193,15 @@ def write_png(path: str | os.PathLike, label: Any, mode: str = "binary") -> Path
     return out
 
 
+def label_as_written(label: Any, meta: Mapping[str, Any], path: str | os.PathLike) -> np.ndarray:
+    """The array :func:`write_label` stores for ``label``: the one home of restoring a one-slice input's ``(X, Y, 1)``
+    (``meta["one_slice"]``, set by the volume reader) for volume formats; PNG stays 2D."""
+    arr = np.asarray(label.detach().cpu().numpy() if hasattr(label, "detach") else label)
+    if meta.get("one_slice") and arr.ndim == 2 and not os.fspath(path).lower().endswith(".png"):
+        arr = arr[:, :, None]
+    return arr
+
+
 def write_label(path: str | os.PathLike, label: Any, meta: Mapping[str, Any], **kwargs: Any) -> Path:
     """Write ``label`` with the input's geometry, choosing the format from the suffix.
 
@@ -207,11 +215,9 @@ def write_label(path: str | os.PathLike, label: Any, meta: Mapping[str, Any], **
         the written path.
     """
     name = os.fspath(path).lower()
-    arr = np.asarray(label.detach().cpu().numpy() if hasattr(label, "detach") else label)
+    arr = label_as_written(label, meta, path)
     if name.endswith(".png"):
         return write_png(path, arr, **kwargs)
-    if meta.get("one_slice") and arr.ndim == 2:
-        arr = arr[:, :, None]
     affine = meta.get("affine")
     if affine is None:
         affine = np.eye(4)

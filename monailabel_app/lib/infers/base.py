@@ -133,7 +133,7 @@ class UltrasoundInferTask(InferTask):
             "label_names": dict(self.labels),
             "label_colors": {k: list(v) for k, v in self.label_colors.items()},
             "model": {"name": self.store.name, **version},
-            "shape": list(label.shape),
+            "shape": list(writers.label_as_written(label, meta, out).shape),  # the array in the returned file
             "result_extension": ext,
             "latencies": {
                 "pre": round(t_read - start, 3),
