@@ -16,7 +16,6 @@ from fastapi import HTTPException
 from PIL import Image
 from server_utils import SAMPLE_STUDIES
 
-from monailabel_app.lib.image_header import ImageHeader, probe_header
 from monailabel_app.lib.input_limits import (
     LIMIT_ENV,
     check_decoded_size,
@@ -25,6 +24,8 @@ from monailabel_app.lib.input_limits import (
     read_checked,
 )
 from monailabel_app.lib.label_checks import LabelMismatch, check_label
+from usseg_models.io.header import ImageHeader
+from usseg_models.io.image import probe_header
 
 IMAGE = ImageHeader("png", (96, 64), None, 1, 96 * 64)  # X = 96 columns, Y = 64 rows
 CINE = ImageHeader("dicom", (96, 64), 24, 1, 96 * 64 * 24)

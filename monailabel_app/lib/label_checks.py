@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from monailabel_app.lib.image_header import ImageHeader
+from usseg_models.io.header import ImageHeader
 
 __all__ = ["LabelMismatch", "BINARY_LABELS", "PNG_FOREGROUND", "check_label", "check_reviewed_frames"]
 
@@ -103,7 +103,7 @@ def check_label(
     Args:
         label: the label array as read (a one-slice ``(X, Y, 1)`` volume arrives squeezed to ``(X, Y)``).
         meta: the reader's metadata of the label (``format``, ``original_channel_dim``).
-        image: header of the image the label belongs to (:func:`monailabel_app.lib.image_header.probe_header`).
+        image: header of the image the label belongs to (:func:`usseg_models.io.image.probe_header`).
         allowed: the model's label values, background 0 included.
 
     Returns:
