@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from usseg_models.data.datasets import ClipRecord, ImageRecord, _ext, _stem, subject_of
 from usseg_models.data.pairing import _dirs, _ident
+from usseg_models.data.records import ClipRecord, ImageRecord, _ext, _stem, subject_of
 
 __all__ = ["camus_clips", "camus_images"]
 

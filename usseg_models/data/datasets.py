@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from usseg_models.data.discovery import discover_clips, discover_images
-from usseg_models.data.records import (  # noqa: F401 - re-exported (layouts import the private helpers from here)
+from usseg_models.data.records import (  # noqa: F401 - re-exported: the names' old home
     FRAME_DIR_NAMES,
     IMAGE_EXTS,
     MASK_DIR_NAMES,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from usseg_models.data.datasets import VIDEO_EXTS, ClipRecord, DataLayoutError, _ext, _stem, subject_of
 from usseg_models.data.pairing import _ident
+from usseg_models.data.records import VIDEO_EXTS, ClipRecord, DataLayoutError, _ext, _stem, subject_of
 
 __all__ = ["echonet_clips", "rasterise_tracing", "label_cache_dir"]
 

@@ -1,9 +1,9 @@
 """Public data sets as they are shipped, explicit image/mask folders and CSV manifests: record discovery.
 
-:func:`usseg_models.data.datasets.discover_clips` / :func:`~usseg_models.data.datasets.discover_images` call
+:func:`usseg_models.data.discovery.discover_clips` / :func:`~usseg_models.data.discovery.discover_images` call
 :func:`layout_clips` / :func:`layout_images` first; what a layout here recognises is taken from it (with its
 official splits and subjects), everything else under the folder goes through the generic rules of
-:mod:`usseg_models.data.datasets`. A CSV file given instead of a folder is read by :func:`read_manifest`.
+:mod:`usseg_models.data.discovery`. A CSV file given instead of a folder is read by :func:`read_manifest`.
 
 This module holds the two dispatchers and is the entry point for every name below; each layout lives in its own
 module, whose docstring describes its files.
@@ -34,11 +34,11 @@ import os
 from pathlib import Path
 
 from usseg_models.data.camus import camus_clips, camus_images
-from usseg_models.data.datasets import ClipRecord, ImageRecord
 from usseg_models.data.echonet import echonet_clips, label_cache_dir, rasterise_tracing
 from usseg_models.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
-from usseg_models.data.pairing import _frame_clip as _frame_clip  # re-exported: datasets.discover_clips uses it
+from usseg_models.data.pairing import _frame_clip as _frame_clip  # re-exported: discovery.discover_clips uses it
 from usseg_models.data.pairing import pair_folders, pair_frame_masks
+from usseg_models.data.records import ClipRecord, ImageRecord
 from usseg_models.data.vivim import vivim_clips
 
 __all__ = [

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from usseg_models.data.datasets import ClipRecord, DataLayoutError, ImageRecord, _stem, subject_of
 from usseg_models.data.pairing import _ident, pair_frame_masks
+from usseg_models.data.records import ClipRecord, DataLayoutError, ImageRecord, _stem, subject_of
 
 __all__ = ["read_manifest", "write_manifest", "MANIFEST_COLUMNS"]
 

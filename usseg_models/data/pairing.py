@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from usseg_models.data.datasets import (
+from usseg_models.data.records import (
     IMAGE_EXTS,
     MASK_SUFFIX,
     VIDEO_EXTS,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from usseg_models.data.datasets import SPLIT_NAME, ClipRecord, _split_of
 from usseg_models.data.pairing import _dirs, _frame_clip
+from usseg_models.data.records import SPLIT_NAME, ClipRecord, _split_of
 
 __all__ = ["vivim_clips"]
 
