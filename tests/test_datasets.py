@@ -8,15 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from usseg_models.data.datasets import (
-    ClipWindowDataset,
-    DataLayoutError,
-    ImageSegDataset,
-    binarize_label,
-    discover_clips,
-    discover_images,
-    subject_of,
-)
+from usseg_models.data.datasets import ClipWindowDataset, ImageSegDataset
+from usseg_models.data.discovery import discover_clips, discover_images
+from usseg_models.data.records import DataLayoutError, binarize_label, subject_of
 
 
 def _png(path, arr):

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from usseg_models.cli.main import main
-from usseg_models.data.datasets import discover_clips, discover_images, load_clip_arrays, load_image_arrays
+from usseg_models.data.datasets import load_clip_arrays, load_image_arrays
+from usseg_models.data.discovery import discover_clips, discover_images
 from usseg_models.evaluation import evaluate_dsanet
 from usseg_models.evaluation.common import parse_speckle
 from usseg_models.evaluation.overlays import overlay_panel

@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from usseg_models.data.datasets import (
-    ClipWindowDataset,
-    DataLayoutError,
-    discover_clips,
-    discover_images,
-    load_clip_arrays,
-    load_image_arrays,
-)
+from usseg_models.data.datasets import ClipWindowDataset, load_clip_arrays, load_image_arrays
+from usseg_models.data.discovery import discover_clips, discover_images
 from usseg_models.data.layouts import pair_folders, rasterise_tracing, read_manifest, write_manifest
+from usseg_models.data.records import DataLayoutError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*carries no calibration:UserWarning")
 

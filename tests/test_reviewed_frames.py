@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from usseg_models.data.datasets import ClipRecord, ClipWindowDataset
+from usseg_models.data.datasets import ClipWindowDataset
+from usseg_models.data.records import ClipRecord
 from usseg_models.data.synthetic import simulate_cine
 from usseg_models.inference.video import DSANetPredictor
 from usseg_models.losses.dsanet_loss import DSANetLoss

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import usseg_models.io.image as io_image
-from usseg_models.data.datasets import discover_clips
+from usseg_models.data.discovery import discover_clips
 
 N_FRAMES, SIZE, EVERY = 20, 64, 4
 

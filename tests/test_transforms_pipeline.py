@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from usseg_models.data.datasets import ClipWindowDataset, ImageSegDataset, discover_clips, discover_images
+from usseg_models.data.datasets import ClipWindowDataset, ImageSegDataset
+from usseg_models.data.discovery import discover_clips, discover_images
 from usseg_models.inference.image import ImagePredictor
 from usseg_models.inference.video import DSANetPredictor
 from usseg_models.networks import build_network

@@ -8,7 +8,7 @@ A label is accepted only when
 3. **finite**: no NaN or Inf values;
 4. **values**: every value is an integer of the model's label set (``{0, 1}`` for both models today: background
    and the one foreground class). A PNG label whose values are exactly within ``{0, 255}`` is accepted too:
-   255 means label 1 (the trainer reads 0/255 masks as 0/1, see ``usseg_models.data.datasets.binarize_label``),
+   255 means label 1 (the trainer reads 0/255 masks as 0/1, see ``usseg_models.data.records.binarize_label``),
    and the file is stored as sent.
 
 :func:`check_label` raises :class:`LabelMismatch` naming what was expected and what was found; the datastore

@@ -12,7 +12,7 @@ user would start it) on a folder of clips with masks:
     validation set).
 
 Clips: synthetic cines by default (exact truth); ``data`` may be any layout
-:func:`usseg_models.data.datasets.discover_clips` reads (for example the real ``vtus_clip0002`` folder). Writes
+:func:`usseg_models.data.discovery.discover_clips` reads (for example the real ``vtus_clip0002`` folder). Writes
 ``refinement.csv``, ``labelling.csv``, ``summary.md`` and ``loop.png`` (Dice against frames labelled).
 
 Examples::
@@ -69,7 +69,8 @@ def load_loop_clips(data: str | Path | None, quick: bool = False, count: int = 8
     sector-probe chambers, odd ones linear-probe lesions.
     """
     if data is not None:
-        from usseg_models.data.datasets import discover_clips, load_clip_arrays
+        from usseg_models.data.datasets import load_clip_arrays
+        from usseg_models.data.discovery import discover_clips
 
         clips = []
         for record in discover_clips(data):

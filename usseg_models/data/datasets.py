@@ -1,14 +1,11 @@
 """Load training data and serve it as torch Datasets built on the one network-input pipeline.
 
-Records come from discovery (:func:`discover_clips`, :func:`discover_images` in :mod:`usseg_models.data.discovery`;
+Records come from discovery (``discover_clips``, ``discover_images`` in :mod:`usseg_models.data.discovery`;
 public layouts in :mod:`usseg_models.data.layouts`); this module reads their files through the reader registry
 (:func:`usseg_models.io.load_image`) and turns them into network inputs with
 :class:`~usseg_models.transforms.pipeline.ModelPipeline` — the same pipeline inference uses. The deterministic stage
 (grey, ``[0, 1]``, resize) is cached per clip/image; the random stage (flips, rotations, optional Gamma speckle; one
 draw per sample for every frame and mask) and the final stage (3 channels, ImageNet normalisation) run per item.
-
-The names of :mod:`usseg_models.data.records` and :mod:`usseg_models.data.discovery` are re-exported here, where
-they have always been importable from.
 """
 
 from __future__ import annotations
@@ -21,43 +18,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from usseg_models.data.discovery import discover_clips, discover_images
-from usseg_models.data.records import (  # noqa: F401 - re-exported: the names' old home
-    FRAME_DIR_NAMES,
-    IMAGE_EXTS,
-    MASK_DIR_NAMES,
-    MASK_SUFFIX,
-    SPLIT_NAME,
-    VIDEO_EXTS,
-    VOLUME_EXTS,
-    ClipRecord,
-    DataLayoutError,
-    ImageRecord,
-    _ext,
-    _natural_key,
-    _split_matches,
-    _split_of,
-    _stem,
-    binarize_label,
-    subject_of,
-)
+from usseg_models.data.records import ClipRecord, DataLayoutError, ImageRecord, binarize_label
 from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
 
 __all__ = [
-    "FRAME_DIR_NAMES",
-    "MASK_DIR_NAMES",
-    "IMAGE_EXTS",
-    "VOLUME_EXTS",
-    "VIDEO_EXTS",
-    "ClipRecord",
-    "ImageRecord",
-    "discover_clips",
-    "discover_images",
-    "subject_of",
-    "binarize_label",
     "ClipWindowDataset",
     "ImageSegDataset",
-    "DataLayoutError",
     "load_clip",
     "load_image_pair",
     "load_clip_arrays",

@@ -44,7 +44,7 @@ def evaluate_image_model(
 
     Args:
         checkpoint: usseg checkpoint of an ``intrasense`` or ``unet`` network.
-        data: folder in any layout of :func:`usseg_models.data.datasets.discover_images`.
+        data: folder in any layout of :func:`usseg_models.data.discovery.discover_images`.
         out_dir: receives ``report.md``, ``metrics.json``, ``per_image.csv`` and ``overlays/*.png``.
         speckle: numbers of looks for extra robustness rows (``()`` = only the clean row).
         split: only this split folder (e.g. ``"test"``); ``None`` = every image found.
@@ -59,7 +59,8 @@ def evaluate_image_model(
         dict with ``rows`` (``{noise_label: metrics}``), ``per_image`` (clean row), ``report``, ``csv``,
         ``overlays``, ``n_images``, ``network``.
     """
-    from usseg_models.data.datasets import discover_images, load_image_arrays
+    from usseg_models.data.datasets import load_image_arrays
+    from usseg_models.data.discovery import discover_images
     from usseg_models.inference.image import ImagePredictor
     from usseg_models.training.distributed import resolve_device
     from usseg_models.transforms.pipeline import Augmentation, ModelPipeline, postprocess_logits

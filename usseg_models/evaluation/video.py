@@ -8,7 +8,7 @@ Table II protocol; here the noise is drawn at network resolution, after resizing
 truth **at the original resolution** (logits resized, then > 0); MAE uses the resized sigmoid probability.
 Metrics are per frame, averaged over all frames; temporal stability is per clip, averaged over clips.
 
-**Sparse-frame labels** (:attr:`usseg_models.data.datasets.ClipRecord.labelled`: EchoNet's ED/ES tracings, keyframes,
+**Sparse-frame labels** (:attr:`usseg_models.data.records.ClipRecord.labelled`: EchoNet's ED/ES tracings, keyframes,
 the frames a user reviewed): every frame is still segmented (the windows need their neighbours), but only the
 labelled frames are scored; the report and ``metrics.json`` say how many frames were scored out of how many.
 Temporal stability compares consecutive frames, so it is computed on fully labelled clips only.
@@ -52,7 +52,7 @@ def evaluate_dsanet(
 
     Args:
         checkpoint: usseg DSANet checkpoint (``best.pt``).
-        data: folder in any layout of :func:`usseg_models.data.datasets.discover_clips`.
+        data: folder in any layout of :func:`usseg_models.data.discovery.discover_clips`.
         out_dir: receives ``report.md``, ``metrics.json``, ``per_clip.csv`` and ``overlays/*.png``.
         speckle: numbers of looks ``L`` for the robustness rows (paper: 25 mild, 20 heavy); ``()`` = none.
         split: evaluate only this split folder (e.g. ``"test"``); ``None`` = every clip found.
@@ -68,7 +68,8 @@ def evaluate_dsanet(
         ``report``, ``overlays``, ``n_clips``, ``n_frames`` (labelled frames scored), ``n_frames_total`` (frames
         segmented), ``n_sparse_clips`` (clips with sparse-frame labels).
     """
-    from usseg_models.data.datasets import discover_clips, load_clip_arrays
+    from usseg_models.data.datasets import load_clip_arrays
+    from usseg_models.data.discovery import discover_clips
     from usseg_models.inference.video import DSANetPredictor
     from usseg_models.training.distributed import resolve_device
     from usseg_models.transforms.pipeline import Augmentation, ModelPipeline, postprocess_logits

@@ -70,7 +70,7 @@ def train_dsanet(
     """Train DSANet on clips and write checkpoints/curves to ``out_dir`` (rank 0 only).
 
     Args:
-        data: a folder (any layout of :func:`usseg_models.data.datasets.discover_clips`) or ``(train, val)``
+        data: a folder (any layout of :func:`usseg_models.data.discovery.discover_clips`) or ``(train, val)``
             datasets yielding ``{"image": (3, C, S, S), "label": (3, 1, S, S)}``.
         out_dir: output folder (``best.pt``, ``last.pt``, ``history.json``, ``curves.png``).
         config: ``"small"`` or ``"paper"`` network configuration (its ``spatial_size`` sets the input size).
@@ -78,7 +78,7 @@ def train_dsanet(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         val_fraction: hold-out fraction (by subject) when the data has no ``train``/``val`` split folders.
         subject_pattern: regex with one group taking the subject from a clip id (default: the rule of
-            :func:`usseg_models.data.datasets.subject_of`), so one patient's clips stay on one side.
+            :func:`usseg_models.data.records.subject_of`), so one patient's clips stay on one side.
         pretrained: a usseg DSANet checkpoint to fine-tune from, or Res2Net-50 v1b ImageNet weights for the backbone.
         label_value: foreground class in multi-class masks (``None`` = any non-zero).
         speckle_L: add Gamma speckle with ``L`` looks to half the training windows (off by default; the paper
@@ -94,7 +94,8 @@ def train_dsanet(
         >>> result = train_dsanet("clips/", "runs/dsanet", config="small", epochs=2)  # doctest: +SKIP
         >>> result["best_dice"], result["best_checkpoint"]  # doctest: +SKIP
     """
-    from usseg_models.data.datasets import ClipWindowDataset, discover_clips
+    from usseg_models.data.datasets import ClipWindowDataset
+    from usseg_models.data.discovery import discover_clips
     from usseg_models.losses.dsanet_loss import DSANetLoss
 
     size = network_spatial_size("dsanet", config)

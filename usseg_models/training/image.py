@@ -80,7 +80,7 @@ def train_intrasense(
     """Train IntraSense-Net (or the UNet baseline with ``model="unet"``) on images.
 
     Args:
-        data: a folder (layouts of :func:`usseg_models.data.datasets.discover_images`) or ``(train, val)``
+        data: a folder (layouts of :func:`usseg_models.data.discovery.discover_images`) or ``(train, val)``
             datasets yielding ``{"image": (3, S, S), "label": (1, S, S)}``.
         out_dir: output folder; with ``folds > 1`` one ``fold_<k>/`` sub-folder per fold plus ``cv_summary.json``.
         config: ``"small"`` or ``"paper"`` (input size = the configuration's ``spatial_size``; paper = 256 px).
@@ -90,7 +90,7 @@ def train_intrasense(
             cross-validation over all discovered images.
         by_subject: keep each subject's images in one fold / on one side of the hold-out split.
         subject_pattern: regex with one group taking the subject (patient, study) from a file name; default rule
-            of :func:`usseg_models.data.datasets.subject_of`.
+            of :func:`usseg_models.data.records.subject_of`.
         val_fraction: hold-out fraction when ``folds == 1`` and the data has no split folders.
         pretrained: a usseg checkpoint to fine-tune from, or (IntraSense-Net) ImageNet ResNet-50 weights.
         label_value: foreground class in multi-class masks (e.g. 1 = CAMUS LV cavity).
@@ -106,7 +106,8 @@ def train_intrasense(
     Raises:
         ValueError: unknown ``model``/``optimizer``, or fewer subjects than folds.
     """
-    from usseg_models.data.datasets import ImageSegDataset, discover_images
+    from usseg_models.data.datasets import ImageSegDataset
+    from usseg_models.data.discovery import discover_images
     from usseg_models.losses.intrasense_loss import IntraSenseLoss
 
     if model not in ("intrasense", "unet"):

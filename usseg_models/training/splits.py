@@ -3,7 +3,7 @@
 Grouping keeps every image (or clip) of one subject (a patient, a study) on the same side of a split, so the
 validation Dice is not inflated by near-duplicates of training images (HC18 has several images per subject,
 CAMUS four per patient). Subjects come from the records' ``subject`` field
-(:func:`usseg_models.data.datasets.subject_of`).
+(:func:`usseg_models.data.records.subject_of`).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from monailabel_app.lib.trainers.options import validate_train_options
 from monailabel_app.lib.trainers.publish import ModelHistory, should_publish
 from monailabel_app.lib.trainers.records import datastore_records
 from monailabel_app.lib.trainers.splits import SPLITS_FILE, FixedSplit
-from usseg_models.data.datasets import ClipRecord, ImageRecord
+from usseg_models.data.records import ClipRecord, ImageRecord
 from usseg_models.errors import UssegError
 from usseg_models.networks.checkpoint import load_checkpoint, read_checkpoint
 

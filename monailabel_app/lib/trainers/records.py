@@ -1,7 +1,7 @@
 """The datastore's labelled studies as training records (no staging folder, no symlinks).
 
-Each final label becomes a :class:`~usseg_models.data.datasets.ClipRecord` (cines) or
-:class:`~usseg_models.data.datasets.ImageRecord` (images) whose subject is the study id. A cine label's info may
+Each final label becomes a :class:`~usseg_models.data.records.ClipRecord` (cines) or
+:class:`~usseg_models.data.records.ImageRecord` (images) whose subject is the study id. A cine label's info may
 carry ``reviewed_frames`` (sent by the Slicer module or any client with ``PUT /datastore/label``): only those
 frames supervise training (targets and auxiliary terms); without it every frame counts as reviewed.
 Studies of the other kind, unreadable headers and labels without a file are skipped with a warning.
@@ -16,7 +16,7 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 
 from monailabel_app.lib.inputs import item_kind, resolve_input_file
-from usseg_models.data.datasets import ClipRecord, ImageRecord
+from usseg_models.data.records import ClipRecord, ImageRecord
 
 __all__ = ["reviewed_frames_of", "datastore_records"]
 
