@@ -36,3 +36,13 @@ def test_bench_loop_quick_writes_both_curves(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "(a) Refinement" in summary and "(b) Labelling" in summary
     assert (out / "loop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_loop_refuses_a_missing_base_checkpoint_before_starting_a_server(tmp_path, capsys):
+    from usseg_models.cli.main import main
+
+    missing = tmp_path / "base.pt"
+    assert main(["bench", "loop", "--quick", "--pretrained", str(missing), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no such checkpoint file" in err and str(missing) in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -38,10 +38,9 @@ from typing import Any
 import numpy as np
 import requests
 
-__all__ = [
-    "LoopClip", "load_loop_clips", "spread_frames", "refinement_curve", "labelling_curve", "run_loop_bench",
-    "add_loop_parser",
-]
+from usseg_models.errors import CheckpointError
+
+__all__ = ["LoopClip", "load_loop_clips", "spread_frames", "refinement_curve", "labelling_curve", "run_loop_bench"]
 
 logger = logging.getLogger(__name__)
 
@@ -319,6 +318,8 @@ def run_loop_bench(
     """Start a private server, run both curves, write the outputs; returns paths and the rows."""
     from usseg_models.serving.launcher import MonaiLabelServer, prepare_app_dir
 
+    if pretrained and not Path(pretrained).is_file():  # else the server dies at start-up with a page of traceback
+        raise CheckpointError(f"--pretrained {pretrained}: no such checkpoint file")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clips = load_loop_clips(data, quick=quick, count=count or (4 if quick else 8), frames=frames, size=size)
@@ -366,36 +367,3 @@ def run_loop_bench(
     plot = _plot(out / "loop.png", refine_rows, label_rows, f"annotation loop ({meta['data']}, {config})")
     return {"refinement": refine_rows, "labelling": label_rows, "summary": str(out / "summary.md"),
             "plot": str(plot), "meta": meta}
-
-
-def add_loop_parser(sub):
-    """Register ``usseg bench loop`` on the ``bench`` sub-command's subparsers."""
-    p = sub.add_parser("loop", help="learning curves of the annotation loop against a real server (refine, label)")
-    p.add_argument("--data", default=None, help="folder of clips with masks (any layout usseg reads); "
-                   "default: synthetic cines")
-    p.add_argument("--out", default="runs/bench-loop", help="output folder (CSV, summary.md, loop.png)")
-    p.add_argument("--quick", action="store_true", help="tiny run for CI (under a minute on 2 CPU cores)")
-    p.add_argument("--config", default="small", choices=["small", "paper"])
-    p.add_argument("--pretrained", default=None, help="usseg DSANet checkpoint the server starts from")
-    p.add_argument("--ks", default="0,1,3,5", help="corrected frames per clip for the refinement curve")
-    p.add_argument("--max-steps", type=int, default=None, help="refinement steps per request (server default)")
-    p.add_argument("--time-budget", type=float, default=None, help="refinement seconds per request")
-    p.add_argument("--no-labelling", action="store_true", help="only the refinement curve")
-    p.add_argument("--heldout", type=int, default=2, help="clips held out for scoring (the rest are labelled)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per auto-retrain (default 10, quick 1)")
-    p.add_argument("--device", default=None, help="server device (cpu, cuda)")
-    p.add_argument("--clips", type=int, default=None, help="synthetic clips (default 8, quick 4)")
-    p.add_argument("--frames", type=int, default=None, help="frames per synthetic clip (default 24, quick 10)")
-    p.add_argument("--size", type=int, default=None, help="synthetic frame size in px (default 128, quick 64)")
-    p.set_defaults(func=run_loop_cli)
-    return p
-
-
-def run_loop_cli(args) -> int:
-    ks = [int(k) for k in str(args.ks).split(",") if k.strip()]
-    result = run_loop_bench(args.out, args.data, args.quick, args.config, args.pretrained, ks, args.max_steps,
-                            args.time_budget, not args.no_labelling, args.heldout, args.epochs, args.device,
-                            frames=args.frames, size=args.size, count=args.clips)
-    print(Path(result["summary"]).read_text())
-    print(f"plot: {result['plot']}")
-    return 0

@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
     from usseg_models.bench.server import add_server_parser  # ``usseg bench server`` (the MONAI Label app)
 
     add_server_parser(sub)
-    from usseg_models.bench.loop import add_loop_parser  # ``usseg bench loop`` (the annotation loop's curves)
+    from usseg_models.cli.bench_loop import add_loop_parser  # ``usseg bench loop`` (the annotation loop's curves)
 
     add_loop_parser(sub)
 
