@@ -5,10 +5,11 @@ rule and :mod:`usseg_models.io.validate` for the checks every file passes before
 
 Modules: ``image`` (the reader registry: format → reader and header prober; ``load_image``, ``probe_header``),
 ``validate`` (checks, format sniffing), ``dicom_pixels`` (pydicom decoding + metadata), ``raster`` (PNG/JPEG/...),
-``volume`` (NIfTI/NRRD), ``video`` (MP4/MOV/AVI cines with PyAV), ``header`` (header-only probers), ``loaders``
+``volume`` (NIfTI/NRRD; squeezes a one-slice volume), ``video`` (MP4/MOV/AVI cines decoded with PyAV),
+``video_probe`` (MP4/MOV/AVI container checks from the header), ``header`` (header-only probers), ``loaders``
 (MONAI ``ImageReader``s over the registry, ``LoadUltrasound``/``LoadUltrasoundd``), ``dicom``
 (``UltrasoundDicomReader``), ``conventions`` (LPS↔RAS, BT.601), ``layout`` (reader array/metadata helpers),
-``writers`` (NIfTI, ``.seg.nrrd``, PNG labels).
+``writers`` (NIfTI, ``.seg.nrrd``, PNG labels; restores a one-slice input's axis).
 Names are imported on first access, so ``import usseg_models.io`` does not import MONAI.
 """
 
