@@ -182,3 +182,17 @@ def test_augmentation_settings_are_checked():
     with pytest.raises(ValueError, match="kind"):
         ModelPipeline("volume", S)
     assert Augmentation.training("image").rot90 and not Augmentation.training("cine").rot90
+
+
+def test_probabilities_come_back_in_the_mask_layout():
+    from usseg_models.transforms.pipeline import postprocess_probabilities
+
+    logits = torch.randn(4, 1, 16, 16)
+    prob = postprocess_probabilities(logits, (16, 16))                # same size: only the sigmoid and the layout
+    assert prob.shape == (16, 16, 4) and prob.dtype == np.float32
+    assert np.allclose(prob[..., 2], torch.sigmoid(logits[2, 0]).numpy(), atol=1e-6)
+    big = postprocess_probabilities(logits, (40, 24))
+    masks = ModelPipeline.inverse(logits, (40, 24))
+    assert big.shape == masks.shape == (40, 24, 4)
+    assert ((big > 0.5) == (masks > 0)).mean() > 0.99               # the mask is the thresholded probability
+    assert postprocess_probabilities(logits[0], (40, 24)).shape == (40, 24)

@@ -63,8 +63,12 @@ def evaluate_image_model(
     from usseg_models.data.discovery import discover_images
     from usseg_models.inference.image import ImagePredictor
     from usseg_models.training.distributed import resolve_device
-    from usseg_models.transforms.pipeline import Augmentation, ModelPipeline, postprocess_logits
-    from usseg_models.transforms.resize import resize_xy
+    from usseg_models.transforms.pipeline import (
+        Augmentation,
+        ModelPipeline,
+        postprocess_logits,
+        postprocess_probabilities,
+    )
 
     model, payload = load_model_for(checkpoint, ("intrasense", "unet"))
     size = int(payload["spatial_size"])
@@ -89,7 +93,7 @@ def evaluate_image_model(
             for (rec, image, label), lg in zip(chunk, logits):
                 xy = (int(label.shape[0]), int(label.shape[1]))
                 pred = postprocess_logits(lg, xy)
-                prob = resize_xy(torch.sigmoid(lg[0]), xy).numpy()
+                prob = postprocess_probabilities(lg, xy)
                 m = per_frame_metrics(pred, label, prob=prob, frame_axis=None)
                 metrics.append(m)
                 if L is None:

@@ -72,8 +72,12 @@ def evaluate_dsanet(
     from usseg_models.data.discovery import discover_clips
     from usseg_models.inference.video import DSANetPredictor
     from usseg_models.training.distributed import resolve_device
-    from usseg_models.transforms.pipeline import Augmentation, ModelPipeline, postprocess_logits
-    from usseg_models.transforms.resize import resize_xy
+    from usseg_models.transforms.pipeline import (
+        Augmentation,
+        ModelPipeline,
+        postprocess_logits,
+        postprocess_probabilities,
+    )
 
     model, payload = load_model_for(checkpoint, ("dsanet",))
     size = int(payload["spatial_size"])
@@ -98,7 +102,7 @@ def evaluate_dsanet(
             logits = predictor.predict_logits(x).cpu()
             xy = (int(cine.shape[0]), int(cine.shape[1]))
             pred = postprocess_logits(logits, xy)  # (X, Y, T)
-            prob = np.moveaxis(resize_xy(torch.sigmoid(logits[:, 0]), xy).numpy(), 0, -1)
+            prob = postprocess_probabilities(logits, xy)  # (X, Y, T)
             idx = scored[rec.id]
             full = len(idx) == label.shape[-1]
             m = per_frame_metrics(pred[..., idx], label[..., idx], prob=prob[..., idx], frame_axis=-1)

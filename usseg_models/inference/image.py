@@ -22,7 +22,6 @@ import torch.nn as nn
 
 from usseg_models.networks.checkpoint import unwrap_model
 from usseg_models.transforms.pipeline import ModelPipeline
-from usseg_models.transforms.resize import resize_xy
 
 __all__ = ["ImagePredictor"]
 
@@ -107,7 +106,7 @@ class ImagePredictor:
             for im, lg in zip(chunk, logits):
                 xy = (int(np.shape(im)[0]), int(np.shape(im)[1]))
                 mask = self.pipeline.inverse(lg, xy)
-                prob = resize_xy(torch.sigmoid(lg[0]), xy, mode="bilinear").numpy().astype(np.float32)
+                prob = self.pipeline.inverse_probabilities(lg, xy)
                 out.append((mask, prob))
         return out
 

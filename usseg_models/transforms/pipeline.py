@@ -36,7 +36,7 @@ Examples::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,7 @@ from usseg_models.transforms.steps import (
     UssegCompose,
 )
 
-__all__ = ["KINDS", "Augmentation", "ModelPipeline", "postprocess_logits"]
+__all__ = ["KINDS", "Augmentation", "ModelPipeline", "postprocess_logits", "postprocess_probabilities"]
 
 KINDS = ("cine", "image")
 
@@ -125,6 +125,20 @@ def _spatial_augmentation(aug: Augmentation, keys: tuple[str, str]) -> list[Tran
     return out
 
 
+def _to_original(logits: Any, original_xy: Sequence[int], fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn`` (elementwise) on the logits, bilinear resize to ``(X, Y)``, frames last (the label-volume layout)."""
+    original_xy = tuple(int(v) for v in original_xy)
+    if len(original_xy) != 2 or min(original_xy) < 1:
+        raise PreprocessingError(f"original_xy must be two positive sizes (X, Y), got {original_xy}")
+    t = logits.as_tensor() if isinstance(logits, MetaTensor) else logits
+    t = torch.as_tensor(t).detach().float().cpu()
+    if t.ndim == 2 or (t.ndim == 3 and t.shape[0] == 1):
+        return resize_xy(fn(t.reshape(t.shape[-2:])), original_xy, "bilinear")
+    if t.ndim == 4 and t.shape[1] == 1:
+        return resize_xy(fn(t[:, 0]), original_xy, "bilinear").permute(1, 2, 0)  # (N, X, Y) -> (X, Y, N)
+    raise PreprocessingError(f"logits must be (S, S), (1, S, S) or (N, 1, S, S), got shape {tuple(t.shape)}")
+
+
 def postprocess_logits(logits: Any, original_xy: Sequence[int]) -> np.ndarray:
     """Network logits -> uint8 {0, 1} mask at the original size (bilinear resize of the logits, then > 0).
 
@@ -138,17 +152,13 @@ def postprocess_logits(logits: Any, original_xy: Sequence[int]) -> np.ndarray:
     Raises:
         PreprocessingError: another shape or a bad ``original_xy``.
     """
-    original_xy = tuple(int(v) for v in original_xy)
-    if len(original_xy) != 2 or min(original_xy) < 1:
-        raise PreprocessingError(f"original_xy must be two positive sizes (X, Y), got {original_xy}")
-    t = logits.as_tensor() if isinstance(logits, MetaTensor) else logits
-    t = torch.as_tensor(t).detach().float().cpu()
-    if t.ndim == 2 or (t.ndim == 3 and t.shape[0] == 1):
-        return (resize_xy(t.reshape(t.shape[-2:]), original_xy, "bilinear") > 0).numpy().astype(np.uint8)
-    if t.ndim == 4 and t.shape[1] == 1:
-        out = resize_xy(t[:, 0], original_xy, "bilinear") > 0  # (N, X, Y)
-        return np.ascontiguousarray(out.permute(1, 2, 0).numpy().astype(np.uint8))
-    raise PreprocessingError(f"logits must be (S, S), (1, S, S) or (N, 1, S, S), got shape {tuple(t.shape)}")
+    return np.ascontiguousarray((_to_original(logits, original_xy, lambda t: t) > 0).numpy().astype(np.uint8))
+
+
+def postprocess_probabilities(logits: Any, original_xy: Sequence[int]) -> np.ndarray:
+    """Network logits -> float32 foreground probability at the original size (sigmoid, then bilinear resize);
+    shapes as :func:`postprocess_logits` (used for MAE and probability outputs)."""
+    return np.ascontiguousarray(_to_original(logits, original_xy, torch.sigmoid).numpy().astype(np.float32))
 
 
 class ModelPipeline:
@@ -275,3 +285,8 @@ class ModelPipeline:
     def inverse(logits: Any, original_xy: Sequence[int]) -> np.ndarray:
         """Network logits -> uint8 mask at the original ``(X, Y)`` (:func:`postprocess_logits`)."""
         return postprocess_logits(logits, original_xy)
+
+    @staticmethod
+    def inverse_probabilities(logits: Any, original_xy: Sequence[int]) -> np.ndarray:
+        """Network logits -> float32 probability at the original ``(X, Y)`` (:func:`postprocess_probabilities`)."""
+        return postprocess_probabilities(logits, original_xy)
