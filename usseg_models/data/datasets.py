@@ -24,8 +24,6 @@ from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
 __all__ = [
     "ClipWindowDataset",
     "ImageSegDataset",
-    "load_clip",
-    "load_image_pair",
     "load_clip_arrays",
     "load_image_arrays",
     "training_pipeline",
@@ -119,21 +117,6 @@ def training_pipeline(kind: str, spatial_size: int, augment: bool | Augmentation
     return ModelPipeline(kind, spatial_size, augmentation=aug, seed=seed)
 
 
-def load_clip(record: ClipRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
-    """One clip through the pipeline's deterministic stage: ``(frames (T, 1, S, S), masks (T, 1, S, S))`` float32,
-    frames grey in ``[0, 1]`` (finish them with :meth:`ModelPipeline.train_sample` or ``finish_transforms``)."""
-    cine, label = load_clip_arrays(record, label_value)
-    d = ModelPipeline("cine", spatial_size).base(cine, label)
-    return d["image"], d["label"]
-
-
-def load_image_pair(record: ImageRecord, spatial_size: int, label_value: int | None = None) -> tuple[torch.Tensor, ...]:
-    """One image through the deterministic stage: ``(image (1, S, S) grey [0, 1], mask (1, S, S))`` float32."""
-    image, label = load_image_arrays(record, label_value)
-    d = ModelPipeline("image", spatial_size).base(image, label)
-    return d["image"], d["label"]
-
-
 def _check_size(spatial_size: int) -> int:
     if int(spatial_size) < 8:
         raise ValueError(f"spatial_size must be >= 8, got {spatial_size}")
@@ -146,6 +129,12 @@ class _PipelineMixin:
     def set_random_state(self, seed: int) -> None:
         """Seed the augmentation (also reseeded per DataLoader worker by :func:`worker_init_fn`)."""
         self.pipeline.set_random_state(int(seed))
+
+    def _base(self, image, label) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reader arrays through the pipeline's deterministic stage (what the dataset caches): grey ``[0, 1]``
+        image and ``{0, 1}`` label at the network size, ``(T, 1, S, S)`` per clip, ``(1, S, S)`` per image."""
+        d = self.pipeline.base(image, label)
+        return d["image"], d["label"]
 
 
 class ClipWindowDataset(_PipelineMixin, Dataset):
@@ -192,7 +181,7 @@ class ClipWindowDataset(_PipelineMixin, Dataset):
         self.spatial_size, self.window = _check_size(spatial_size), int(window)
         self.augment, self.label_value = bool(augment), label_value
         self.pipeline = training_pipeline("cine", self.spatial_size, augment, seed)
-        self.clips = [load_clip(r, self.spatial_size, label_value) for r in self.records]
+        self.clips = [self._base(*load_clip_arrays(r, label_value)) for r in self.records]
         self.labelled = [set(r.labelled_frames(frames.shape[0])) for r, (frames, _) in zip(self.records, self.clips)]
         self.index = [(c, t) for c, (frames, _) in enumerate(self.clips) for t in range(frames.shape[0])
                       if t in self.labelled[c]]
@@ -241,7 +230,7 @@ class ImageSegDataset(_PipelineMixin, Dataset):
         self.records = list(records)
         self.spatial_size, self.augment, self.label_value = _check_size(spatial_size), bool(augment), label_value
         self.pipeline = training_pipeline("image", self.spatial_size, augment, seed)
-        self.items = [load_image_pair(r, self.spatial_size, label_value) for r in self.records]
+        self.items = [self._base(*load_image_arrays(r, label_value)) for r in self.records]
 
     def __len__(self) -> int:
         return len(self.items)
