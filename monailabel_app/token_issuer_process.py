@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from monailabel_app.token_realm import DEFAULT_CLIENT_ID, DEFAULT_USERS
+from usseg_models.serving.launcher import stop_process_group
 
 __all__ = ["TokenIssuer"]
 
@@ -62,14 +62,7 @@ class TokenIssuer:
                 realm_uri = cls._read_uri(proc, timeout, Path(tmp) / "issuer.log")
                 yield cls(proc, realm_uri, users)
             finally:
-                if proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait(timeout=10)
+                stop_process_group(proc, grace=10)
                 proc.stdout.close()
                 log.close()
 

@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ from usseg_models.serving.launcher import (
     DATASTORE_FILE_EXT,
     free_port,
     prepare_app_dir,
+    stop_process_group,
     wait_for_http,
 )
 
@@ -154,11 +154,4 @@ def running_orthanc(tmpdir: str | os.PathLike, timeout: float = 60.0) -> Iterato
         wait_for_http(f"{base}/system", timeout=timeout, proc=proc, log=log_path)
         yield f"{base}/dicom-web", proc.pid
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc, grace=20)

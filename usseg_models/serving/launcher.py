@@ -34,7 +34,8 @@ from pathlib import Path
 
 import requests
 
-__all__ = ["APP_DIR", "DATASTORE_FILE_EXT", "free_port", "wait_for_http", "prepare_app_dir", "MonaiLabelServer"]
+__all__ = ["APP_DIR", "DATASTORE_FILE_EXT", "free_port", "wait_for_http", "prepare_app_dir", "MonaiLabelServer",
+           "stop_process_group"]
 
 APP_PACKAGE = "monailabel_app"
 
@@ -83,6 +84,21 @@ def wait_for_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | Non
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
     raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s:\n{_tail(log)}")
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float, kill_wait: float = 10.0) -> None:
+    """Stop a child started with ``start_new_session=True`` and everything it started: SIGTERM its process group,
+    SIGKILL the group when it has not exited after ``grace`` seconds. Nothing happens when it has already exited."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=kill_wait)
 
 
 def prepare_app_dir(dest: str | os.PathLike) -> Path:
@@ -177,14 +193,8 @@ class MonaiLabelServer:
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM the process group, SIGKILL it after ``grace`` seconds; also reap leftover children."""
-        if self.proc and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.kill()
         if self.proc:
+            stop_process_group(self.proc, grace, kill_wait=30)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         if self._log:
