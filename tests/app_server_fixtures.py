@@ -10,7 +10,6 @@ imported by name, each test argument would shadow an import) and the helpers by 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 from fixture_sharing import shared_across_modules
-from server_utils import MonaiLabelServer, copy_app, copy_studies
+from server_utils import MonaiLabelServer, copy_app, copy_studies, hold_out_image_labels
 
 # the fixtures, which ``from app_server_fixtures import *`` registers in a test module; the helpers are imported by name
 __all__ = ["server", "client", "cine_id", "image_png", "image_dcm"]
@@ -100,9 +99,7 @@ def _start_server(stack, tmp_path_factory):
     studies = copy_studies(tmp / "studies")
     # the last two PNG images start unlabelled; their labels are what a user submits later
     held = tmp / "held_out"
-    held.mkdir()
-    for label in sorted((studies / "labels" / "final").glob("image_*.png"))[-2:]:
-        shutil.move(str(label), held / label.name)
+    hold_out_image_labels(studies, held)
     srv = MonaiLabelServer(app, studies, conf=CONF)
     stack.callback(srv.stop)
     srv.start()

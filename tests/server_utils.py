@@ -43,6 +43,7 @@ __all__ = [
     "wait_for_http",
     "copy_app",
     "copy_studies",
+    "hold_out_image_labels",
     "MonaiLabelServer",
     "running_server",
     "orthanc_binary",
@@ -87,6 +88,16 @@ def copy_studies(dest: str | os.PathLike, source: str | os.PathLike | None = Non
         raise FileNotFoundError(f"no studies folder at {source}")
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("datastore_v2.json", ".lock", "*.part"))
     return dest
+
+
+def hold_out_image_labels(studies: Path, dest: Path, count: int = 2) -> list[Path]:
+    """Move the last ``count`` PNG image labels out of ``studies/labels/final`` into ``dest`` (created): those
+    images start unlabelled, and the moved labels are what a test submits later. Returns the moved files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for label in sorted((studies / "labels" / "final").glob("image_*.png"))[-count:]:
+        moved.append(Path(shutil.move(str(label), dest / label.name)))
+    return moved
 
 
 @contextlib.contextmanager

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 
 import pytest
 import requests
-from server_utils import MonaiLabelServer, copy_app, copy_studies
+from server_utils import MonaiLabelServer, copy_app, copy_studies, hold_out_image_labels
 
 from monailabel_app.lib.label_counter import COUNTER_FILE, NewLabelCounter
 
@@ -39,10 +38,7 @@ def test_label_saved_before_restart_counts_towards_auto_retrain(tmp_path):
     app = copy_app(tmp_path / "app")
     studies = copy_studies(tmp_path / "studies")
     held = tmp_path / "held_out"
-    held.mkdir()
-    for label in sorted((studies / "labels" / "final").glob("image_*.png"))[-2:]:
-        shutil.move(str(label), held / label.name)
-    first, second = sorted(held.glob("image_*.png"))
+    first, second = hold_out_image_labels(studies, held)
     counter_file = studies / COUNTER_FILE
 
     server = MonaiLabelServer(app, studies, conf=CONF)
