@@ -1,23 +1,22 @@
-"""Clip refinement: adapt a copy of DSANet to one cine from a few frames the user corrected, then re-segment it.
+"""Clip refinement: re-segment a cine from a few frames the user corrected.
 
-DSANet takes no prompts, but the frames of one clip are highly alike (consecutive-frame Dice of real truth is
-about 0.95), so a short fine-tune of a **copy** of the model on the corrected frames carries the correction to
-the rest of the clip. The recipe is the training recipe of :mod:`usseg_models.training.dsanet`, restricted to
-the clip:
+Three modes (:data:`REFINE_MODES`):
 
-- samples are the DSANet windows ``window_indices(T, t)`` = ``[t, t-1, t-2]`` whose **target** ``t`` is a corrected
-  frame; the auxiliary terms (``t-1``, ``t-2``) count only where those frames are corrected too
-  (``DSANetLoss(..., valid)``), so uncorrected frames are input context, never a target;
-- the training pipeline (:class:`~usseg_models.transforms.pipeline.ModelPipeline` with
-  :meth:`~usseg_models.transforms.pipeline.Augmentation.training`): the same random flips for every frame and mask
-  of a window;
-- Adam, gradient clipping by value ±0.5 as in training; batch-norm statistics are frozen (a handful of frames
-  cannot estimate them, and the base model's statistics describe ultrasound better);
-- bounded by ``max_steps`` optimiser steps **and** a wall-clock ``time_budget_s`` (whichever comes first);
-- deterministic for a given ``seed`` (torch and numpy generators local to the call).
+- ``"propagate"`` — no learning: the corrected masks are carried through the clip along DIS optical flow, both ways,
+  blended by temporal distance (:mod:`usseg_models.propagation.propagate`). Well under a second once the clip's flows
+  are known; what a user sees first while editing.
+- ``"hybrid"`` (default) — propagation, plus a copy of DSANet adapted to the clip with its backbone frozen
+  (:func:`usseg_models.inference.adapt.adapt_heads`: backbone features computed once per clip), on the corrected
+  frames and, as extra targets, the propagated masks of the frames right next to them; then per-frame fusion of
+  the two by distance to the nearest correction, its weight chosen from the clip itself (agreement gate and
+  leave-one-out, :mod:`usseg_models.inference.fusion`). The step budget grows with the number of corrections.
+- ``"adapt"`` — the earlier recipe, kept for comparison: every parameter of a copy fine-tuned on the corrected frames
+  with the training pipeline's flips (:func:`usseg_models.inference.adapt.adapt_whole_model`), then the clip
+  predicted by the adapted copy.
 
-Then every frame is predicted by :class:`~usseg_models.inference.video.DSANetPredictor` with the adapted copy,
-and the corrected frames are returned exactly as the user drew them. The model passed in is never modified.
+In every mode the corrected frames are returned exactly as the user drew them, the model passed in is never
+modified, and a :class:`ClipCache` lets a caller (the server) reuse what does not change between requests of the
+same clip: its flows and — for one model version — the frozen backbone's features.
 
 Examples::
 
@@ -26,15 +25,19 @@ Examples::
     >>> cine = np.random.randint(0, 255, (80, 70, 6), dtype=np.uint8)
     >>> fix = np.zeros((80, 70), np.uint8); fix[20:40, 30:50] = 1
     >>> result = refine_clip(net, cine, {2: fix}, spatial_size=64, settings=RefineSettings(max_steps=2))
-    >>> result.masks.shape, bool((result.masks[..., 2] == fix).all()), result.steps
-    ((80, 70, 6), True, 2)
+    >>> result.masks.shape, bool((result.masks[..., 2] == fix).all()), result.mode
+    ((80, 70, 6), True, 'hybrid')
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,13 +47,18 @@ import torch
 import torch.nn as nn
 
 from usseg_models.errors import UssegError
+from usseg_models.inference.adapt import FrameFeatures, adapt_heads, adapt_whole_model, encode_clip
+from usseg_models.inference.fusion import FusionChoice, choose_fusion, fuse
 from usseg_models.networks.checkpoint import unwrap_model
-from usseg_models.transforms.clip import window_indices
-from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
+from usseg_models.propagation.flow import ClipFlows
+from usseg_models.propagation.propagate import clip_flows, propagate_masks
 
-__all__ = ["RefineSettings", "RefineResult", "RefinementError", "check_corrections", "refine_clip"]
+__all__ = ["REFINE_MODES", "RefineSettings", "RefineResult", "RefinementError", "ClipCache", "check_corrections",
+           "refine_clip"]
 
 logger = logging.getLogger(__name__)
+
+REFINE_MODES = ("hybrid", "propagate", "adapt")
 
 
 class RefinementError(UssegError, ValueError):
@@ -59,20 +67,26 @@ class RefinementError(UssegError, ValueError):
 
 @dataclass
 class RefineSettings:
-    """Budget and recipe of one refinement.
+    """Mode, budget and recipe of one refinement.
 
     Attributes:
-        max_steps: optimiser steps at most (each on ``batch_size`` windows).
+        mode: one of :data:`REFINE_MODES`.
+        max_steps: optimiser steps at most (each on ``batch_size`` windows). In ``"hybrid"`` mode the steps used
+            are ``min(max_steps, hybrid_base_steps + hybrid_steps_per_frame · k)`` for k corrected frames.
         time_budget_s: wall-clock seconds for the adaptation at most (prediction of the clip comes on top).
-        lr: Adam learning rate.
-        batch_size: windows per step (drawn with replacement from the corrected targets).
+        lr: Adam learning rate (both recipes; 1e-3 made the frozen-backbone adaptation diverge on a real clip).
+        batch_size: windows per step (drawn with replacement from the targets).
         weight_decay: Adam weight decay (the training recipe's).
         grad_clip_value: clip gradients by value (``None`` = off).
-        augment: random flips, the same for every frame of a window.
-        freeze_batchnorm: keep batch-norm layers in eval mode while adapting.
+        augment: random flips, the same for every frame of a window (``"adapt"`` only).
+        freeze_batchnorm: keep batch-norm layers in eval mode while adapting (always in ``"hybrid"``).
+        pseudo_distance: ``"hybrid"``: propagated masks of frames at most this far from a correction become extra
+            adaptation targets (0 = corrected frames only).
+        min_agreement: ``"hybrid"``: the agreement gate of :func:`usseg_models.inference.fusion.choose_fusion`.
         seed: random seed (sampling and augmentation).
     """
 
+    mode: str = "hybrid"
     max_steps: int = 40
     time_budget_s: float = 10.0
     lr: float = 3e-4
@@ -81,9 +95,15 @@ class RefineSettings:
     grad_clip_value: float | None = 0.5
     augment: bool = True
     freeze_batchnorm: bool = True
+    hybrid_base_steps: int = 16
+    hybrid_steps_per_frame: int = 2
+    pseudo_distance: int = 1
+    min_agreement: float = 0.8
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.mode not in REFINE_MODES:
+            raise ValueError(f"mode must be one of {list(REFINE_MODES)}, got {self.mode!r}")
         if int(self.max_steps) < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
         if not float(self.time_budget_s) >= 0:  # also refuses NaN
@@ -93,6 +113,12 @@ class RefineSettings:
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
+    def steps_for(self, k: int) -> int:
+        """Optimiser steps of a refinement from ``k`` corrected frames (the budget grows with k in hybrid mode)."""
+        if self.mode != "hybrid":
+            return int(self.max_steps)
+        return min(int(self.max_steps), int(self.hybrid_base_steps) + int(self.hybrid_steps_per_frame) * int(k))
+
 
 @dataclass
 class RefineResult:
@@ -100,9 +126,13 @@ class RefineResult:
 
     Attributes:
         masks: uint8 {0, 1} label volume ``(X, Y, T)``; the corrected frames equal the user's masks.
-        steps: optimiser steps taken.
+        steps: optimiser steps taken (0 in ``"propagate"`` mode).
         seconds: wall-clock seconds of the adaptation (``predict_seconds`` for the clip prediction).
-        stopped_by: ``"steps"`` or ``"time"`` (or ``"no-steps"`` when ``max_steps`` is 0).
+        stopped_by: ``"steps"``, ``"time"``, ``"cancelled"``, ``"non-finite-loss"`` or ``"no-steps"``.
+        mode: the mode used.
+        timings: seconds by part (``flow``, ``propagate``, ``features``, ``adapt``, ``predict``, ``fuse``); a part
+            served from the cache shows ~0.
+        fusion: the fusion chosen in ``"hybrid"`` mode (:class:`~usseg_models.inference.fusion.FusionChoice`).
         losses: training loss of every step.
     """
 
@@ -113,17 +143,75 @@ class RefineResult:
     stopped_by: str
     corrected_frames: list[int]
     losses: list[float] = field(default_factory=list)
+    mode: str = "adapt"
+    timings: dict[str, float] = field(default_factory=dict)
+    fusion: FusionChoice | None = None
+    cached: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (for server responses and benchmarks)."""
-        return {
+        out = {
+            "mode": self.mode,
             "corrected_frames": list(self.corrected_frames),
             "steps": int(self.steps),
             "seconds": round(float(self.seconds), 3),
             "predict_seconds": round(float(self.predict_seconds), 3),
             "stopped_by": self.stopped_by,
             "final_loss": round(float(self.losses[-1]), 5) if self.losses else None,
+            "timings": {k: round(float(v), 3) for k, v in self.timings.items()},
+            "cached": list(self.cached),
         }
+        if self.fusion is not None:
+            out["fusion"] = self.fusion.summary()
+        return out
+
+
+class ClipCache:
+    """What stays the same between refinements of one clip: its flows, and backbone features per model version.
+
+    Keys are the caller's (e.g. a hash of the cine's bytes, :meth:`key_of`); at most ``max_clips`` clips are kept
+    (least recently used first out). Thread-safe.
+    """
+
+    def __init__(self, max_clips: int = 4) -> None:
+        self.max_clips = int(max_clips)
+        self._flows: OrderedDict[str, ClipFlows] = OrderedDict()
+        self._features: OrderedDict[tuple[str, str], FrameFeatures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key_of(cine: np.ndarray) -> str:
+        """Content key of a cine (shape, dtype and bytes)."""
+        arr = np.ascontiguousarray(cine)
+        digest = hashlib.blake2b(arr.view(np.uint8).reshape(-1), digest_size=16)
+        digest.update(repr((arr.shape, str(arr.dtype))).encode())
+        return digest.hexdigest()
+
+    def _get(self, table: OrderedDict, key: Any) -> Any:
+        with self._lock:
+            if key in table:
+                table.move_to_end(key)
+                return table[key]
+        return None
+
+    def _put(self, table: OrderedDict, key: Any, value: Any) -> None:
+        with self._lock:
+            table[key] = value
+            table.move_to_end(key)
+            while len(table) > self.max_clips:
+                table.popitem(last=False)
+
+    def flows(self, key: str) -> ClipFlows | None:
+        return self._get(self._flows, key)
+
+    def put_flows(self, key: str, flows: ClipFlows) -> None:
+        self._put(self._flows, key, flows)
+
+    def features(self, key: str, model_version: str) -> FrameFeatures | None:
+        return self._get(self._features, (key, model_version))
+
+    def put_features(self, key: str, model_version: str, features: FrameFeatures) -> None:
+        self._put(self._features, (key, model_version), features)
 
 
 def check_corrections(corrected: Mapping[int, Any], num_frames: int, xy: tuple[int, int]) -> dict[int, np.ndarray]:
@@ -165,16 +253,38 @@ def check_corrections(corrected: Mapping[int, Any], num_frames: int, xy: tuple[i
     return dict(sorted(out.items()))
 
 
-def _frozen_batchnorm_train(model: nn.Module, freeze: bool) -> None:
-    model.train()
-    if freeze:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+def _cine_array(cine: Any) -> np.ndarray:
+    arr = cine.detach().cpu().numpy() if isinstance(cine, torch.Tensor) else np.asarray(cine)
+    if arr.ndim not in (3, 4):
+        raise RefinementError(f"a cine must be (X, Y, T) or (X, Y, T, 3), got {arr.shape}")
+    return arr
+
+
+def _model_probabilities(work: nn.Module, spatial_size: int, device: torch.device, amp: bool, xy: tuple[int, int],
+                         features: FrameFeatures | None = None, cine: np.ndarray | None = None,
+                         targets: list[int] | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """``(X, Y, T)`` float32 probabilities of the adapted copy (from cached features when given).
+
+    With ``targets`` (features only) just those frames are decoded and written into ``out`` (created as zeros).
+    """
+    from usseg_models.inference.video import DSANetPredictor
+
+    predictor = DSANetPredictor(work, spatial_size, device, amp=amp)
+    if features is None:
+        logits = predictor.predict_logits(predictor.pipeline.inputs(cine))
+        return np.asarray(predictor.pipeline.inverse_probabilities(logits.cpu(), xy), np.float32)
+    n = len(features.pyramids)
+    if out is None:
+        out = np.zeros((*xy, n), np.float32)
+    targets = list(range(n)) if targets is None else list(targets)
+    if targets:
+        logits = predictor.predict_logits_from_features(features.pyramids, targets)
+        out[..., targets] = predictor.pipeline.inverse_probabilities(logits.cpu(), xy).reshape(*xy, len(targets))
+    return out
 
 
 def refine_clip(
-    model: nn.Module,
+    model: nn.Module | None,
     cine: Any,
     corrected: Mapping[int, Any],
     spatial_size: int,
@@ -183,19 +293,25 @@ def refine_clip(
     amp: bool = False,
     cancel: Callable[[], bool] | None = None,
     copy_model: bool = True,
+    cache: ClipCache | None = None,
+    cache_key: str | None = None,
+    model_version: str | None = None,
 ) -> RefineResult:
-    """Adapt a copy of ``model`` to ``cine`` from the ``corrected`` frames and segment every frame.
+    """Re-segment ``cine`` from the ``corrected`` frames (see the module docstring for the modes).
 
     Args:
-        model: a DSANet (not modified; a deep copy is adapted).
+        model: a DSANet (not modified; a deep copy is adapted). May be ``None`` in ``"propagate"`` mode.
         cine: reader cine ``(X, Y, T)`` or ``(X, Y, T, 3)``.
         corrected: ``{frame index: (X, Y) mask in {0, 1}}`` — any frames, anywhere in the clip, at least one.
         spatial_size: the network input size of the model's configuration.
-        settings: budget and recipe (:class:`RefineSettings`).
+        settings: mode, budget and recipe (:class:`RefineSettings`).
         device: torch device; ``amp`` runs bf16 autocast (CUDA).
         cancel: optional callable; when it returns True the adaptation stops early (the clip is still predicted).
         copy_model: adapt a deep copy (default). ``False`` adapts ``model`` itself — only for a caller that already
             made its own copy (the server snapshots its network under a lock).
+        cache, cache_key: reuse flows (and, with ``model_version``, backbone features) of this clip between calls;
+            ``cache_key`` defaults to :meth:`ClipCache.key_of` the cine.
+        model_version: identifies the model's weights for the feature cache (features are cached only when given).
 
     Returns:
         :class:`RefineResult` whose ``masks[..., t]`` equal ``corrected[t]`` exactly.
@@ -203,74 +319,102 @@ def refine_clip(
     Raises:
         RefinementError: corrections that do not fit the cine (see :func:`check_corrections`).
     """
-    from usseg_models.inference.video import DSANetPredictor
-    from usseg_models.losses.dsanet_loss import DSANetLoss
-
     settings = settings or RefineSettings()
-    arr = cine.detach().cpu().numpy() if isinstance(cine, torch.Tensor) else np.asarray(cine)
-    if arr.ndim not in (3, 4):
-        raise RefinementError(f"a cine must be (X, Y, T) or (X, Y, T, 3), got {arr.shape}")
+    arr = _cine_array(cine)
     xy, n = (int(arr.shape[0]), int(arr.shape[1])), int(arr.shape[2])
     fixes = check_corrections(corrected, n, xy)
     dev = torch.device(device)
+    timings: dict[str, float] = {}
+    cached: list[str] = []
+    if settings.mode == "adapt":
+        return _refine_adapt(model, arr, fixes, spatial_size, settings, dev, amp, cancel, copy_model)
 
+    key = cache_key or (ClipCache.key_of(arr) if cache is not None else None)
+    t0 = time.perf_counter()
+    flows = cache.flows(key) if cache is not None else None
+    if flows is None:
+        flows = clip_flows(arr)
+        if cache is not None:
+            cache.put_flows(key, flows)
+    else:
+        cached.append("flows")
+    timings["flow"] = time.perf_counter() - t0
+    prop = propagate_masks(flows, fixes, xy)
+    timings["propagate"] = prop.seconds
+    if settings.mode == "propagate" or len(fixes) < 2:
+        # hybrid with one corrected frame: nothing to weigh the model against (fusion.choose_fusion), so no learning
+        choice = None if settings.mode == "propagate" else choose_fusion(flows, fixes, prop, None)
+        out = prop.masks
+        _restore(out, fixes)
+        return RefineResult(out, 0, 0.0, 0.0, "no-steps", sorted(fixes), [], settings.mode, timings, choice, cached)
+
+    if model is None:
+        raise ValueError("hybrid refinement needs a model")
+    work = copy.deepcopy(unwrap_model(model)) if copy_model else unwrap_model(model)
+    t0 = time.perf_counter()
+    features = cache.features(key, model_version) if (cache is not None and model_version) else None
+    if features is None:
+        features = encode_clip(work, arr, spatial_size, dev)
+        if cache is not None and model_version:
+            cache.put_features(key, model_version, features)
+    else:
+        cached.append("features")
+    timings["features"] = time.perf_counter() - t0
+    label = np.zeros((*xy, n), np.uint8)
+    known = set(fixes)
+    pseudo = [t for t in range(n) if t not in fixes and prop.distance[t] <= int(settings.pseudo_distance)]
+    for t, m in fixes.items():
+        label[..., t] = m
+    for t in pseudo:
+        label[..., t] = prop.masks[..., t]
+    known.update(pseudo)
+    budget = dataclasses.replace(settings, max_steps=settings.steps_for(len(fixes)))
+    outcome = adapt_heads(work, features, label, sorted(known), spatial_size, budget, dev, cancel)
+    timings["adapt"] = outcome.seconds
+    # the model is first predicted where the fusion is decided (corrected frames and their neighbours), and on the
+    # other frames only when the fusion uses it there
+    t0 = time.perf_counter()
+    probe = sorted(t for t in range(n) if prop.distance[t] <= 2)
+    model_probs = _model_probabilities(work, spatial_size, dev, amp, xy, features=features, targets=probe)
+    timings["predict"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    choice = choose_fusion(flows, fixes, prop, model_probs, float(settings.min_agreement))
+    timings["fuse"] = time.perf_counter() - t0
+    if choice.tau is not None:
+        t0 = time.perf_counter()
+        rest = [t for t in range(n) if prop.distance[t] > 2]
+        _model_probabilities(work, spatial_size, dev, amp, xy, features=features, targets=rest, out=model_probs)
+        timings["predict"] += time.perf_counter() - t0
+    out = (fuse(prop.probabilities, model_probs, prop.distance, choice.tau) >= 0.5).astype(np.uint8)
+    _restore(out, fixes)
+    logger.info("hybrid refinement of a %d-frame clip from %d corrected frame(s): %d steps, fusion %s (%s)",
+                n, len(fixes), outcome.steps, choice.tau, choice.reason)
+    del work
+    return RefineResult(out, outcome.steps, outcome.seconds, timings["predict"], outcome.stopped_by, sorted(fixes),
+                        outcome.losses, "hybrid", timings, choice, cached)
+
+
+def _restore(out: np.ndarray, fixes: Mapping[int, np.ndarray]) -> None:
+    for t, m in fixes.items():
+        out[..., t] = m
+
+
+def _refine_adapt(model, arr, fixes, spatial_size, settings, dev, amp, cancel, copy_model) -> RefineResult:
+    """Mode ``"adapt"``: every parameter of a copy fine-tuned on the corrected frames, then the clip predicted."""
+    if model is None:
+        raise ValueError("adapt refinement needs a model")
+    xy, n = (int(arr.shape[0]), int(arr.shape[1])), int(arr.shape[2])
     label = np.zeros((*xy, n), np.uint8)
     for t, m in fixes.items():
         label[..., t] = m
-    augmentation = Augmentation.training("cine") if settings.augment else None
-    pipeline = ModelPipeline("cine", spatial_size, augmentation=augmentation, seed=int(settings.seed))
-    base = pipeline.base(arr, label)
-    frames, masks = base["image"], base["label"]                                  # (T, 1, S, S) each
-    known = set(fixes)
-    windows = [window_indices(n, t) for t in fixes]
-    valid = torch.tensor([[1.0 if i in known else 0.0 for i in w] for w in windows])
-
-    work = (copy.deepcopy(unwrap_model(model)) if copy_model else unwrap_model(model)).to(dev)
-    for p in work.parameters():
-        p.requires_grad_(True)
-    optimizer = torch.optim.Adam(work.parameters(), lr=float(settings.lr), weight_decay=float(settings.weight_decay))
-    loss_fn = DSANetLoss()
-    rng = np.random.default_rng(int(settings.seed))
-    losses: list[float] = []
-    stopped_by = "no-steps" if int(settings.max_steps) == 0 else "steps"
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(int(settings.seed))
-        _frozen_batchnorm_train(work, settings.freeze_batchnorm)
-        for _ in range(int(settings.max_steps)):
-            if time.perf_counter() - start >= float(settings.time_budget_s):
-                stopped_by = "time"
-                break
-            if cancel is not None and cancel():
-                stopped_by = "cancelled"
-                break
-            pick = rng.integers(0, len(windows), size=int(settings.batch_size))
-            images, labels = [], []
-            for i in pick:
-                img, lab = pipeline.train_sample(frames[windows[i]], masks[windows[i]])
-                images.append(img)
-                labels.append(lab)
-            x, y, v = torch.stack(images).to(dev), torch.stack(labels).to(dev), valid[pick].to(dev)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
-                loss = loss_fn(work(x), y, v)
-            if not torch.isfinite(loss):
-                logger.warning("refinement stopped at step %d: non-finite loss", len(losses))
-                stopped_by = "non-finite-loss"
-                break
-            loss.backward()
-            if settings.grad_clip_value is not None:
-                nn.utils.clip_grad_value_(work.parameters(), float(settings.grad_clip_value))
-            optimizer.step()
-            losses.append(float(loss.detach()))
-    seconds = time.perf_counter() - start
-    work.eval()
+    work = copy.deepcopy(unwrap_model(model)) if copy_model else unwrap_model(model)
+    outcome = adapt_whole_model(work, arr, label, sorted(fixes), spatial_size, settings, dev, amp, cancel)
     t0 = time.perf_counter()
-    out = DSANetPredictor(work, spatial_size, dev, amp=amp).predict_clip(arr)
+    out = (_model_probabilities(work, spatial_size, dev, amp, xy, cine=arr) >= 0.5).astype(np.uint8)
     predict_seconds = time.perf_counter() - t0
-    for t, m in fixes.items():
-        out[..., t] = m
+    _restore(out, fixes)
     logger.info("refined a %d-frame clip from %d corrected frame(s): %d steps in %.1f s (%s)",
-                n, len(fixes), len(losses), seconds, stopped_by)
-    del work, optimizer
-    return RefineResult(out, len(losses), seconds, predict_seconds, stopped_by, sorted(fixes), losses)
+                n, len(fixes), outcome.steps, outcome.seconds, outcome.stopped_by)
+    del work
+    return RefineResult(out, outcome.steps, outcome.seconds, predict_seconds, outcome.stopped_by, sorted(fixes),
+                        outcome.losses, "adapt", {"adapt": outcome.seconds, "predict": predict_seconds})

@@ -34,7 +34,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,24 @@ class DSANetPredictor:
             for frame_idx in [k for k in cache if k < keep_from]:
                 del cache[frame_idx]
         return torch.cat(out)
+
+    @torch.inference_mode()
+    def predict_logits_from_features(self, pyramids: list[list[torch.Tensor]],
+                                     targets: Sequence[int] | None = None) -> torch.Tensor:
+        """Target logits ``(len(targets), out_channels, S, S)`` from cached backbone pyramids (no backbone pass).
+
+        ``pyramids[t]`` is frame ``t``'s :meth:`~usseg_models.networks.nets.dsanet.DSANet.encode_frame` output (as
+        cached by :func:`usseg_models.inference.adapt.encode_clip`); gives the same logits as
+        :meth:`predict_logits` on the frames those pyramids came from. ``targets`` (default: every frame) selects
+        the target frames to decode, in that order.
+        """
+        n = len(pyramids)
+        if n < 1:
+            raise ValueError("a cine needs at least one frame")
+        cache = dict(enumerate(pyramids))
+        windows = [window_indices(n, int(t), WINDOW) for t in (range(n) if targets is None else targets)]
+        return torch.cat([self._decode(windows[i : i + self.batch_size], cache)
+                          for i in range(0, len(windows), self.batch_size)])
 
     @torch.inference_mode()
     def predict_clip(self, frames: Any) -> np.ndarray:

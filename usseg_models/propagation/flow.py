@@ -15,6 +15,7 @@ reused by every propagation of that clip (the server keeps it between requests o
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -69,15 +70,17 @@ def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "medium") -> 
     return _dis(preset).calc(np.ascontiguousarray(target), np.ascontiguousarray(source), None)
 
 
+@functools.lru_cache(maxsize=8)
 def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    rows.flags.writeable = cols.flags.writeable = False  # shared between calls
     return cols, rows
 
 
 def warp(values: np.ndarray, flow: np.ndarray, border: float = 0.0) -> np.ndarray:
     """Sample ``values`` (``(X, Y)`` float) at ``p + flow[p]`` (bilinear; outside the frame = ``border``)."""
     cv2 = _cv2()
-    cols, rows = _grid(values.shape[:2])
+    cols, rows = _grid(tuple(int(v) for v in values.shape[:2]))
     return cv2.remap(np.ascontiguousarray(values, dtype=np.float32), cols + flow[..., 0], rows + flow[..., 1],
                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=float(border))
 

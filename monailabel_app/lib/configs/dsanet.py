@@ -35,7 +35,7 @@ class DSANetConfig(UltrasoundTaskConfig):
     def refine_task(self) -> DSANetRefineInfer:
         limits = RefineLimits(
             max_steps=int(conf_value(self.conf, self.name, "refine_max_steps", 60)),
-            time_budget_s=float(conf_value(self.conf, self.name, "refine_time_budget_s", 8.0)),
+            time_budget_s=float(conf_value(self.conf, self.name, "refine_time_budget_s", 1.5)),
             max_concurrent=int(conf_value(self.conf, self.name, "refine_max_concurrent", 1)),
         )
         return DSANetRefineInfer(self.store, self.labels, self.label_colors, limits)
