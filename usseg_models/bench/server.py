@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -141,11 +142,23 @@ def add_server_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="untimed requests first (default 1)")
     p.add_argument("--url", default=None, help="measure this running server instead of starting one")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--refine", action="store_true",
+                   help="time POST /infer/dsanet_refine (modes propagate, hybrid) split by part instead; "
+                        "frames default 100, size default 256 (see usseg_models.bench.server_refine)")
+    p.add_argument("--k", type=int, default=3, help="--refine: corrected frames of the first request (default 3)")
     p.set_defaults(func=run_server_bench)
     return p
 
 
 def run_server_bench(args: argparse.Namespace) -> int:
+    if args.refine:
+        from usseg_models.bench.server_refine import bench_refine_server, format_refine_results
+
+        size = 256 if args.size == 128 and "--size" not in sys.argv else args.size
+        info = bench_refine_server(args.config, args.frames, size, args.k, args.repeats, url=args.url,
+                                   device=args.device)
+        print(json.dumps(info, indent=2) if args.json else format_refine_results(info))
+        return 0
     info = bench_server(args.config, args.frames, args.size, args.repeats, args.warmup, args.device, args.url)
     print(json.dumps(info, indent=2) if args.json else format_server_results(info))
     return 0

@@ -15,6 +15,7 @@ reused by every propagation of that clip (the server keeps it between requests o
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import time
@@ -117,17 +118,26 @@ class ClipFlows:
 
     @classmethod
     def compute(cls, cine: np.ndarray, preset: str = "medium") -> ClipFlows:
-        """Flows of a reader cine ``(X, Y, T[, 3])`` (any dtype; grey uint8 is used for matching)."""
+        """Flows of a reader cine ``(X, Y, T[, 3])`` (any dtype; grey uint8 is used for matching).
+
+        The two directions are computed in two threads (OpenCV releases the GIL), one DIS instance each.
+        """
         frames = to_uint8_frames(cine)
         start = time.perf_counter()
-        dis = _dis(preset)
         n = frames.shape[2]
         shape = (max(n - 1, 0), frames.shape[0], frames.shape[1], 2)
         to_prev, to_next = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-        for t in range(n - 1):
-            a, b = np.ascontiguousarray(frames[..., t]), np.ascontiguousarray(frames[..., t + 1])
-            to_prev[t] = dis.calc(b, a, None)
-            to_next[t] = dis.calc(a, b, None)
+        planes = [np.ascontiguousarray(frames[..., t]) for t in range(n)]
+
+        def run(out: np.ndarray, backward: bool) -> None:
+            dis = _dis(preset)
+            for t in range(n - 1):
+                a, b = planes[t], planes[t + 1]
+                out[t] = dis.calc(a, b, None) if backward else dis.calc(b, a, None)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for job in [pool.submit(run, to_prev, False), pool.submit(run, to_next, True)]:
+                job.result()
         seconds = time.perf_counter() - start
         logger.debug("DIS %s flows of %d frames in %.2f s", preset, n, seconds)
         return cls(to_prev, to_next, seconds)

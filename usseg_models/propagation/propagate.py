@@ -124,15 +124,16 @@ def propagate_masks(flows: ClipFlows, corrected: Mapping[int, np.ndarray], xy: t
     last = min((t for t in starts if t >= hi), default=n - 1)
     fwd = {t: (m, d) for t, m, d in _chain(flows, starts, range(first, hi + 1), 1)}
     bwd = {t: (m, d) for t, m, d in _chain(flows, starts, range(last, lo - 1, -1), -1)}
-    probs = np.zeros((*xy, n), np.float32)
+    planes = [np.zeros(xy, np.float32)] * n  # frames not wanted stay 0 (one shared read-only zero plane)
     distance = np.zeros(n, np.int64)
     for t in wanted:
         if t in corrected:
-            probs[..., t] = np.asarray(corrected[t], np.float32)
+            planes[t] = np.asarray(corrected[t], np.float32)
             continue
         parts = [v for v in (fwd.get(t), bwd.get(t)) if v is not None]
         weights = [1.0 / d for _, d in parts]
-        p = sum(w * m for w, (m, _) in zip(weights, parts)) / sum(weights)
-        probs[..., t] = np.clip(_resize(p, xy), 0.0, 1.0)
+        p = parts[0][0] * weights[0] if len(parts) == 1 else parts[0][0] * weights[0] + parts[1][0] * weights[1]
+        planes[t] = np.clip(_resize(p / sum(weights), xy), 0.0, 1.0)
         distance[t] = min(d for _, d in parts)
+    probs = np.stack(planes, axis=-1)
     return PropagationResult(probs, distance, time.perf_counter() - start)
