@@ -22,6 +22,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" / "USSegClip"))
 
 from USSegClipLib import (  # noqa: E402
+    PHASE_PROPAGATE,
+    PHASE_REFINE,
     Clip,
     ClipGeometryError,
     ModelNotTrainedError,
@@ -34,7 +36,10 @@ from USSegClipLib import (  # noqa: E402
     parse_multipart,
     read_volume,
     refine_clip,
+    refine_clip_in_phases,
     refine_model_name,
+    refine_modes,
+    refine_status,
     write_nifti,
 )
 
@@ -105,6 +110,9 @@ class _Handler(BaseHTTPRequestHandler):
     infer_body: tuple = (b"", "")
     refine_requests: list = []
     refine_delay: float = 0.0
+    refine_answers: dict = {}  # params "mode" → answer (default: infer_body)
+    refine_delays: dict = {}  # params "mode" → seconds (default: refine_delay)
+    refine_modes: list = []  # GET /info/ models["dsanet_refine"]["refine"]["modes"]
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -125,7 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
         n = self._count()
         path = self.path.split("?")[0]
         if path == "/info/":
-            self._send(200, json.dumps({"name": "t", "auth": self.headers.get("Authorization")}).encode())
+            models = {"dsanet": {}, "dsanet_refine": {"refine": {"max_steps": 60, "modes": self.refine_modes}}}
+            self._send(200, json.dumps({"name": "t", "auth": self.headers.get("Authorization"),
+                                        "models": models}).encode())
         elif path == "/flaky/":
             self._send(503, b"busy", "text/plain") if n < 3 else self._send(200, b'{"ok": true}')
         elif path == "/slow/":
@@ -151,8 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/infer/dsanet_refine":
             parts = parse_multipart(body, self.headers["Content-Type"])
             _Handler.refine_requests.append((self.path, {k: (v.filename, v.data) for k, v in parts.items()}))
-            time.sleep(self.refine_delay)
-            answer, ctype = self.infer_body
+            mode = json.loads(parts["params"].data).get("mode")
+            time.sleep(self.refine_delays.get(mode, self.refine_delay))
+            answer, ctype = self.refine_answers.get(mode, self.infer_body)
             self._send(200, answer, ctype)
         elif path.startswith("/activelearning/"):
             self._send(503, b"busy", "text/plain")
@@ -173,7 +184,8 @@ class _Server(ThreadingHTTPServer):
 
 @pytest.fixture
 def http_server():
-    _Handler.counts = {}
+    _Handler.counts, _Handler.refine_answers, _Handler.refine_delays, _Handler.refine_delay = {}, {}, {}, 0.0
+    _Handler.refine_modes = ["hybrid", "propagate", "adapt"]
     server = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -234,11 +246,13 @@ def test_untrained_model_answer_becomes_a_plain_sentence(http_server):
     assert "allow_untrained" not in message and "HTTP" not in message
 
 
-def _refine_answer(tmp_path, shape=(8, 6, 5), value=1):
-    label = np.zeros(shape, np.uint8)
-    label[2:5, 1:4, :] = value
+def _refine_answer(tmp_path, shape=(8, 6, 5), value=1, label=None, refinement=None):
+    if label is None:
+        label = np.zeros(shape, np.uint8)
+        label[2:5, 1:4, :] = value
     path = write_nifti(Clip(label, np.diag([0.5, 0.5, 1.0, 1.0]), 2), tmp_path / "refined.nii.gz")
-    return label, _encoded({"refinement": {"corrected_frames": [0, 4], "steps": 3}}, Path(path).read_bytes())
+    refinement = refinement or {"corrected_frames": [0, 4], "steps": 3}
+    return label, _encoded({"refinement": refinement}, Path(path).read_bytes())
 
 
 def test_refine_request_and_answer(http_server, tmp_path):
@@ -297,3 +311,125 @@ def test_refine_input_errors(tmp_path):
     assert refine_model_name({"models": {"dsanet": {}, "dsanet_refine": {}}}, "dsanet") == "dsanet_refine"
     with pytest.raises(USSegClipError, match="no refinement"):
         refine_model_name({"models": {"dsanet": {}}}, "dsanet")
+
+
+# ------------------------------------------------------------------ two-phase refinement (propagated, then refined)
+def _phase_answers(tmp_path, modes=("propagate", "hybrid")):
+    """Per mode a different refined label that also changes the corrected frames 0 and 4 (a server must not: the
+    client keeps them as drawn anyway)."""
+    labels = {}
+    for k, mode in enumerate(modes):
+        label = np.zeros((8, 6, 5), np.uint8)
+        label[k : k + 3, 1:4, :] = 1
+        out = tmp_path / mode
+        out.mkdir()
+        labels[mode], _Handler.refine_answers[mode] = _refine_answer(out, label=label, refinement={"mode": mode})
+    return labels
+
+
+def _sent_modes():
+    return [json.loads(parts["params"][1]).get("mode") for _, parts in _Handler.refine_requests]
+
+
+def _drawn_label():
+    label = Clip(np.zeros((8, 6, 5), np.uint8), np.diag([0.5, 0.5, 1.0, 1.0]), 2)
+    label.voxels[0:2, 0:2, 4] = 1
+    return label
+
+
+def test_refine_in_phases_shows_the_propagated_label_first(http_server, tmp_path):
+    """propagate, then hybrid: the callback gets the propagated label while the hybrid request runs, the hybrid one
+    is returned; both with the corrected frames as drawn; progress names the phase; the inputs are sent twice."""
+    answers = _phase_answers(tmp_path)
+    _Handler.refine_requests, _Handler.refine_delays = [], {"propagate": 0.2, "hybrid": 0.5}
+    client = MonaiLabelClient(http_server, retries=0)
+    label, frames = _drawn_label(), [0, 4]
+    clip = Clip(np.arange(240, dtype=np.uint8).reshape(8, 6, 5), label.ijk_to_ras, 2)
+    shown, calls, answer = [], [], {}
+
+    def on_propagated(propagated):  # the refined request goes out while the caller shows the propagated label
+        deadline = time.monotonic() + 2.0
+        while len(_Handler.refine_requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        shown.append((propagated, _sent_modes()))
+
+    out = refine_clip_in_phases(client, "dsanet_refine", label, frames, clip=clip, params={"time_budget_s": 1.5},
+                                on_propagated=on_propagated, progress=lambda s, b, p: calls.append((p, b)),
+                                poll_interval=0.05, answer=answer)  # info: asked from the server
+    assert _sent_modes() == ["propagate", "hybrid"]
+    assert len(shown) == 1
+    propagated, sent_by_then = shown[0]
+    assert sent_by_then == ["propagate", "hybrid"]
+    others = [1, 2, 3]
+    for got, expected in ((propagated, answers["propagate"]), (out, answers["hybrid"])):
+        np.testing.assert_array_equal(got.voxels[:, :, others], expected[:, :, others])
+        np.testing.assert_array_equal(got.voxels[:, :, frames], label.voxels[:, :, frames])  # as drawn
+        np.testing.assert_array_equal(got.ijk_to_ras, label.ijk_to_ras)
+    assert not np.array_equal(answers["propagate"][:, :, frames], label.voxels[:, :, frames])  # the test can fail
+    phases = [p for p, _ in calls]
+    assert phases == sorted(phases, key=[PHASE_PROPAGATE, PHASE_REFINE].index) and set(phases) == {
+        PHASE_PROPAGATE, PHASE_REFINE}
+    assert {b for p, b in calls if p == PHASE_PROPAGATE} == {None} and {b for p, b in calls if p == PHASE_REFINE} == {
+        1.5}
+    assert answer["refinement"] == {"mode": "hybrid"} and answer["propagated"]["refinement"] == {"mode": "propagate"}
+    first, second = (parts for _, parts in _Handler.refine_requests)
+    assert json.loads(first["params"][1]) == {"time_budget_s": 1.5, "mode": "propagate", "corrected_frames": frames}
+    assert json.loads(second["params"][1]) == {"time_budget_s": 1.5, "mode": "hybrid", "corrected_frames": frames}
+    assert first["label"] == second["label"] and first["file"] == second["file"]
+
+
+def test_refine_in_phases_without_propagate_mode_sends_one_request(http_server, tmp_path):
+    """An older server (no modes, or none called propagate): only the refinement request, as refine_clip sends it."""
+    refined, _Handler.infer_body = _refine_answer(tmp_path)
+    client = MonaiLabelClient(http_server, retries=0)
+    label = _drawn_label()
+    for modes, sent in (([], [None]), (["hybrid", "adapt"], ["hybrid"])):
+        _Handler.refine_requests, _Handler.refine_modes = [], modes
+        shown, calls = [], []
+        out = refine_clip_in_phases(client, "dsanet_refine", label, [4], image_id="cine_000",
+                                    on_propagated=shown.append, progress=lambda s, b, p, seen=calls: seen.append(p),
+                                    poll_interval=0.05)
+        assert _sent_modes() == sent and not shown and set(calls) == {PHASE_REFINE}
+        np.testing.assert_array_equal(out.voxels[:, :, :4], refined[:, :, :4])
+    _Handler.refine_requests = []  # given info instead of asking the server
+    refine_clip_in_phases(client, "dsanet_refine", label, [4], image_id="x", info={"models": {"dsanet_refine": {}}})
+    assert _sent_modes() == [None]
+    _Handler.refine_requests = []  # a caller's mode is the second request's
+    _phase_answers(tmp_path, ("propagate", "adapt"))
+    refine_clip_in_phases(client, "dsanet_refine", label, [4], image_id="x", params={"mode": "adapt"},
+                          info={"models": {"dsanet_refine": {"refine": {"modes": ["hybrid", "propagate", "adapt"]}}}})
+    assert _sent_modes() == ["propagate", "adapt"]
+
+
+def test_refine_in_phases_cancel(http_server, tmp_path):
+    """Cancel in the refinement phase: the propagated label was handed over, None comes back at once. Cancel in the
+    propagation phase: no callback, and the refinement request is never sent."""
+    _phase_answers(tmp_path)
+    _Handler.refine_requests, _Handler.refine_delays = [], {"propagate": 0.1, "hybrid": 3.0}
+    client = MonaiLabelClient(http_server, retries=0)
+    cancel, shown = threading.Event(), []
+    t0 = time.monotonic()
+    out = refine_clip_in_phases(client, "dsanet_refine", _drawn_label(), [0], image_id="x",
+                                on_propagated=shown.append, cancel=cancel, poll_interval=0.05,
+                                progress=lambda s, b, p: cancel.set() if p == PHASE_REFINE and s > 0.2 else None)
+    assert out is None and len(shown) == 1 and time.monotonic() - t0 < 2.0  # long before the 3 s hybrid answer
+    assert _sent_modes() == ["propagate", "hybrid"]
+
+    _Handler.refine_requests, _Handler.refine_delays = [], {"propagate": 0.6, "hybrid": 0.0}
+    cancel, shown = threading.Event(), []
+    out = refine_clip_in_phases(client, "dsanet_refine", _drawn_label(), [0], image_id="x",
+                                on_propagated=shown.append, cancel=cancel, poll_interval=0.05,
+                                progress=lambda s, b, p: cancel.set() if s > 0.2 else None)
+    assert out is None and not shown
+    time.sleep(1.0)  # the propagation answer came in meanwhile; the worker stopped there
+    assert _sent_modes() == ["propagate"]
+    assert client.info()["name"] == "t"
+
+
+def test_refine_modes_and_status_texts():
+    info = {"models": {"dsanet_refine": {"refine": {"modes": ["hybrid", "propagate", "adapt"]}}, "old_refine": {}}}
+    assert refine_modes(info, "dsanet_refine") == ["hybrid", "propagate", "adapt"]
+    assert refine_modes(info, "old_refine") == [] and refine_modes({}, "dsanet_refine") == []
+    assert refine_status(PHASE_PROPAGATE, 0.4) == "propagating… 0 s"
+    assert refine_status(PHASE_REFINE, 3.2, propagated=True) == "propagated — refining… 3 s"
+    assert refine_status(PHASE_REFINE, 3.2) == "refining… 3 s"

@@ -27,6 +27,7 @@ from USSegClipLogic import (  # noqa: E402
     add_sequence_clip,
     add_volume_clip,
     read_segment_mask,
+    segmentation_edited_event,
     selftest,
     write_segment_mask,
 )
@@ -173,15 +174,17 @@ def test_real_multiframe_dicom_loads_with_frames_on_k(scene, us_dicom_dir):
 
 def test_voxel_edits_fire_the_event_the_panel_recounts_on(scene):
     """The panel recounts reviewed frames on ``vtkSegmentation.SourceRepresentationModified`` of the segmentation
-    node (USSegClip.py, observeSegmentation): a voxel edit fires it (``SegmentModified`` is for names/colours)."""
+    node (USSegClip.py, observeSegmentation, through ``segmentation_edited_event``): a voxel edit fires it
+    (``SegmentModified`` is for names/colours)."""
     mrml_scene, sequences = scene
     source = (REPO / "slicer_extension" / "USSegClip" / "USSegClip.py").read_text()
-    assert '"SourceRepresentationModified"' in source
+    assert "edited = segmentation_edited_event()" in source
+    assert segmentation_edited_event() == slicer.vtkSegmentation.SourceRepresentationModified
     logic = USSegClipLogic(mrml_scene, sequencesLogic=sequences)
     volume = add_volume_clip(mrml_scene, np.zeros((3, 8, 8), np.uint8), np.eye(4))
     seg = logic.writeLabel(volume, None, Clip(np.zeros((8, 8, 3), np.uint8), np.eye(4), 2), selftest.PALETTE)
     fired = []
-    seg.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified, lambda caller, event: fired.append(event))
+    seg.AddObserver(segmentation_edited_event(), lambda caller, event: fired.append(event))
     mask = np.zeros((8, 8, 3), bool)
     mask[2:4, 2:4, 1] = True
     write_segment_mask(seg, "lesion", volume, mask)

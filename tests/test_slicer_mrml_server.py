@@ -12,7 +12,8 @@ with a non-trivial IJK→RAS: the spacing of the file's ultrasound region, rotat
 Checked: frame t of the segmentation Slicer shows covers frame t of the image in RAS (the drawn voxels, mapped
 through the image's own RAS→IJK, are exactly the server's label of frame t); edits painted into frames as the
 Segment Editor paints reach the server's stored label, with ``reviewed_frames``; refinement from edited frames end
-to end (skipped while the server lacks ``/infer/dsanet_refine``); a ``.seg.nrrd`` written by the server loads
+to end (skipped while the server lacks ``/infer/dsanet_refine``), the propagated label shown first and then
+the refined one, frames drawn meanwhile kept; a ``.seg.nrrd`` written by the server loads
 through Slicer's segmentation storage node with the server's names, colours and extent; an untrained model's 409
 reads as a plain sentence; the module's in-Slicer server check passes.
 
@@ -49,7 +50,14 @@ from USSegClipLib import (  # noqa: E402
     to_grey,
     write_nifti,
 )
-from USSegClipLogic import USSegClipLogic, add_sequence_clip, selftest, set_ijk_to_ras  # noqa: E402
+from USSegClipLogic import (  # noqa: E402
+    IMAGE_ID_ATTRIBUTE,
+    USSegClipLogic,
+    add_sequence_clip,
+    selftest,
+    set_ijk_to_ras,
+)
+from USSegClipLogic.roundtrips import server_geometry  # noqa: E402
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -338,35 +346,119 @@ def test_in_slicer_server_check(scene, server):
     selftest.check_server_flow(*scene, server, strategy="first")
 
 
-def test_refine_from_edits(logic, scene, client, us_dicom_dir):
-    if "dsanet_refine" not in client.info()["models"]:
+def refine_limits(client) -> dict:
+    """``GET /info/`` models["dsanet_refine"]["refine"]: the server's limits and modes (skips without the task)."""
+    models = client.info()["models"]
+    if "dsanet_refine" not in models:
         pytest.skip("the server has no /infer/dsanet_refine yet")
+    return models["dsanet_refine"].get("refine", {})
+
+
+def wait_for_dropped_refinements(timeout: float = 120.0) -> None:
+    """Wait until the requests of cancelled refinements are answered (the Lib's worker threads end then): the server
+    runs one refinement at a time and answers 429 to the next one until then."""
+    for thread in threading.enumerate():
+        if thread.name == "usseg-refine":
+            thread.join(timeout)
+
+
+def reference_refinement(logic, clip: LoadedClip, label: np.ndarray, corrected, params) -> np.ndarray:
+    """The server's refinement of ``label`` asked without the Logic: the request the Logic sends (by datastore id,
+    or with the clip uploaded), in the geometry the Logic gives."""
+    image_id = clip.node.GetAttribute(IMAGE_ID_ATTRIBUTE)
+    where = {"image_id": image_id} if image_id else {"clip": logic.clipFromVolume(clip.node)}
+    label_clip = Clip(label, server_geometry(logic, clip.node), 2)
+    return refine_clip(logic.client, "dsanet_refine", label_clip, corrected, params=params, **where).voxels
+
+
+def test_refine_from_edits(logic, scene, client, us_dicom_dir):
+    budget = refine_limits(client).get("time_budget_s", 1.5)  # the server's limit
     clip = load(logic, scene, "synthetic", "volume", us_dicom_dir)
-    image_id = logic.uploadClip(clip.node)
+    logic.uploadClip(clip.node)
     segmentation = logic.segmentClip(clip.node, MODEL)
     truth = read_volume(SYNTHETIC_TRUTH).voxels
     corrected = [0, 12, 23]
     for frame in corrected:
         paint(clip, segmentation, frame, truth[:, :, frame])
     before = logic.readLabel(clip.node, segmentation, {"lesion": 1})
-    params = {"max_steps": 3, "time_budget_s": 8.0, "seed": 0}  # 8 s: the server's limit; 3 steps come first
+    params = {"max_steps": 3, "time_budget_s": budget, "seed": 0}  # 3 steps come first
     waited = []
-    refined = logic.refineClip(clip.node, segmentation, MODEL, progress=lambda s, b: waited.append((s, b)),
+    refined = logic.refineClip(clip.node, segmentation, MODEL, progress=lambda s, b, p: waited.append((s, b, p)),
                                params=params)
     after = logic.readLabel(clip.node, refined, {"lesion": 1})
     for frame in corrected:
         np.testing.assert_array_equal(after[:, :, frame], truth[:, :, frame])  # as drawn
     assert logic.reviewedFrames(clip.node, refined) == corrected
-    assert waited and waited[-1][1] == 8.0
-    spacing = region_spacing_mm(SYNTHETIC)
-    reference = refine_clip(client, "dsanet_refine", Clip(before, np.diag([spacing, spacing, 1.0, 1.0]), 2),
-                            corrected, image_id=image_id, params=params)  # the same request, without the Logic
+    assert waited and waited[-1][1] == budget
+    reference = reference_refinement(logic, clip, before, corrected, params)  # the same request, without the Logic
     others = [t for t in range(clip.frames) if t not in corrected]
-    np.testing.assert_array_equal(after[:, :, others], reference.voxels[:, :, others])
+    np.testing.assert_array_equal(after[:, :, others], reference[:, :, others])
     drawn = drawn_voxels(refined, "lesion", clip.node)
     np.testing.assert_array_equal(drawn, after > 0)  # and drawn where it belongs
 
-    cancel = threading.Event()  # cancelling leaves the segmentation as it was
-    assert logic.refineClip(clip.node, refined, MODEL, progress=lambda s, b: cancel.set(), cancel=cancel,
-                            params={"max_steps": 2, "seed": 0}) is None
+    cancel = threading.Event()  # cancelled before any answer: the segmentation stays as it was
+    cancel.set()
+    assert logic.refineClip(clip.node, refined, MODEL, cancel=cancel, params={"max_steps": 2, "seed": 0}) is None
     np.testing.assert_array_equal(logic.readLabel(clip.node, refined, {"lesion": 1}), after)
+
+
+@pytest.mark.parametrize("loading", ["volume", "sequence"])
+def test_refine_shows_the_propagated_label_then_the_refined_one(logic, scene, client, us_dicom_dir, loading):
+    """The propagated label is in the segmentation when ``onPropagated`` is called, then the refined one; frames
+    the user drew, before or while the server refines, are never overwritten and stay reviewed; cancelling in the
+    second phase leaves the propagated label."""
+    if "propagate" not in refine_limits(client).get("modes", []):
+        pytest.skip("the server's dsanet_refine has no propagate mode yet")
+    clip = load(logic, scene, "synthetic", loading, us_dicom_dir)
+    if loading == "volume":
+        logic.uploadClip(clip.node)
+    segmentation = logic.segmentClip(clip.node, MODEL)
+    truth = read_volume(SYNTHETIC_TRUTH).voxels
+    corrected, meanwhile = [0, 12, 23], 6  # frame 6: drawn while the server refines
+    for frame in corrected:
+        paint(clip, segmentation, frame, truth[:, :, frame])
+    if clip.browser is not None:
+        clip.browser.SetSelectedItemNumber(0)
+    before = logic.readLabel(clip.node, segmentation, {"lesion": 1})
+    params = {"max_steps": 3, "seed": 0}
+    edit = np.zeros(clip.shape[:2], np.uint8)
+    edit[10:30, 20:40] = 1
+    shown, phases = [], []
+
+    def on_propagated(seg):
+        shown.append((logic.readLabel(clip.node, seg, {"lesion": 1}), logic.reviewedFrames(clip.node, seg)))
+        paint(clip, seg, meanwhile, edit)  # the user goes on editing while the refined label is computed
+
+    refined = logic.refineClip(clip.node, segmentation, MODEL, progress=lambda s, b, p: phases.append(p),
+                               params=params, onPropagated=on_propagated)
+    assert refined is not None and len(shown) == 1
+    assert phases[0] == "propagate" and phases[-1] == "refine" and phases == sorted(phases, key=["propagate",
+                                                                                               "refine"].index)
+    propagated, reviewed_then = shown[0]
+    assert reviewed_then == corrected
+    others = [t for t in range(clip.frames) if t not in corrected]
+    expected = reference_refinement(logic, clip, before, corrected, {**params, "mode": "propagate"})
+    np.testing.assert_array_equal(propagated[:, :, others], expected[:, :, others])
+    after = logic.readLabel(clip.node, refined, {"lesion": 1})
+    for frame in corrected:
+        np.testing.assert_array_equal(propagated[:, :, frame], truth[:, :, frame])  # as drawn, in both phases
+        np.testing.assert_array_equal(after[:, :, frame], truth[:, :, frame])
+    np.testing.assert_array_equal(after[:, :, meanwhile], edit)  # drawn during the second phase: kept
+    assert logic.reviewedFrames(clip.node, refined) == sorted([*corrected, meanwhile])
+    rest = [t for t in others if t != meanwhile]
+    hybrid = reference_refinement(logic, clip, before, corrected, {**params, "mode": "hybrid"})
+    np.testing.assert_array_equal(after[:, :, rest], hybrid[:, :, rest])
+
+    cancel, shown = threading.Event(), []  # Cancel pressed once the propagated label shows: it stays
+    reviewed = logic.reviewedFrames(clip.node, refined)
+
+    def cancel_when_shown(seg):
+        shown.append(logic.readLabel(clip.node, seg, {"lesion": 1}))
+        cancel.set()
+
+    assert logic.refineClip(clip.node, refined, MODEL, cancel=cancel, params=params,
+                            onPropagated=cancel_when_shown) is None
+    wait_for_dropped_refinements()
+    assert len(shown) == 1
+    np.testing.assert_array_equal(logic.readLabel(clip.node, refined, {"lesion": 1}), shown[0])
+    assert logic.reviewedFrames(clip.node, refined) == reviewed

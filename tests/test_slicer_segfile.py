@@ -13,9 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" 
 from USSegClipLib import (  # noqa: E402
     Clip,
     LabelFileError,
+    TrainingState,
     compose_labelmap,
     compose_matrix,
     fit_label_to_clip,
+    labels_summary,
     model_labels,
     read_seg_nrrd,
     read_volume,
@@ -98,6 +100,15 @@ def test_model_labels_from_info_dict_and_list():
         model_labels(info, "unet")
     with pytest.raises(LabelFileError, match="no labels"):
         model_labels({"models": {"m": {}}}, "m")
+
+
+def test_panel_summaries_of_labels_and_weights():
+    info = {"models": {"dsanet": {"labels": {"background": 0, "lesion": 1}}, "m": {}}}
+    assert labels_summary(info, "dsanet") == "lesion (1)"
+    assert labels_summary(None, "dsanet") == labels_summary(info, "") == "-"
+    assert labels_summary(info, "m") == "the server lists no labels for m"
+    assert TrainingState(checksum="0123456789abcdef").weights_summary() == "weights 0123456789ab"
+    assert TrainingState(new_model_live=True).weights_summary() == "weights none — NEW MODEL LIVE"
 
 
 def test_compose_and_split_labelmap():

@@ -20,8 +20,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from USSegClipLib import USSegClipError, model_labels
-from USSegClipLogic import IMAGE_ID_ATTRIBUTE, USSegClipLogic, selftest
+from USSegClipLib import USSegClipError, labels_summary, refine_status
+from USSegClipLogic import IMAGE_ID_ATTRIBUTE, USSegClipLogic, segmentation_edited_event, selftest
 
 
 class USSegClip(ScriptedLoadableModule):
@@ -180,13 +180,7 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def updateLabelsText(self, *args):
-        model, text = self.ui.clipModelComboBox.currentText, "-"
-        if self.logic.info and model:
-            try:
-                text = ", ".join(f"{name} ({value})" for name, value in model_labels(self.logic.info, model).items())
-            except USSegClipError as e:
-                text = str(e)
-        self.ui.labelsLabel.text = text
+        self.ui.labelsLabel.text = labels_summary(self.logic.info, self.ui.clipModelComboBox.currentText)
 
     # ------------------------------------------------------------------ clip and frames
     def onNextSample(self):
@@ -228,12 +222,10 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onViewsChanged()
 
     def observeSegmentation(self, segmentation=None):
-        """Recount reviewed frames shortly after the user edits the segmentation (voxel edits fire the source
-        representation's event; named Master… before Slicer 5.4)."""
+        """Recount reviewed frames shortly after the user edits the segmentation."""
         if segmentation is self._observedSegmentation:
             return
-        edited = getattr(slicer.vtkSegmentation, "SourceRepresentationModified", None)
-        edited = edited if edited is not None else slicer.vtkSegmentation.MasterRepresentationModified
+        edited = segmentation_edited_event()
         if self._observedSegmentation is not None:
             self.removeObserver(self._observedSegmentation, edited, self.onSegmentationEdited)
         self._observedSegmentation = segmentation
@@ -323,20 +315,26 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._cancelRefine.set()
             return
         p = self._parameterNode
-        self._cancelRefine = threading.Event()
+        self._cancelRefine, propagated = threading.Event(), []
         self.ui.refineButton.text = "Cancel refinement"
 
-        def progress(seconds, budget):
+        def progress(seconds, budget, phase):
             self.ui.progressBar.maximum = int(budget * 10) if budget else 0  # 0: busy indicator
             self.ui.progressBar.value = min(int(seconds * 10), self.ui.progressBar.maximum)
-            self.ui.progressBar.format = f"refining… {seconds:.0f} s"
-            slicer.app.processEvents()  # lets the user press Cancel
+            self.ui.progressBar.format = refine_status(phase, seconds, bool(propagated))
+            slicer.app.processEvents()  # lets the user press Cancel (and go on editing)
+
+        def onPropagated(seg):  # the fast answer is in the segmentation; the refined one follows
+            propagated.append(seg)
+            self._setSegmentation(seg)
+            self.showMessage("Propagated from your edits — refining…")
 
         try:
             seg = self.run("Refining from your edits", self.logic.refineClip, p.inputVolume, p.segmentation,
-                           self.ui.clipModelComboBox.currentText, progress, self._cancelRefine)
+                           self.ui.clipModelComboBox.currentText, progress, self._cancelRefine, None, onPropagated)
             if seg is None and self._cancelRefine.is_set():
-                self.showMessage("Refinement cancelled; the segmentation is unchanged")
+                kept = "the propagated label is shown" if propagated else "the segmentation is unchanged"
+                self.showMessage(f"Refinement cancelled; {kept}")
         finally:
             self._cancelRefine = None
             self.ui.refineButton.text = "Refine from my edits"
@@ -380,8 +378,7 @@ class USSegClipWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def showTraining(self, state):
         self.ui.trainingStatusLabel.text = state.summary()
-        live = " — NEW MODEL LIVE" if state.new_model_live else ""
-        self.ui.modelVersionLabel.text = f"weights {(state.checksum or 'none')[:12]}{live}"
+        self.ui.modelVersionLabel.text = state.weights_summary()
 
 
 class USSegClipTest(ScriptedLoadableModuleTest):

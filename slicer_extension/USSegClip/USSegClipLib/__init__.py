@@ -37,13 +37,22 @@ from .labels import (
     compose_labelmap,
     fit_label_to_clip,
     label_palette,
+    labels_summary,
     model_labels,
     models_of_dimension,
     rename_labels,
     split_labelmap,
 )
 from .multipart import MultipartPart, parse_multipart
-from .refine import refine_clip, refine_model_name
+from .refine import (
+    PHASE_PROPAGATE,
+    PHASE_REFINE,
+    refine_clip,
+    refine_clip_in_phases,
+    refine_model_name,
+    refine_modes,
+    refine_status,
+)
 from .review import changed_frames, format_frames, parse_frames, review_summary
 from .segfile import read_seg_nrrd, write_seg_nrrd
 from .training import TrainingMonitor, TrainingState
@@ -57,6 +66,8 @@ __all__ = [
     "ModelNotTrainedError",
     "MonaiLabelClient",
     "MultipartPart",
+    "PHASE_PROPAGATE",
+    "PHASE_REFINE",
     "ServerError",
     "ServerResponseError",
     "ServerTimeoutError",
@@ -78,6 +89,7 @@ __all__ = [
     "infer_image",
     "kji_to_ijk",
     "label_palette",
+    "labels_summary",
     "matrix_from_text",
     "matrix_to_text",
     "model_labels",
@@ -89,7 +101,10 @@ __all__ = [
     "read_seg_nrrd",
     "read_volume",
     "refine_clip",
+    "refine_clip_in_phases",
     "refine_model_name",
+    "refine_modes",
+    "refine_status",
     "rename_labels",
     "review_summary",
     "split_labelmap",

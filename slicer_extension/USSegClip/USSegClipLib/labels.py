@@ -14,7 +14,7 @@ import numpy as np
 from .errors import ClipGeometryError, LabelFileError
 from .geometry import Clip
 
-__all__ = ["SegmentStyle", "compose_labelmap", "fit_label_to_clip", "label_palette", "model_labels",
+__all__ = ["SegmentStyle", "compose_labelmap", "fit_label_to_clip", "label_palette", "labels_summary", "model_labels",
            "models_of_dimension", "rename_labels", "split_labelmap"]
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,17 @@ def model_labels(info: Mapping[str, Any], model: str | None = None) -> dict[str,
     else:
         table = {str(name): i + 1 for i, name in enumerate(labels)}
     return {k: v for k, v in table.items() if v != 0 and k.lower() != "background"}
+
+
+def labels_summary(info: Mapping[str, Any] | None, model: str | None) -> str:
+    """A model's labels on one line for the GUI, ``"lesion (1)"``: ``"-"`` without server info or model, the
+    reason when the server lists none."""
+    if not info or not model:
+        return "-"
+    try:
+        return ", ".join(f"{name} ({value})" for name, value in model_labels(info, model).items())
+    except LabelFileError as e:
+        return str(e)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,11 @@ class TrainingState:
         last = f" — {self.details[-1]}" if self.details and self.running else ""
         return f"training: {self.status.lower()}{live}{last}"
 
+    def weights_summary(self) -> str:
+        """The live weights for the GUI: ``"weights 0123456789ab — NEW MODEL LIVE"`` once new weights are live."""
+        live = " — NEW MODEL LIVE" if self.new_model_live else ""
+        return f"weights {(self.checksum or 'none')[:12]}{live}"
+
 
 class TrainingMonitor:
     """Watches training of one model.

@@ -299,11 +299,14 @@ class USSegClipLogic:
         return roundtrips.submit_label(self, volume, segmentation, model, reviewedFrames)
 
     def refineClip(self, volume, segmentation, model: str,
-                   progress: Callable[[float, float | None], None] | None = None,
-                   cancel: threading.Event | None = None, params: dict[str, Any] | None = None):
-        """Refine the clip's label on the server from the frames the user edited or marked reviewed (see
-        :func:`roundtrips.refine_label`); None when ``cancel`` was set while waiting."""
-        return roundtrips.refine_label(self, volume, segmentation, model, progress, cancel, params)
+                   progress: Callable[[float, float | None, str], None] | None = None,
+                   cancel: threading.Event | None = None, params: dict[str, Any] | None = None,
+                   onPropagated: Callable[[Any], None] | None = None):
+        """Refine the clip's label on the server from the frames the user edited or marked reviewed: the
+        propagated label is shown first (then ``onPropagated(segmentation)``), then the refined one (see
+        :func:`roundtrips.refine_label`; ``progress(seconds, budget, phase)``); None when ``cancel`` was set while
+        waiting. Reviewed frames are never overwritten."""
+        return roundtrips.refine_label(self, volume, segmentation, model, progress, cancel, params, onPropagated)
 
     # ------------------------------------------------------------------ training
     def monitor(self, model: str) -> TrainingMonitor:

@@ -21,6 +21,7 @@ __all__ = [
     "reference_geometry",
     "segment_masks",
     "segment_world_points",
+    "segmentation_edited_event",
     "set_ijk_to_ras",
     "vtk_matrix",
     "write_segment_mask",
@@ -28,6 +29,13 @@ __all__ = [
 
 BINARY_LABELMAP = "Binary labelmap"
 CLOSED_SURFACE = "Closed surface"
+
+
+def segmentation_edited_event() -> int:
+    """The event a segmentation fires when its voxels are edited: its source representation's (named Master…
+    before Slicer 5.4)."""
+    event = getattr(slicer.vtkSegmentation, "SourceRepresentationModified", None)
+    return event if event is not None else slicer.vtkSegmentation.MasterRepresentationModified
 
 
 def ensure_segmentation_converters() -> None:

@@ -25,7 +25,7 @@ from USSegClipLib import (
     infer_image,
     matrix_from_text,
     matrix_to_text,
-    refine_clip,
+    refine_clip_in_phases,
     refine_model_name,
     rename_labels,
     write_nifti,
@@ -167,12 +167,18 @@ def submit_label(logic, volume, segmentation, model: str, reviewed_frames: Itera
 
 
 def refine_label(logic, volume, segmentation, model: str,
-                 progress: Callable[[float, float | None], None] | None = None,
-                 cancel: threading.Event | None = None, params: dict[str, Any] | None = None):
-    """Refine the clip's label on the server from the frames the user edited or marked reviewed.
+                 progress: Callable[[float, float | None, str], None] | None = None,
+                 cancel: threading.Event | None = None, params: dict[str, Any] | None = None,
+                 on_propagated: Callable[[Any], None] | None = None):
+    """Refine the clip's label on the server from the frames the user edited or marked reviewed, in two phases
+    (:func:`USSegClipLib.refine_clip_in_phases`): the propagated label is put into the segmentation as soon as it
+    arrives and ``on_propagated(segmentation)`` is called, then the refined label replaces it.
 
-    The frames the user corrected stay as drawn; every other frame gets the refined label. Returns the
-    segmentation, or None when ``cancel`` was set while waiting (nothing is changed then).
+    Reviewed frames stay as they are: the frames the user corrected, and any frame edited or marked reviewed while
+    the server worked, are never written; every other frame gets the answer and counts as model output. Returns the
+    segmentation, or None when ``cancel`` was set while waiting (the propagated label stays when it was shown;
+    before it, nothing is changed). ``progress(seconds, time_budget_s or None, phase)`` as in
+    :func:`~USSegClipLib.refine_clip_in_phases`.
 
     Raises:
         USSegClipError: no reviewed frame, a model with several labels, or a server without refinement.
@@ -180,7 +186,8 @@ def refine_label(logic, volume, segmentation, model: str,
     if volume is None or segmentation is None:
         raise USSegClipError("select the clip and its segmentation first")
     client = logic.requireClient()
-    task = refine_model_name(logic.serverInfo(), model)
+    info = logic.serverInfo()
+    task = refine_model_name(info, model)
     corrected = logic.reviewedFrames(volume, segmentation)
     if not corrected:
         raise USSegClipError("draw or correct the target on at least one frame (or mark a frame reviewed) "
@@ -193,15 +200,29 @@ def refine_label(logic, volume, segmentation, model: str,
     clip = logic.clipFromVolume(volume)
     image_id = volume.GetAttribute(IMAGE_ID_ATTRIBUTE)
     binary = Clip((label == style.value).astype(np.uint8), server_geometry(logic, volume), 2)
+    shown = [segmentation]
+
+    def show(result: Clip):
+        """Paint a server label into every frame that is not reviewed (now), as model output."""
+        reviewed = logic.reviewedFrames(volume, shown[0])  # ⊇ corrected: also frames edited meanwhile
+        values = Clip(fit_label_to_clip(result, clip).voxels.astype(np.uint8) * np.uint8(style.value),
+                      clip.ijk_to_ras, 2)
+        others = [t for t in range(clip.num_frames) if t not in set(reviewed)]
+        shown[0] = logic.writeLabel(volume, shown[0], values, palette, frames=others)
+        logic.review.model_output(volume, shown[0], reviewed)
+
+    def propagated(result: Clip):
+        show(result)
+        if on_propagated:
+            on_propagated(shown[0])
+
     answer: dict[str, Any] = {}
-    refined = refine_clip(client, task, binary, corrected, clip=None if image_id else clip, image_id=image_id,
-                          params=params, progress=progress, cancel=cancel, answer=answer)
+    refined = refine_clip_in_phases(client, task, binary, corrected, clip=None if image_id else clip,
+                                    image_id=image_id, params=params, on_propagated=propagated, progress=progress,
+                                    cancel=cancel, answer=answer, info=info)
     if refined is None:
         return None
-    refined = fit_label_to_clip(refined, clip)
-    values = Clip(refined.voxels.astype(np.uint8) * np.uint8(style.value), clip.ijk_to_ras, 2)
-    others = [t for t in range(clip.num_frames) if t not in set(corrected)]
-    segmentation = logic.writeLabel(volume, segmentation, values, palette, frames=others)
-    logic.review.model_output(volume, segmentation, corrected)
-    logging.info("refined %s from frames %s: %s", volume.GetName(), corrected, answer.get("refinement"))
-    return segmentation
+    show(refined)
+    logging.info("refined %s from frames %s: %s (propagated first: %s)", volume.GetName(), corrected,
+                 answer.get("refinement"), (answer.get("propagated") or {}).get("refinement"))
+    return shown[0]
