@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from usseg_models.propagation.flow import ClipFlows
-from usseg_models.propagation.propagate import PropagationResult, propagate_masks
+from usseg_models.propagation.propagate import PropagationResult, dice_at_half, leave_one_out
 
 __all__ = ["TAUS", "FusionChoice", "fuse", "model_agreement", "choose_fusion"]
 
@@ -58,12 +58,6 @@ class FusionChoice:
                 "loo_dice": {k: round(float(v), 4) for k, v in self.loo_dice.items()}}
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a >= 0.5, b >= 0.5
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
-
-
 def fuse(prop: np.ndarray, model: np.ndarray, distance: np.ndarray, tau: float | None) -> np.ndarray:
     """Fused probabilities ``(X, Y, T)`` (``tau=None``: ``prop`` unchanged)."""
     if tau is None:
@@ -77,7 +71,7 @@ def model_agreement(prop: PropagationResult, model: np.ndarray) -> float | None:
     near = [t for t in range(prop.distance.shape[0]) if 1 <= prop.distance[t] <= 2]
     if not near:
         return None
-    return float(np.mean([_dice(model[..., t], prop.probabilities[..., t]) for t in near]))
+    return float(np.mean([dice_at_half(model[..., t], prop.probabilities[..., t]) for t in near]))
 
 
 def choose_fusion(flows: ClipFlows, corrected: Mapping[int, np.ndarray], prop: PropagationResult,
@@ -96,14 +90,12 @@ def choose_fusion(flows: ClipFlows, corrected: Mapping[int, np.ndarray], prop: P
                                   f"< {min_agreement}: propagation alone", agreement)
     xy = tuple(model.shape[:2])
     scores: dict[str, list[float]] = {"propagation": [], **{f"tau={t:g}": [] for t in TAUS}}
-    for c, truth in corrected.items():
-        others = {t: m for t, m in corrected.items() if t != c}
-        loo = propagate_masks(flows, others, xy, only=(c,))
-        p, d = loo.probabilities[..., c], float(loo.distance[c])
-        scores["propagation"].append(_dice(p, truth))
+    for c, p, d in leave_one_out(flows, corrected, xy):
+        truth = corrected[c]
+        scores["propagation"].append(dice_at_half(p, truth))
         for tau in TAUS:
             a = math.exp(-d / tau)
-            scores[f"tau={tau:g}"].append(_dice(a * p + (1 - a) * model[..., c], truth))
+            scores[f"tau={tau:g}"].append(dice_at_half(a * p + (1 - a) * model[..., c], truth))
     means = {k: float(np.mean(v)) for k, v in scores.items()}
     best = max(means, key=lambda k: means[k])
     if means[best] < means["propagation"] + LOO_MARGIN:  # the model must earn its place (it saw these frames)

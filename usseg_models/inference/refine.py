@@ -51,7 +51,13 @@ from usseg_models.inference.adapt import FrameFeatures, adapt_heads, adapt_whole
 from usseg_models.inference.fusion import FusionChoice, choose_fusion, fuse
 from usseg_models.networks.checkpoint import unwrap_model
 from usseg_models.propagation.flow import ClipFlows
-from usseg_models.propagation.propagate import clip_flows, propagate_masks
+from usseg_models.propagation.propagate import (
+    DEFAULT_VARIANT,
+    FLOW_VARIANTS,
+    choose_flows,
+    clip_flows,
+    propagate_masks,
+)
 
 __all__ = ["REFINE_MODES", "RefineSettings", "RefineResult", "RefinementError", "ClipCache", "check_corrections",
            "refine_clip"]
@@ -131,7 +137,8 @@ class RefineResult:
         stopped_by: ``"steps"``, ``"time"``, ``"cancelled"``, ``"non-finite-loss"`` or ``"no-steps"``.
         mode: the mode used.
         timings: seconds by part (``flow``, ``propagate``, ``features``, ``adapt``, ``predict``, ``fuse``); a part
-            served from the cache shows ~0.
+            served from the cache shows ~0 and is named in ``cached``.
+        flow: the flow variant used and, when chosen by leave-one-out, each variant's score.
         fusion: the fusion chosen in ``"hybrid"`` mode (:class:`~usseg_models.inference.fusion.FusionChoice`).
         losses: training loss of every step.
     """
@@ -147,6 +154,7 @@ class RefineResult:
     timings: dict[str, float] = field(default_factory=dict)
     fusion: FusionChoice | None = None
     cached: list[str] = field(default_factory=list)
+    flow: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (for server responses and benchmarks)."""
@@ -161,6 +169,9 @@ class RefineResult:
             "timings": {k: round(float(v), 3) for k, v in self.timings.items()},
             "cached": list(self.cached),
         }
+        if self.flow:
+            out["flow"] = {"variant": self.flow.get("variant"),
+                           "loo_dice": {k: round(float(v), 4) for k, v in self.flow.get("loo_dice", {}).items()}}
         if self.fusion is not None:
             out["fusion"] = self.fusion.summary()
         return out
@@ -175,7 +186,7 @@ class ClipCache:
 
     def __init__(self, max_clips: int = 4) -> None:
         self.max_clips = int(max_clips)
-        self._flows: OrderedDict[str, ClipFlows] = OrderedDict()
+        self._flows: OrderedDict[tuple[str, str], ClipFlows] = OrderedDict()
         self._features: OrderedDict[tuple[str, str], FrameFeatures] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -201,11 +212,11 @@ class ClipCache:
             while len(table) > self.max_clips:
                 table.popitem(last=False)
 
-    def flows(self, key: str) -> ClipFlows | None:
-        return self._get(self._flows, key)
+    def flows(self, key: str, variant: str) -> ClipFlows | None:
+        return self._get(self._flows, (key, variant))
 
-    def put_flows(self, key: str, flows: ClipFlows) -> None:
-        self._put(self._flows, key, flows)
+    def put_flows(self, key: str, variant: str, flows: ClipFlows) -> None:
+        self._put(self._flows, (key, variant), flows)
 
     def features(self, key: str, model_version: str) -> FrameFeatures | None:
         return self._get(self._features, (key, model_version))
@@ -330,23 +341,35 @@ def refine_clip(
         return _refine_adapt(model, arr, fixes, spatial_size, settings, dev, amp, cancel, copy_model)
 
     key = cache_key or (ClipCache.key_of(arr) if cache is not None else None)
-    t0 = time.perf_counter()
-    flows = cache.flows(key) if cache is not None else None
-    if flows is None:
-        flows = clip_flows(arr)
+
+    def flows_of(variant: str) -> ClipFlows:
+        found = cache.flows(key, variant) if cache is not None else None
+        if found is not None:
+            cached.append(f"flows:{variant}")
+            return found
+        computed = clip_flows(arr, variant)
         if cache is not None:
-            cache.put_flows(key, flows)
-    else:
-        cached.append("flows")
+            cache.put_flows(key, variant, computed)
+        return computed
+
+    t0 = time.perf_counter()
+    # propagation alone answers fast with the default flow; the hybrid picks the flow per clip (k >= 2)
+    variants = [DEFAULT_VARIANT] if settings.mode == "propagate" or len(fixes) < 2 else list(FLOW_VARIANTS)
+    candidates = {v: flows_of(v) for v in variants}
     timings["flow"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    variant, flow_scores = choose_flows(candidates, fixes, xy)
+    flows = candidates[variant]
+    flow_info = {"variant": variant, "loo_dice": flow_scores}
     prop = propagate_masks(flows, fixes, xy)
-    timings["propagate"] = prop.seconds
+    timings["propagate"] = time.perf_counter() - t0
     if settings.mode == "propagate" or len(fixes) < 2:
         # hybrid with one corrected frame: nothing to weigh the model against (fusion.choose_fusion), so no learning
         choice = None if settings.mode == "propagate" else choose_fusion(flows, fixes, prop, None)
         out = prop.masks
         _restore(out, fixes)
-        return RefineResult(out, 0, 0.0, 0.0, "no-steps", sorted(fixes), [], settings.mode, timings, choice, cached)
+        return RefineResult(out, 0, 0.0, 0.0, "no-steps", sorted(fixes), [], settings.mode, timings, choice, cached,
+                            flow_info)
 
     if model is None:
         raise ValueError("hybrid refinement needs a model")
@@ -391,7 +414,7 @@ def refine_clip(
                 n, len(fixes), outcome.steps, choice.tau, choice.reason)
     del work
     return RefineResult(out, outcome.steps, outcome.seconds, timings["predict"], outcome.stopped_by, sorted(fixes),
-                        outcome.losses, "hybrid", timings, choice, cached)
+                        outcome.losses, "hybrid", timings, choice, cached, flow_info)
 
 
 def _restore(out: np.ndarray, fixes: Mapping[int, np.ndarray]) -> None:

@@ -7,11 +7,14 @@ first/last correction get the one side they have):
 
     p(t) = (p_fwd(t) / d_fwd(t) + p_bwd(t) / d_bwd(t)) / (1 / d_fwd(t) + 1 / d_bwd(t))
 
-Flows are DIS (:mod:`usseg_models.propagation.flow`) on frames smoothed with a Gaussian and matched at the
-``ultrafast`` preset — coarse, smooth motion. Measured on the real VTUS thyroid clip (``docs/results.md``,
-"Refinement"): speckle decorrelates between frames, so the fine ``medium`` preset follows speckle and drifts
-(k = 1: Dice 0.60 medium vs 0.81 ultrafast + blur 2 px), at a tenth of the cost. Large clips are matched at a
-working size of at most :data:`WORK_SIZE` pixels a side and the result brought back to the clip's size.
+Flows are DIS (:mod:`usseg_models.propagation.flow`) on Gaussian-smoothed frames, in one of two
+:data:`FLOW_VARIANTS`: ``"smooth"`` (the ``ultrafast`` preset on frames blurred by 2 px: coarse, smooth motion; the
+default) and ``"fine"`` (the ``medium`` preset, blur 1 px). Neither is best everywhere (``docs/results.md``,
+"Refinement"): on the real VTUS thyroid clip speckle decorrelates between frames, the fine flow follows it and
+drifts (k = 1: Dice 0.63 fine vs 0.81 smooth); on synthetic cines, whose speckle moves with the tissue, the fine
+flow is ahead by up to 0.02. So with two or more corrected frames :func:`choose_flows` picks the variant per clip by
+leaving one corrected frame out; with one, ``"smooth"``. Large clips are matched at a working size of at most
+:data:`WORK_SIZE` pixels a side and the result brought back to the clip's size.
 
 :class:`PropagationResult` keeps the per-frame distance to the nearest correction, which the hybrid refinement
 (:mod:`usseg_models.inference.refine`) uses to weigh propagation against the adapted model.
@@ -28,13 +31,14 @@ import numpy as np
 
 from usseg_models.propagation.flow import ClipFlows, warp
 
-__all__ = ["WORK_SIZE", "PropagationResult", "clip_flows", "propagate_masks"]
+__all__ = ["WORK_SIZE", "FLOW_VARIANTS", "DEFAULT_VARIANT", "PropagationResult", "clip_flows", "propagate_masks",
+           "choose_flows", "leave_one_out", "dice_at_half"]
 
 logger = logging.getLogger(__name__)
 
 WORK_SIZE = 256
-DEFAULT_PRESET = "ultrafast"
-DEFAULT_BLUR_SIGMA = 2.0
+FLOW_VARIANTS = {"smooth": {"preset": "ultrafast", "blur_sigma": 2.0}, "fine": {"preset": "medium", "blur_sigma": 1.0}}
+DEFAULT_VARIANT = "smooth"
 
 
 def _resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -52,12 +56,15 @@ def work_shape(xy: tuple[int, int], work_size: int = WORK_SIZE) -> tuple[int, in
     return max(1, round(xy[0] * scale)), max(1, round(xy[1] * scale))
 
 
-def clip_flows(cine: np.ndarray, preset: str = DEFAULT_PRESET, blur_sigma: float = DEFAULT_BLUR_SIGMA,
-               work_size: int = WORK_SIZE) -> ClipFlows:
+def clip_flows(cine: np.ndarray, variant: str = DEFAULT_VARIANT, work_size: int = WORK_SIZE) -> ClipFlows:
     """DIS flows of a reader cine ``(X, Y, T[, 3])`` at the working size, on Gaussian-smoothed grey frames."""
     import cv2
 
     from usseg_models.propagation.flow import to_uint8_frames
+
+    if variant not in FLOW_VARIANTS:
+        raise ValueError(f"flow variant must be one of {list(FLOW_VARIANTS)}, got {variant!r}")
+    preset, blur_sigma = FLOW_VARIANTS[variant]["preset"], float(FLOW_VARIANTS[variant]["blur_sigma"])
 
     frames = to_uint8_frames(cine)
     shape = work_shape(frames.shape[:2], work_size)
@@ -137,3 +144,37 @@ def propagate_masks(flows: ClipFlows, corrected: Mapping[int, np.ndarray], xy: t
         distance[t] = min(d for _, d in parts)
     probs = np.stack(planes, axis=-1)
     return PropagationResult(probs, distance, time.perf_counter() - start)
+
+
+def dice_at_half(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two probability (or 0/1) maps thresholded at 0.5 (both empty → 1)."""
+    a, b = a >= 0.5, b >= 0.5
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
+
+
+def leave_one_out(flows: ClipFlows, corrected: Mapping[int, np.ndarray], xy: tuple[int, int]
+                  ) -> list[tuple[int, np.ndarray, float]]:
+    """``(c, probability at c propagated from the other corrections, its distance)`` for each corrected ``c``."""
+    out = []
+    for c in corrected:
+        others = {t: m for t, m in corrected.items() if t != c}
+        loo = propagate_masks(flows, others, xy, only=(c,))
+        out.append((int(c), loo.probabilities[..., c], float(loo.distance[c])))
+    return out
+
+
+def choose_flows(candidates: Mapping[str, ClipFlows], corrected: Mapping[int, np.ndarray], xy: tuple[int, int]
+                 ) -> tuple[str, dict[str, float]]:
+    """The flow variant whose propagation best predicts each corrected frame from the others (mean Dice).
+
+    Returns ``(name, {name: mean leave-one-out Dice})``; with fewer than two corrected frames (nothing to leave
+    out) the first candidate, with no scores. Ties go to the earlier candidate.
+    """
+    names = list(candidates)
+    if len(corrected) < 2 or len(names) == 1:
+        return names[0], {}
+    scores = {name: float(np.mean([dice_at_half(p, corrected[c]) for c, p, _ in leave_one_out(f, corrected, xy)]))
+              for name, f in candidates.items()}
+    best = max(names, key=lambda n: (scores[n], -names.index(n)))
+    return best, scores
