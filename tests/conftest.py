@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -39,3 +40,34 @@ def _few_threads():
 
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def refine_base_model():
+    """A small DSANet trained for a few epochs on two sector chamber cines (about 15 s on 2 CPU cores); the base
+    the refinement tests adapt (tests/test_refine.py, tests/test_refine_hybrid.py)."""
+    import torch
+
+    from usseg_models.data.synthetic import simulate_cine
+    from usseg_models.losses.dsanet_loss import DSANetLoss
+    from usseg_models.networks import build_network
+    from usseg_models.transforms.clip import window_indices
+    from usseg_models.transforms.preprocessing import preprocess_cine, preprocess_cine_label
+
+    torch.manual_seed(0)
+    model = build_network("dsanet", "small")
+    clips = [simulate_cine(16, 96, "sector", targets=("chamber",), seed=s) for s in (1, 2)]
+    data = [(preprocess_cine(c.image, 64), preprocess_cine_label(c.label, 64)) for c in clips]
+    windows = [(i, window_indices(16, t)) for i in range(len(data)) for t in range(16)]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = DSANetLoss()
+    rng = np.random.default_rng(0)
+    model.train()
+    for _ in range(120):
+        pick = rng.integers(0, len(windows), 4)
+        x = torch.stack([data[windows[k][0]][0][windows[k][1]] for k in pick])
+        y = torch.stack([data[windows[k][0]][1][windows[k][1]] for k in pick])
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return model.eval()

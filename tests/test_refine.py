@@ -23,7 +23,6 @@ from usseg_models.inference.refine import (
 )
 from usseg_models.inference.video import DSANetPredictor
 from usseg_models.metrics import dice
-from usseg_models.networks import build_network
 
 SIZE = 64
 
@@ -33,30 +32,8 @@ def _clip_dice(pred: np.ndarray, truth: np.ndarray, frames: list[int]) -> float:
 
 
 @pytest.fixture(scope="module")
-def base_model():
-    """A small DSANet trained for a few epochs on two sector chamber cines (about 15 s on 2 CPU cores)."""
-    from usseg_models.data.datasets import ClipWindowDataset  # noqa: F401 - the same windows as training
-    from usseg_models.losses.dsanet_loss import DSANetLoss
-    from usseg_models.transforms.clip import window_indices
-    from usseg_models.transforms.preprocessing import preprocess_cine, preprocess_cine_label
-
-    torch.manual_seed(0)
-    model = build_network("dsanet", "small")
-    clips = [simulate_cine(16, 96, "sector", targets=("chamber",), seed=s) for s in (1, 2)]
-    data = [(preprocess_cine(c.image, SIZE), preprocess_cine_label(c.label, SIZE)) for c in clips]
-    windows = [(i, window_indices(16, t)) for i in range(len(data)) for t in range(16)]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = DSANetLoss()
-    rng = np.random.default_rng(0)
-    model.train()
-    for _ in range(120):
-        pick = rng.integers(0, len(windows), 4)
-        x = torch.stack([data[windows[k][0]][0][windows[k][1]] for k in pick])
-        y = torch.stack([data[windows[k][0]][1][windows[k][1]] for k in pick])
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-    return model.eval()
+def base_model(refine_base_model):
+    return refine_base_model
 
 
 @pytest.fixture(scope="module")
