@@ -115,6 +115,8 @@ def test_refine_works_before_any_training_and_returns_drawn_frames(server, tmp_p
         ({"corrected_frames": [3], "max_steps": 10**6}, None, 1, "server's limit"),
         ({"corrected_frames": [3], "time_budget_s": "fast"}, None, 1, "number"),
         ({"corrected_frames": [3], "max_steps": 2.5}, None, 1, "whole number"),
+        ({"corrected_frames": [3], "mode": "fast"}, None, 1, "mode must be one of"),
+        ({"corrected_frames": [3], "mode": ["propagate"]}, None, 1, "mode must be one of"),
     ],
 )
 def test_bad_refinement_requests_get_422_naming_the_problem(server, tmp_path, params, label_shape, fill, message):
@@ -135,7 +137,7 @@ def test_too_many_refinements_at_once_get_429(server, tmp_path):
     url, studies = server["url"], server["studies"]
     truth = _truth(studies, "cine_000")
     path = _label_file(tmp_path / "fix.nii.gz", truth)
-    slow = {"corrected_frames": [4], "max_steps": 400, "time_budget_s": 8}
+    slow = {"corrected_frames": [4], "max_steps": 400, "time_budget_s": 8, "mode": "adapt"}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         first = pool.submit(_refine, url, "cine_000", path, slow)
         time.sleep(2.0)
@@ -209,3 +211,52 @@ def test_reviewed_frames_outside_the_cine_are_refused_and_nothing_is_stored(serv
     assert r.status_code == 200, r.text
     info = requests.get(f"{url}/datastore/label/info", params={"label": "cine_001", "tag": "final"}, timeout=30)
     assert info.json()["reviewed_frames"] == [3, 7]
+
+
+def test_propagate_mode_answers_without_learning_and_reuses_the_clips_flow(server, tmp_path):
+    """``mode: propagate``: no adaptation, the corrected frames as drawn, the rest carried by optical flow; the
+    second request of the same clip reuses its flow (cine_000: no earlier test computes its flow). /info/ lists the
+    modes a client can ask for."""
+    url, studies = server["url"], server["studies"]
+    info = requests.get(f"{url}/info/", timeout=30).json()
+    assert info["models"]["dsanet_refine"]["refine"]["modes"] == ["hybrid", "propagate", "adapt"]
+    truth = _truth(studies, "cine_000")
+    answers = []
+    for frames in ([6, 18], [6, 12, 18]):
+        drawn = np.zeros_like(truth)
+        drawn[..., frames] = truth[..., frames]
+        r = _refine(url, "cine_000", _label_file(tmp_path / f"p{len(frames)}.nii.gz", drawn),
+                    {"corrected_frames": frames, "mode": "propagate"})
+        assert r.status_code == 200, r.text
+        label, params = _split(r, tmp_path)
+        for t in frames:
+            np.testing.assert_array_equal(label[..., t], truth[..., t])
+        answers.append((label, params["refinement"]))
+    (label, first), (_, second) = answers
+    assert first["mode"] == "propagate" and first["steps"] == 0 and "fusion" not in first
+    assert set(first["timings"]) == {"flow", "propagate"} and first["cached"] == []
+    assert second["cached"] == ["flows:smooth"]
+    from usseg_models.metrics import dice
+
+    others = [t for t in range(truth.shape[2]) if t not in (6, 18)]
+    assert dice(label[..., others] > 0, truth[..., others] > 0, frame_axis=-1) >= 0.8  # the sample cine's truth
+
+
+def test_hybrid_answer_reports_its_parts(server, tmp_path):
+    url, studies = server["url"], server["studies"]
+    truth = _truth(studies, "cine_002")
+    frames = [4, 12, 20]
+    drawn = np.zeros_like(truth)
+    drawn[..., frames] = truth[..., frames]
+    r = _refine(url, "cine_002", _label_file(tmp_path / "h.nii.gz", drawn), {"corrected_frames": frames,
+                                                                              "max_steps": 4})
+    assert r.status_code == 200, r.text
+    label, params = _split(r, tmp_path)
+    refinement = params["refinement"]
+    assert refinement["mode"] == "hybrid" and refinement["steps"] == 4
+    assert {"flow", "propagate", "features", "adapt", "predict", "fuse"} <= set(refinement["timings"])
+    assert refinement["flow"]["variant"] in ("smooth", "fine") and set(refinement["flow"]["loo_dice"]) == {
+        "smooth", "fine"}
+    assert "tau" in refinement["fusion"] and refinement["fusion"]["reason"]
+    for t in frames:
+        np.testing.assert_array_equal(label[..., t], truth[..., t])
