@@ -2,15 +2,15 @@
 
 Every file a client sends is read by :func:`usseg_models.io.load_image`, which validates it in Python before
 any native decoder sees it; a bad file becomes an HTTP 4xx answer naming the problem (see ``lib/http.py``).
-The label is written with :mod:`usseg_models.io.writers` in the input's geometry, and the response parameters
-carry the label names, the model version used and, for DICOM input, the source UIDs and frame count.
+The label is written with :mod:`usseg_models.io.writers` in the input's geometry, in the server's own results folder
+(:mod:`monailabel_app.lib.result_files`; never the system temp folder, where MONAI Label's client saves the answer
+under the same name), and the response parameters carry the label names, the model version used and, for DICOM
+input, the source UIDs and frame count.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from abc import abstractmethod
 from typing import Any
@@ -22,6 +22,7 @@ from monailabel_app.lib.http import bad_request, http_error_for
 from monailabel_app.lib.input_limits import check_result_fits, read_checked
 from monailabel_app.lib.inputs import resolve_request_file, spatial_ndim
 from monailabel_app.lib.model_store import ModelStore
+from monailabel_app.lib.result_files import new_result_file
 from usseg_models import palette
 from usseg_models.errors import UssegError
 from usseg_models.io import writers
@@ -172,8 +173,8 @@ class UltrasoundInferTask(InferTask):
     def _write(self, label: np.ndarray, meta: dict[str, Any], ext: str) -> str:
         if ext == ".png" and label.ndim != 2:
             raise bad_request(f"PNG output needs a 2D label, this one is shaped {label.shape}")
-        fd, out = tempfile.mkstemp(suffix=ext, prefix="usseg_")
-        os.close(fd)
+        # never in the system temp folder, where MONAI Label's client saves the answer under this name
+        out = new_result_file(self.store.model_dir, ext)
         if ext == ".png":
             # label values as in ``label_names`` (not 255), so clients read the same indices as from NIfTI
             writers.write_label(out, label, meta, mode="labels")
