@@ -40,7 +40,7 @@ import requests
 
 from usseg_models.errors import CheckpointError
 
-__all__ = ["LoopClip", "load_loop_clips", "spread_frames", "refinement_curve", "labelling_curve", "run_loop_bench"]
+__all__ = ["LoopClip", "load_loop_clips", "spread_frames", "write_csv", "refinement_curve", "labelling_curve", "run_loop_bench"]
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def labelling_curve(url: str, pool: Sequence[LoopClip], heldout: Sequence[LoopCl
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     with open(path, "w", newline="") as f:
@@ -361,8 +361,8 @@ def run_loop_bench(
             "eval_clips": [c.id for c in eval_clips], "pool_clips": [c.id for c in pool],
             "max_steps": max_steps, "time_budget_s": time_budget_s, "epochs": conf["max_epochs"],
             "seconds": round(time.perf_counter() - start, 1)}
-    _write_csv(out / "refinement.csv", refine_rows)
-    _write_csv(out / "labelling.csv", label_rows)
+    write_csv(out / "refinement.csv", refine_rows)
+    write_csv(out / "labelling.csv", label_rows)
     (out / "summary.md").write_text(_summary(refine_rows, label_rows, meta))
     plot = _plot(out / "loop.png", refine_rows, label_rows, f"annotation loop ({meta['data']}, {config})")
     return {"refinement": refine_rows, "labelling": label_rows, "summary": str(out / "summary.md"),

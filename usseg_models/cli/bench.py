@@ -2,6 +2,7 @@
 
 ``usseg bench server``: end-to-end seconds through the MONAI Label app (see :mod:`usseg_models.bench.server`).
 ``usseg bench loop``: the annotation loop's learning curves against a real server (:mod:`usseg_models.bench.loop`).
+``usseg bench refine``: refinement from k corrected frames vs. learning-free anchors (:mod:`usseg_models.bench.refine`).
 
 Examples::
 
@@ -41,6 +42,9 @@ def add_parser(subparsers) -> None:
     from usseg_models.cli.bench_loop import add_loop_parser  # ``usseg bench loop`` (the annotation loop's curves)
 
     add_loop_parser(sub)
+    from usseg_models.cli.bench_refine import add_refine_parser  # ``usseg bench refine`` (product vs. anchors)
+
+    add_refine_parser(sub)
 
 
 def run(args: argparse.Namespace) -> int:
