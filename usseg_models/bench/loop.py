@@ -40,7 +40,8 @@ import requests
 
 from usseg_models.errors import CheckpointError
 
-__all__ = ["LoopClip", "load_loop_clips", "spread_frames", "write_csv", "refinement_curve", "labelling_curve", "run_loop_bench"]
+__all__ = ["LoopClip", "load_loop_clips", "spread_frames", "write_csv", "refinement_curve", "labelling_curve",
+           "run_loop_bench"]
 
 logger = logging.getLogger(__name__)
 

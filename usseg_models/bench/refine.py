@@ -351,7 +351,7 @@ def run_refine_bench(
     """
     from tqdm.auto import tqdm
 
-    from usseg_models.bench.loop import write_csv, load_loop_clips
+    from usseg_models.bench.loop import load_loop_clips, write_csv
     from usseg_models.errors import CheckpointError
     from usseg_models.propagation.flow import ClipFlows
 
