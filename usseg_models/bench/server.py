@@ -15,17 +15,20 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import requests
 
-__all__ = ["make_cine_dicom", "bench_server", "format_server_results", "add_server_parser", "run_server_bench"]
+__all__ = ["make_cine_dicom", "private_server", "bench_server", "format_server_results", "add_server_parser",
+           "run_server_bench"]
 
 
 def make_cine_dicom(path: str | Path, frames: int = 100, size: int = 128, seed: int = 0) -> Path:
@@ -54,6 +57,27 @@ def _infer_once(url: str, path: Path, timeout: float) -> tuple[float, dict[str, 
         if b'name="params"' in part.headers.get(b"Content-Disposition", b""):
             params = json.loads(part.content)
     return seconds, params, len(body)
+
+
+@contextlib.contextmanager
+def private_server(folder: Path, config: str, device: str | None, url: str | None = None) -> Iterator[str]:
+    """Yield ``url`` when given, else start this project's app (DSANet only, no training) on an empty datastore in
+    ``folder`` on 127.0.0.1, yield its URL and stop it afterwards."""
+    if url is not None:
+        yield url
+        return
+    from usseg_models.serving.launcher import MonaiLabelServer, prepare_app_dir
+
+    studies = folder / "studies"
+    studies.mkdir()
+    conf = {"models": "dsanet", "config": config, "auto_retrain_after": "0", "bootstrap_min_labels": "0"}
+    if device:
+        conf["device"] = device
+    server = MonaiLabelServer(prepare_app_dir(folder / "app"), studies, conf=conf)
+    try:
+        yield server.start(timeout=600)
+    finally:
+        server.stop()
 
 
 def bench_server(
@@ -85,24 +109,10 @@ def bench_server(
     with tempfile.TemporaryDirectory(prefix="usseg_bench_server_") as tmp:
         tmp_path = Path(tmp)
         cine = make_cine_dicom(tmp_path / "bench_cine.dcm", frames, size)
-        server = None
-        if url is None:
-            from usseg_models.serving.launcher import MonaiLabelServer, prepare_app_dir
-
-            studies = tmp_path / "studies"
-            studies.mkdir()
-            conf = {"models": "dsanet", "config": config, "auto_retrain_after": "0", "bootstrap_min_labels": "0"}
-            if device:
-                conf["device"] = device
-            server = MonaiLabelServer(prepare_app_dir(tmp_path / "app"), studies, conf=conf)
-            url = server.start(timeout=600)
-        try:
+        with private_server(tmp_path, config, device, url) as url:
             for _ in range(warmup):
                 _infer_once(url, cine, timeout)
             runs = [_infer_once(url, cine, timeout) for _ in range(repeats)]
-        finally:
-            if server is not None:
-                server.stop()
     seconds = [round(s, 4) for s, _, _ in runs]
     params = runs[-1][1]
     median = statistics.median(seconds)

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import requests
 
+from usseg_models.bench.server import private_server
+
 __all__ = ["bench_refine_server", "format_refine_results"]
 
 PARTS = ("read", "flow", "propagate", "features", "adapt", "predict", "fuse", "write", "other")
@@ -88,18 +90,7 @@ def bench_refine_server(config: str = "small", frames: int = 100, size: int = 25
     with tempfile.TemporaryDirectory(prefix="usseg_bench_refine_") as tmp:
         tmp_path = Path(tmp)
         clip, truth = _write_clip(tmp_path, frames, size, seed=0)
-        server = None
-        if url is None:
-            from usseg_models.serving.launcher import MonaiLabelServer, prepare_app_dir
-
-            studies = tmp_path / "studies"
-            studies.mkdir()
-            conf = {"models": "dsanet", "config": config, "auto_retrain_after": "0", "bootstrap_min_labels": "0"}
-            if device:
-                conf["device"] = device
-            server = MonaiLabelServer(prepare_app_dir(tmp_path / "app"), studies, conf=conf)
-            url = server.start(timeout=600)
-        try:
+        with private_server(tmp_path, config, device, url) as url:
             base = [round((i + 0.5) * frames / k) for i in range(k)]
             for mode in modes:
                 first = _refine_once(url, clip, _label_file(tmp_path / "l0.nii.gz", truth, base),
@@ -111,9 +102,6 @@ def bench_refine_server(config: str = "small", frames: int = 100, size: int = 25
                                              {"corrected_frames": extra, "mode": mode}, timeout))
                 median = {p: statistics.median(run.get(p, 0.0) for run in runs) for p in (*PARTS, "total", "steps")}
                 results[mode] = {"first": first, "repeat": median}
-        finally:
-            if server is not None:
-                server.stop()
     return {"benchmark": "server POST /infer/dsanet_refine", "config": config, "frames": frames, "size": size,
             "k": k, "repeats": repeats, "url": url, "modes": results}
 
