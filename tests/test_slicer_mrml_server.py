@@ -95,7 +95,8 @@ def server(tmp_path_factory, checkpoint):
     studies.mkdir()
     shutil.copy(SYNTHETIC, studies / SYNTHETIC.name)
     conf = {"models": "dsanet,intrasense", "config": "small", "auto_retrain_after": "0",
-            "dsanet_pretrained_path": str(checkpoint), "untrained_infer": "refuse"}  # 409 as a user meets it
+            "dsanet_pretrained_path": str(checkpoint), "untrained_infer": "refuse",  # 409 as a user meets it
+            "refine_time_budget_s": "60"}  # refinements bounded by steps: two requests give the same answer
     with server_utils.running_server(server_utils.copy_app(root / "app"), studies, conf=conf,
                                      env={"OMP_NUM_THREADS": "1"}) as url:
         yield url
