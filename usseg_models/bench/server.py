@@ -27,8 +27,8 @@ from typing import Any
 
 import requests
 
-__all__ = ["make_cine_dicom", "private_server", "bench_server", "format_server_results", "add_server_parser",
-           "run_server_bench"]
+__all__ = ["make_cine_dicom", "answer_params", "private_server", "bench_server", "format_server_results",
+           "add_server_parser", "run_server_bench"]
 
 
 def make_cine_dicom(path: str | Path, frames: int = 100, size: int = 128, seed: int = 0) -> Path:
@@ -48,15 +48,20 @@ def _infer_once(url: str, path: Path, timeout: float) -> tuple[float, dict[str, 
                           data={"params": json.dumps({"allow_untrained": True})}, timeout=timeout)
     body = r.content  # the whole multipart answer (label file included) has arrived
     seconds = time.perf_counter() - start
-    if r.status_code != 200:
-        raise RuntimeError(f"POST /infer/dsanet answered HTTP {r.status_code}: {r.text[:300]}")
+    return seconds, answer_params(r, body, "POST /infer/dsanet"), len(body)
+
+
+def answer_params(response: requests.Response, body: bytes, what: str) -> dict[str, Any]:
+    """The ``params`` part of an infer task's multipart answer (``RuntimeError`` naming ``what`` unless 200)."""
+    if response.status_code != 200:
+        raise RuntimeError(f"{what} answered HTTP {response.status_code}: {response.text[:300]}")
     from requests_toolbelt.multipart.decoder import MultipartDecoder
 
     params: dict[str, Any] = {}
-    for part in MultipartDecoder(body, r.headers["content-type"]).parts:
+    for part in MultipartDecoder(body, response.headers["content-type"]).parts:
         if b'name="params"' in part.headers.get(b"Content-Disposition", b""):
             params = json.loads(part.content)
-    return seconds, params, len(body)
+    return params
 
 
 @contextlib.contextmanager

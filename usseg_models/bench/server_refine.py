@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from usseg_models.bench.server import private_server
+from usseg_models.bench.server import answer_params, private_server
 
 __all__ = ["bench_refine_server", "format_refine_results"]
 
@@ -54,8 +54,6 @@ def _label_file(path: Path, truth: np.ndarray, frames: list[int]) -> Path:
 
 
 def _refine_once(url: str, clip: Path, label: Path, params: dict[str, Any], timeout: float) -> dict[str, float]:
-    from requests_toolbelt.multipart.decoder import MultipartDecoder
-
     start = time.perf_counter()
     with open(clip, "rb") as f, open(label, "rb") as g:
         r = requests.post(f"{url}/infer/dsanet_refine", params={"output": "all"},
@@ -63,12 +61,7 @@ def _refine_once(url: str, clip: Path, label: Path, params: dict[str, Any], time
                           data={"params": json.dumps(params)}, timeout=timeout)
     body = r.content
     seconds = time.perf_counter() - start
-    if r.status_code != 200:
-        raise RuntimeError(f"POST /infer/dsanet_refine answered HTTP {r.status_code}: {r.text[:300]}")
-    answer: dict[str, Any] = {}
-    for part in MultipartDecoder(body, r.headers["content-type"]).parts:
-        if b'name="params"' in part.headers.get(b"Content-Disposition", b""):
-            answer = json.loads(part.content)
+    answer = answer_params(r, body, "POST /infer/dsanet_refine")
     latencies, refinement = answer.get("latencies", {}), answer.get("refinement", {})
     split = {k: float(v) for k, v in refinement.get("timings", {}).items()}
     split["read"] = float(latencies.get("pre", 0.0))
