@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"usseg {args.command}: error: file not found: {exc.filename or exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave that cannot be used (a file where a folder goes, no permission)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"usseg {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"usseg {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ See :mod:`usseg_models.data.sample_set` for the layout and :mod:`usseg_models.da
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import logging
 
 from usseg_models.errors import UssegError
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1 or args.size < 16:
         raise UssegError(f"--frames must be >= 1 and --size >= 16 (got {args.frames} and {args.size})")
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise UssegError(f"{args.out_dir} is a file: OUT_DIR must be a folder (new or existing)")
     total = args.cines + args.images + args.dicom_images
     with tqdm(total=max(total, 0), desc="sample-data", unit="item", disable=args.no_progress) as bar:
         try:

@@ -32,6 +32,8 @@ def _common(p: argparse.ArgumentParser, epochs: int, batch: int) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--pretrained", default=None, help="usseg checkpoint to fine-tune, or ImageNet backbone weights")
     p.add_argument("--val-fraction", type=float, default=0.2, help="hold-out fraction when no train/val folders")
+    p.add_argument("--val-split", default=None, choices=["test"],
+                   help="validate on the data's test split folders (e.g. VTUS Test/ + Test_GT/) instead of a hold-out")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--label-value", type=int, default=None, help="foreground class of multi-class masks")
     p.add_argument("--subject-regex", default=None,
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     args.data = resolve_data(args, "clips" if args.model_kind == "dsanet" else "images", args.out or default_out)
 
     common = dict(config=args.config, epochs=args.epochs, batch_size=args.batch, device=args.device,
-                  lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
+                  lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction, val_split=args.val_split,
                   pretrained=args.pretrained, label_value=args.label_value, seed=args.seed,
                   subject_pattern=args.subject_regex, speckle_L=args.aug_speckle,
                   num_workers=args.workers, progress=not args.no_progress)
@@ -92,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
                       f"{r['best_checkpoint']}")
             print(f"{name} {len(result['folds'])}-fold validation Dice: {result['mean_dice']:.4f} "
                   f"± {result['std_dice']:.4f}")
+    elif result["rank"] == 0 and not result.get("data", {}).get("n_val", 1):
+        print(f"{name}: trained without validation ({result['data'].get('split')}); best.pt is the epoch of lowest "
+              f"training loss ({result['best_epoch']}). --val-split test validates on a test split folder")
+        print(f"checkpoints: {result['best_checkpoint']}, {result['last_checkpoint']}; curves: {result['curves']}")
     elif result["rank"] == 0:
         before = result["initial_val_dice"]
         print(f"{name}: best validation Dice {result['best_dice']:.4f} at epoch {result['best_epoch']} "

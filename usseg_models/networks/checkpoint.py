@@ -69,7 +69,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        # torch's unpickling errors run over several lines of advice; the first names the problem
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint ({first})") from exc
     missing = [k for k in ("network", "config", "state_dict") if not isinstance(payload, dict) or k not in payload]
     if missing:
         raise CheckpointError(f"{path} is not a usseg checkpoint (missing {', '.join(missing)})")

@@ -10,8 +10,8 @@ from typing import Any
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from usseg_models.errors import CheckpointError
-from usseg_models.training.splits import holdout_split, split_by_folder
+from usseg_models.errors import CheckpointError, UssegError
+from usseg_models.training.splits import holdout_split, split_by_folder, subject_groups
 from usseg_models.transforms.pipeline import Augmentation
 
 __all__ = ["resolve_datasets", "apply_pretrained", "is_usseg_checkpoint", "training_augmentation"]
@@ -26,29 +26,49 @@ def resolve_datasets(
     val_fraction: float,
     by_subject: bool,
     seed: int,
+    val_split: str | None = None,
 ) -> tuple[Dataset, Dataset | None, dict[str, Any]]:
     """Turn ``data`` (a folder, a dataset, or a ``(train, val)`` pair) into training and validation datasets.
 
     A folder is discovered with ``discover``; its own ``train``/``val`` split folders are used when present,
     otherwise a hold-out of ``val_fraction`` (by subject when ``by_subject``) drawn from everything but ``test*``
     split folders (VTUS ships ``Train``/``Test`` without a validation folder: its test clips stay unseen).
-    ``make(records, augment)`` builds a dataset (augmentation only for training).
+    ``val_split="test"`` validates on the ``test*`` split folders instead (all the rest trains). With a single
+    subject to draw from there is no hold-out: everything trains, with no validation (a warning says so, and the
+    returned ``split`` too). ``make(records, augment)`` builds a dataset (augmentation only for training).
+
+    Raises:
+        UssegError: ``val_split`` is not ``None``/``"test"``, or ``"test"`` and the folder has no test split.
     """
     if isinstance(data, tuple):
         return data[0], data[1], {"source": "datasets"}
     if isinstance(data, Dataset):
         return data, None, {"source": "dataset"}
+    if val_split not in (None, "test"):
+        raise UssegError(f"--val-split {val_split}: the only choice is 'test' (validate on the test split folders)")
     records = list(discover(Path(data)))
-    split = split_by_folder(records)
+    is_test = [(getattr(r, "split", None) or "").lower().startswith("test") for r in records]
+    split = split_by_folder(records) if val_split is None else None
     how = "split folders"
-    if split is None:
+    if val_split == "test":
+        if not any(is_test) or all(is_test):
+            raise UssegError(f"--val-split test: {data} has no test split folder beside its training data")
+        split = ([i for i, t in enumerate(is_test) if not t], [i for i, t in enumerate(is_test) if t])
+        how = "validation on the test split folders"
+    elif split is None:
         # a test split (VTUS ships Train/ + Test/, no validation folder) is never trained or validated on
-        pool = [i for i, r in enumerate(records) if not (getattr(r, "split", None) or "").lower().startswith("test")]
-        if not pool:
-            pool = list(range(len(records)))
-        tr_sub, va_sub = holdout_split([records[i] for i in pool], val_fraction, by_subject, seed)
-        split = ([pool[i] for i in tr_sub], [pool[i] for i in va_sub])
-        how = f"hold-out {val_fraction:.2f} {'by subject' if by_subject else 'by item'}"
+        pool = [i for i, t in enumerate(is_test) if not t] or list(range(len(records)))
+        subjects = len(subject_groups([records[i] for i in pool], by_subject))
+        if val_fraction > 0 and subjects < 2:
+            logger.warning("%s: one %s to train on, so no validation hold-out: training on it without validation "
+                           "(checkpoints are kept by training loss; --val-split test validates on a test split)",
+                           data, "subject" if by_subject else "item")
+            split = (pool, [])
+            how = f"no validation (one {'subject' if by_subject else 'item'})"
+        else:
+            tr_sub, va_sub = holdout_split([records[i] for i in pool], val_fraction, by_subject, seed)
+            split = ([pool[i] for i in tr_sub], [pool[i] for i in va_sub])
+            how = f"hold-out {val_fraction:.2f} {'by subject' if by_subject else 'by item'}"
         if len(pool) < len(records):
             how += f"; {len(records) - len(pool)} item(s) of test split folders left out"
     tr, va = split

@@ -57,6 +57,7 @@ def train_dsanet(
     warmup_epochs: float = 1.0,
     grad_clip_value: float | None = 0.5,
     val_fraction: float = 0.2,
+    val_split: str | None = None,
     subject_pattern: str | None = None,
     pretrained: str | Path | None = None,
     label_value: int | None = None,
@@ -77,6 +78,8 @@ def train_dsanet(
         epochs, batch_size, lr, weight_decay, warmup_epochs, grad_clip_value: recipe (paper defaults).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         val_fraction: hold-out fraction (by subject) when the data has no ``train``/``val`` split folders.
+        val_split: ``"test"`` validates on the data's ``test*`` split folders (VTUS ships no validation split);
+            with one subject and no split folders, training runs without validation.
         subject_pattern: regex with one group taking the subject from a clip id (default: the rule of
             :func:`usseg_models.data.records.subject_of`), so one patient's clips stay on one side.
         pretrained: a usseg DSANet checkpoint to fine-tune from, or Res2Net-50 v1b ImageNet weights for the backbone.
@@ -103,7 +106,7 @@ def train_dsanet(
         data, lambda d: discover_clips(d, subject_pattern=subject_pattern),
         lambda recs, aug: ClipWindowDataset(recs, size, augment=training_augmentation("cine", aug, speckle_L),
                                              label_value=label_value, seed=seed),
-        val_fraction, by_subject=True, seed=seed,
+        val_fraction, by_subject=True, seed=seed, val_split=val_split,
     )
     overrides = dict(overrides or {})
     backbone_weights = pretrained is not None and not is_usseg_checkpoint(pretrained)

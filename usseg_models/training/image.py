@@ -67,6 +67,7 @@ def train_intrasense(
     by_subject: bool = True,
     subject_pattern: str | None = None,
     val_fraction: float = 0.2,
+    val_split: str | None = None,
     pretrained: str | Path | None = None,
     label_value: int | None = None,
     speckle_L: float | None = None,
@@ -92,6 +93,8 @@ def train_intrasense(
         subject_pattern: regex with one group taking the subject (patient, study) from a file name; default rule
             of :func:`usseg_models.data.records.subject_of`.
         val_fraction: hold-out fraction when ``folds == 1`` and the data has no split folders.
+        val_split: ``"test"`` validates on the data's ``test*`` split folders (VTUS ships no validation split);
+            with one subject and no split folders, training runs without validation.
         pretrained: a usseg checkpoint to fine-tune from, or (IntraSense-Net) ImageNet ResNet-50 weights.
         label_value: foreground class in multi-class masks (e.g. 1 = CAMUS LV cavity).
         speckle_L: add Gamma speckle with ``L`` looks to half the training images (off by default).
@@ -145,7 +148,8 @@ def train_intrasense(
 
     if folds <= 1:
         train_ds, val_ds, info = resolve_datasets(
-            data, lambda d: discover_images(d, subject_pattern=subject_pattern), make, val_fraction, by_subject, seed
+            data, lambda d: discover_images(d, subject_pattern=subject_pattern), make, val_fraction, by_subject, seed,
+            val_split=val_split,
         )
         return run(train_ds, val_ds, out_dir, info)
 

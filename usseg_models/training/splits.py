@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["kfold_splits", "holdout_split", "split_by_folder"]
+__all__ = ["kfold_splits", "holdout_split", "split_by_folder", "subject_groups"]
 
 
-def _groups(records: Sequence[Any], by_subject: bool) -> dict[str, list[int]]:
+def subject_groups(records: Sequence[Any], by_subject: bool = True) -> dict[str, list[int]]:
+    """Record indices per subject (``by_subject``) or one group per record."""
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         key = (getattr(r, "subject", "") or getattr(r, "id", str(i))) if by_subject else f"#{i}"
@@ -37,7 +38,7 @@ def kfold_splits(
     """
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
-    groups = _groups(records, by_subject)
+    groups = subject_groups(records, by_subject)
     if len(groups) < folds:
         raise ValueError(f"{len(groups)} {'subjects' if by_subject else 'records'} cannot fill {folds} folds")
     rng = np.random.default_rng(seed)
@@ -68,7 +69,7 @@ def holdout_split(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if val_fraction == 0:
         return list(range(len(records))), []
-    groups = _groups(records, by_subject)
+    groups = subject_groups(records, by_subject)
     if len(groups) < 2:
         raise ValueError("a validation split needs at least two subjects (or set val_fraction to 0)")
     keys = list(groups)
