@@ -29,8 +29,8 @@ def test_bench_loop_quick_writes_both_curves(tmp_path):
     assert len(refinement) == 2 * 3  # two held-out clips x three k
     for row in refinement:
         assert 0.0 <= float(row["dice_uncorrected"]) <= 1.0
-        # the server's default mode (hybrid) adapts only from two corrected frames on (k = 1: propagation alone)
-        assert int(row["steps"]) == (3 if int(row["k"]) >= 2 else 0), row
+        # the server's default mode (hybrid) adapts only from three corrected frames on (one held out to judge it)
+        assert int(row["steps"]) == (3 if int(row["k"]) >= 3 else 0), row
     assert [int(r["labelled_clips"]) for r in labelling] == [0, 1, 2]
     assert [r["trained"] for r in labelling[1:]] == ["True", "True"]
     assert labelling[1]["published"] == "True"  # the first model is published: there was none

@@ -148,6 +148,37 @@ def test_budget_grows_with_the_number_of_corrections(refine_base_model):
     cine, truth = np.asarray(clip.image), np.asarray(clip.label)
     settings = RefineSettings(max_steps=1000, time_budget_s=600.0)
     steps = [refine_clip(refine_base_model, cine, {t: truth[..., t] for t in spaced(k)}, SIZE, settings).steps
-             for k in (2, 5)]
-    assert steps == [settings.steps_for(2), settings.steps_for(5)] and steps[1] > steps[0]
-    assert refine_clip(refine_base_model, cine, {3: truth[..., 3]}, SIZE, settings).steps == 0  # k = 1: no learning
+             for k in (3, 5)]
+    assert steps == [settings.steps_for(3), settings.steps_for(5)] and steps[1] > steps[0]
+    # k = 1, 2: no corrected frame can be held out to judge the model, so it is not adapted
+    for k in (1, 2):
+        assert refine_clip(refine_base_model, cine, {t: truth[..., t] for t in spaced(k)}, SIZE, settings).steps == 0
+
+
+def test_fusion_is_judged_only_on_frames_the_model_was_not_adapted_on():
+    """A model that memorised the frames it was adapted on and knows nothing else: scored on those frames (the old
+    check) it looks perfect and is fused; scored on held-out frames it is kept out."""
+    from usseg_models.inference.fusion import choose_fusion
+    from usseg_models.inference.refine import held_out_frames
+    from usseg_models.propagation.propagate import clip_flows, propagate_masks
+
+    clip = simulate_cine(FRAMES, 96, "linear", targets=("lesion",), seed=38)
+    cine, truth = np.asarray(clip.image), np.asarray(clip.label).astype(np.uint8)
+    frames = spaced(5)
+    fixes = {t: truth[..., t] for t in frames}
+    held = held_out_frames(fixes)
+    assert held == [frames[1], frames[3]] and held_out_frames({t: fixes[t] for t in frames[:2]}) == []
+    flows = clip_flows(cine)
+    prop = propagate_masks(flows, fixes, cine.shape[:2])
+    memorised = np.zeros(truth.shape, np.float32)
+    for t in frames:
+        if t not in held:
+            memorised[..., t] = truth[..., t]
+    near = prop.distance <= 2
+    memorised[..., near & ~np.isin(np.arange(FRAMES), frames)] = prop.probabilities[..., near & ~np.isin(
+        np.arange(FRAMES), frames)]  # agrees with propagation next to the corrections: passes the agreement gate
+    biased = choose_fusion(flows, {t: fixes[t] for t in frames if t not in held}, prop, memorised, held=None)
+    assert biased.tau is not None, biased  # scored on what it memorised, the model wins
+    honest = choose_fusion(flows, fixes, prop, memorised, held=held)
+    assert honest.tau is None and "held-out" in honest.reason, honest
+    assert choose_fusion(flows, fixes, prop, memorised, held=[]).tau is None

@@ -363,8 +363,9 @@ def refine_clip(
     flow_info = {"variant": variant, "loo_dice": flow_scores}
     prop = propagate_masks(flows, fixes, xy)
     timings["propagate"] = time.perf_counter() - t0
-    if settings.mode == "propagate" or len(fixes) < 2:
-        # hybrid with one corrected frame: nothing to weigh the model against (fusion.choose_fusion), so no learning
+    if settings.mode == "propagate" or not held_out_frames(fixes):
+        # hybrid from one or two corrected frames: none can be held out of the adaptation to judge the model on
+        # honestly (fusion.choose_fusion), so the model would never be fused: no learning
         choice = None if settings.mode == "propagate" else choose_fusion(flows, fixes, prop, None)
         out = prop.masks
         _restore(out, fixes)
@@ -383,14 +384,18 @@ def refine_clip(
     else:
         cached.append("features")
     timings["features"] = time.perf_counter() - t0
+    # the fusion is judged on corrected frames the adaptation never sees (nor the propagated frames next to them)
+    held = held_out_frames(fixes)
+    taught = {t: m for t, m in fixes.items() if t not in held}
     label = np.zeros((*xy, n), np.uint8)
-    known = set(fixes)
-    pseudo = [t for t in range(n) if t not in fixes and prop.distance[t] <= int(settings.pseudo_distance)]
-    for t, m in fixes.items():
+    reach = int(settings.pseudo_distance)
+    pseudo = [t for t in range(n) if t not in fixes and prop.distance[t] <= reach
+              and not any(abs(t - h) <= reach for h in held)]
+    for t, m in taught.items():
         label[..., t] = m
     for t in pseudo:
         label[..., t] = prop.masks[..., t]
-    known.update(pseudo)
+    known = set(taught) | set(pseudo)
     budget = dataclasses.replace(settings, max_steps=settings.steps_for(len(fixes)))
     outcome = adapt_heads(work, features, label, sorted(known), spatial_size, budget, dev, cancel)
     timings["adapt"] = outcome.seconds
@@ -401,7 +406,7 @@ def refine_clip(
     model_probs = _model_probabilities(work, spatial_size, dev, amp, xy, features=features, targets=probe)
     timings["predict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    choice = choose_fusion(flows, fixes, prop, model_probs, float(settings.min_agreement))
+    choice = choose_fusion(flows, fixes, prop, model_probs, float(settings.min_agreement), held=held)
     timings["fuse"] = time.perf_counter() - t0
     if choice.tau is not None:
         t0 = time.perf_counter()
@@ -415,6 +420,14 @@ def refine_clip(
     del work
     return RefineResult(out, outcome.steps, outcome.seconds, timings["predict"], outcome.stopped_by, sorted(fixes),
                         outcome.losses, "hybrid", timings, choice, cached, flow_info)
+
+
+def held_out_frames(fixes: Mapping[int, np.ndarray]) -> list[int]:
+    """The corrected frames the hybrid's adaptation leaves out, to judge the model on honestly: every other one of
+    the interior corrections (k = 3: the middle one; 5: two; 9: four); none with fewer than three (the model is then
+    never fused: :func:`usseg_models.inference.fusion.choose_fusion`)."""
+    frames = sorted(int(t) for t in fixes)
+    return frames[1:-1:2] if len(frames) >= 3 else []
 
 
 def _restore(out: np.ndarray, fixes: Mapping[int, np.ndarray]) -> None:

@@ -8,13 +8,15 @@ first/last correction get the one side they have):
     p(t) = (p_fwd(t) / d_fwd(t) + p_bwd(t) / d_bwd(t)) / (1 / d_fwd(t) + 1 / d_bwd(t))
 
 Flows are DIS (:mod:`usseg_models.propagation.flow`) on Gaussian-smoothed frames, in one of two
-:data:`FLOW_VARIANTS`: ``"smooth"`` (the ``ultrafast`` preset on frames blurred by 2 px: coarse, smooth motion; the
-default) and ``"fine"`` (the ``medium`` preset, blur 1 px). Neither is best everywhere (``docs/results.md``,
-"Refinement"): on the real VTUS thyroid clip speckle decorrelates between frames, the fine flow follows it and
-drifts (k = 1: Dice 0.63 fine vs 0.81 smooth); on synthetic cines, whose speckle moves with the tissue, the fine
-flow is ahead by up to 0.02. So with two or more corrected frames :func:`choose_flows` picks the variant per clip by
-leaving one corrected frame out; with one, ``"smooth"``. Large clips are matched at a working size of at most
-:data:`WORK_SIZE` pixels a side and the result brought back to the clip's size.
+:data:`FLOW_VARIANTS`: ``"smooth"`` (the ``medium`` preset on frames brought to at most 128 px and blurred by 3 px:
+coarse, smooth motion; the default) and ``"fine"`` (``medium`` at up to 256 px, blur 1 px). Neither is best
+everywhere (``docs/results.md``, "Refinement"): on the real VTUS thyroid clip speckle decorrelates between frames
+and the fine flow follows it and drifts (k = 1: Dice 0.63 fine vs 0.85 smooth); on synthetic cines, whose speckle
+moves with the tissue, the fine flow is ahead from k = 5 on. So with two or more corrected frames
+:func:`choose_flows` picks the variant per clip by leaving one corrected frame out; with one, ``"smooth"``. The
+smooth variant was chosen from a sweep of preset × blur × working size on that real clip and four synthetic ones
+(it was the best mean over k = 1–9 on both; the earlier ``ultrafast``/256 px/blur 2 gave 0.810 at k = 1 on the
+real clip, this one 0.849). The masks are carried at the flow's working size and brought back to the clip's size.
 
 :class:`PropagationResult` keeps the per-frame distance to the nearest correction, which the hybrid refinement
 (:mod:`usseg_models.inference.refine`) uses to weigh propagation against the adapted model.
@@ -37,7 +39,8 @@ __all__ = ["WORK_SIZE", "FLOW_VARIANTS", "DEFAULT_VARIANT", "PropagationResult",
 logger = logging.getLogger(__name__)
 
 WORK_SIZE = 256
-FLOW_VARIANTS = {"smooth": {"preset": "ultrafast", "blur_sigma": 2.0}, "fine": {"preset": "medium", "blur_sigma": 1.0}}
+FLOW_VARIANTS = {"smooth": {"preset": "medium", "blur_sigma": 3.0, "work_size": 128},
+                 "fine": {"preset": "medium", "blur_sigma": 1.0, "work_size": WORK_SIZE}}
 DEFAULT_VARIANT = "smooth"
 
 
@@ -56,8 +59,11 @@ def work_shape(xy: tuple[int, int], work_size: int = WORK_SIZE) -> tuple[int, in
     return max(1, round(xy[0] * scale)), max(1, round(xy[1] * scale))
 
 
-def clip_flows(cine: np.ndarray, variant: str = DEFAULT_VARIANT, work_size: int = WORK_SIZE) -> ClipFlows:
-    """DIS flows of a reader cine ``(X, Y, T[, 3])`` at the working size, on Gaussian-smoothed grey frames."""
+def clip_flows(cine: np.ndarray, variant: str = DEFAULT_VARIANT, work_size: int | None = None) -> ClipFlows:
+    """DIS flows of a reader cine ``(X, Y, T[, 3])`` at the working size, on Gaussian-smoothed grey frames.
+
+    ``work_size`` (default: the variant's) caps the long side of the frames the flow is computed on.
+    """
     import cv2
 
     from usseg_models.propagation.flow import to_uint8_frames
@@ -65,6 +71,7 @@ def clip_flows(cine: np.ndarray, variant: str = DEFAULT_VARIANT, work_size: int 
     if variant not in FLOW_VARIANTS:
         raise ValueError(f"flow variant must be one of {list(FLOW_VARIANTS)}, got {variant!r}")
     preset, blur_sigma = FLOW_VARIANTS[variant]["preset"], float(FLOW_VARIANTS[variant]["blur_sigma"])
+    work_size = int(work_size or FLOW_VARIANTS[variant]["work_size"])
 
     frames = to_uint8_frames(cine)
     shape = work_shape(frames.shape[:2], work_size)
@@ -153,11 +160,12 @@ def dice_at_half(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
-def leave_one_out(flows: ClipFlows, corrected: Mapping[int, np.ndarray], xy: tuple[int, int]
-                  ) -> list[tuple[int, np.ndarray, float]]:
-    """``(c, probability at c propagated from the other corrections, its distance)`` for each corrected ``c``."""
+def leave_one_out(flows: ClipFlows, corrected: Mapping[int, np.ndarray], xy: tuple[int, int],
+                  only: Iterable[int] | None = None) -> list[tuple[int, np.ndarray, float]]:
+    """``(c, probability at c propagated from the other corrections, its distance)`` for each corrected ``c``
+    (or each of ``only``)."""
     out = []
-    for c in corrected:
+    for c in (corrected if only is None else only):
         others = {t: m for t, m in corrected.items() if t != c}
         loo = propagate_masks(flows, others, xy, only=(c,))
         out.append((int(c), loo.probabilities[..., c], float(loo.distance[c])))
