@@ -304,6 +304,47 @@ def test_model_upload_accepts_only_working_checkpoints(server, tmp_path):
     assert answer["model"]["weights"] == "intrasense.pt"  # hot-loaded, no restart
 
 
+def test_delete_model_removes_only_the_apps_own_checkpoint_and_says_what_serves_next(server, tmp_path):
+    """MONAI Label 0.8.5 renames whatever file the model uses, the user's own ``pretrained_path`` file included,
+    and then keeps serving its weights from memory."""
+    url = server.url
+    pretrained = Path(server.conf["dsanet_pretrained_path"])
+    before = pretrained.read_bytes()
+    r = requests.delete(f"{url}/model/dsanet", timeout=60)  # only the pretrained file is in use
+    assert r.status_code == 409 and "pretrained" in r.json()["detail"], r.text[:300]
+    assert pretrained.read_bytes() == before and not list(pretrained.parent.glob(f"{pretrained.name}.*.deleted"))
+    assert requests.delete(f"{url}/model/no_such_model", timeout=60).status_code == 404
+
+    torch.manual_seed(2)
+    trained = save_checkpoint(tmp_path / "trained.pt", build_network("intrasense", "small"), "intrasense", "small")
+    assert requests.put(f"{url}/model/intrasense", files={"file": ("t.pt", trained.read_bytes())},
+                        timeout=300).status_code == 200
+
+    def served() -> str:
+        answer = requests.post(f"{url}/infer/intrasense", params={"image": IMAGE, "output": "json"}, timeout=300)
+        assert answer.status_code == 200, answer.text[:300]
+        return answer.json()["model"]["weights"]
+
+    assert served() == "intrasense.pt"
+    r = requests.delete(f"{url}/model/intrasense", timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    fallback = Path(server.conf["intrasense_pretrained_path"]).name
+    assert r.json()["now_serving"] == fallback and r.json()["deleted"] == "intrasense.pt"
+    assert not (server.app_dir / "model" / "intrasense.pt").exists()
+    assert (server.app_dir / "model" / r.json()["moved_to"]).is_file()  # kept aside, as MONAI Label does
+    assert served() == fallback  # the next request uses the pretrained weights, not the deleted ones
+    assert requests.delete(f"{url}/model/intrasense", timeout=60).status_code == 409  # now the pretrained is in use
+
+
+def test_delete_label_that_is_not_stored_is_404(server, client, tmp_path):
+    url = server.url
+    for label_id in ("../x", "no_such_label", IMAGE):  # IMAGE exists but has no label with this tag
+        r = requests.delete(f"{url}/datastore/label", params={"id": label_id, "tag": "no_such_tag"}, timeout=60)
+        assert r.status_code == 404, (label_id, r.status_code, r.text[:200])
+    r = requests.delete(f"{url}/datastore/label", params={"id": "../x", "tag": "final"}, timeout=60)
+    assert r.status_code == 404 and "no label" in r.json()["detail"]
+
+
 # ---- 5. active learning and scoring survive bad studies --------------------------------------------------------
 def _wait_no_scoring(url, timeout=120.0):
     deadline = time.monotonic() + timeout

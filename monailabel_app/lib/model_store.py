@@ -83,6 +83,13 @@ class ModelStore:
         """
         with self.lock:
             path = self.weights_path()
+            if path is None and self._loaded is not None:
+                # the file in use was deleted and there is nothing to fall back on: back to initial weights, never
+                # the deleted file's weights still in memory
+                self.network = build_network(self.name, self.config, **self.overrides).to(self.device).eval()
+                self._loaded = None
+                self._version = {"weights": "initial", "mtime": None, "config": self.config}
+                logger.warning("%s: its checkpoint file is gone; serving initial weights", self.name)
             if path is not None:
                 stamp = (str(path), path.stat().st_mtime_ns)
                 if stamp != self._loaded:

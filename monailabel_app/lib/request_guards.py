@@ -14,6 +14,12 @@ request                                         answer
 ``POST /scoring/{method}``                      404 for an unknown method (instead of queuing a job that fails)
 ``PUT /model/{name}``                           404 unknown model; 422 unless the file is a working checkpoint
                                                 (:mod:`monailabel_app.lib.checkpoint_upload`); live model unchanged
+``DELETE /datastore/label``                     404 when no label of that id and tag is stored (0.8.5: 200 ``{}``)
+``DELETE /model/{name}``                        deletes only a checkpoint this app trained or published, and says
+                                                what is served next (the pretrained file or initial weights);
+                                                409 when the file in use is the pretrained one (0.8.5 renamed
+                                                the user's own ``pretrained_path`` file to ``*.deleted``); 404
+                                                when the model has no checkpoint file
 ==============================================  ===================================================================
 
 Install it before anything copies these functions (e.g. :mod:`monailabel_app.lib.threaded_routes`); installing
@@ -33,6 +39,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
+
+from fastapi import HTTPException
 
 from monailabel_app.lib.http import bad_request, http_error_for, not_found, unprocessable
 
@@ -132,6 +140,46 @@ def _update_model(background_tasks: Any, model: str, file: Any) -> dict[str, Any
             os.unlink(tmp)
 
 
+def _check_remove_label(bound: inspect.BoundArguments) -> None:
+    from monailabel.interfaces.utils.app import app_instance
+
+    label_id, tag = bound.arguments.get("id"), bound.arguments.get("tag")
+    uri = ""
+    if isinstance(label_id, str) and isinstance(tag, str) and label_id and tag:
+        try:
+            uri = app_instance().datastore().get_label_uri(label_id, tag)
+        except Exception:  # noqa: BLE001 - an id the datastore cannot even look up names no stored label
+            uri = ""
+    if not uri or not os.path.isfile(uri):
+        raise not_found(f"no label {label_id!r} with tag {tag!r} to delete")
+
+
+def _delete_model(model: str) -> dict[str, Any]:
+    """Replacement of MONAI Label's ``delete_model``: remove this app's own checkpoint, never the pretrained file."""
+    from datetime import datetime
+
+    from monailabel.interfaces.utils.app import app_instance
+
+    models = getattr(app_instance(), "models", {})
+    config = models.get(model)
+    if config is None:
+        raise not_found(f"no model {model!r}; available: {sorted(models)}")
+    store = config.store
+    if not store.trained_path.is_file():
+        if store.pretrained_path.is_file():
+            raise HTTPException(status_code=409, detail=(
+                f"{model} is serving its pretrained weights ({store.pretrained_path.name}), which this app did not "
+                "write and will not delete; start the server without pretrained_path, or remove the file yourself"))
+        raise not_found(f"{model} has no checkpoint file to delete (it serves its initial weights)")
+    moved = f"{store.trained_path}.{datetime.now().strftime('%Y%m%d_%H%M%S')}.deleted"
+    shutil.move(str(store.trained_path), moved)
+    _, version = store.refresh()
+    serving = str(store.pretrained_path.name) if store.pretrained_path.is_file() else "initial weights"
+    logger.warning("DELETE /model/%s: %s moved to %s; now serving %s", model, store.trained_path.name, moved, serving)
+    return {"deleted": store.trained_path.name, "moved_to": os.path.basename(moved), "now_serving": serving,
+            "version": version}
+
+
 def install_request_guards() -> list[str]:
     """Install the guards of the module docstring; returns the guarded ``module.function`` names.
 
@@ -149,12 +197,17 @@ def install_request_guards() -> list[str]:
         (datastore, "update_image_info", _check_json_field("info")),
         (datastore, "update_label_info", _check_json_field("info")),
         (scoring, "run_method", _check_scoring),
+        (datastore, "remove_label", _check_remove_label),
     ]
     installed = [f"{m.__name__}.{n}" for m, n, check in guards if _guard(m, n, check)]
     if not getattr(model.update_model, _MARK, False):
         setattr(_update_model, _MARK, True)
         model.update_model = _update_model
     installed.append(f"{model.__name__}.update_model")
+    if not getattr(model.delete_model, _MARK, False):
+        setattr(_delete_model, _MARK, True)
+        model.delete_model = _delete_model
+    installed.append(f"{model.__name__}.delete_model")
     logger.info("request guards installed: %s", ", ".join(installed))
     return installed
 
