@@ -81,6 +81,8 @@ def test_worse_retrain_kept_as_candidate_force_publishes_rollback_restores(tmp_p
         assert stats["publish"] is False, stats
         assert stats["val_items"] == ["cine_000"] and stats["train_items"] == ["cine_001", "cine_002"]
         assert stats["candidate_dice"] < stats["live_dice"] - 0.01
+        assert stats["val_frames"] == 24 and stats["min_val_frames"] == 16  # one 24-frame clip: enough to judge
+        assert info["trainers"]["dsanet"]["config"]["min_val_frames"] == 16  # stated in /info/
         assert info["usseg"]["dsanet"]["candidate"]["reason"].startswith("not published")
         assert not (app / "model" / "dsanet.pt").exists()
         assert _predict(url) == original  # byte-identical predictions of the live model
@@ -98,3 +100,15 @@ def test_worse_retrain_kept_as_candidate_force_publishes_rollback_restores(tmp_p
     finally:
         srv.stop()
     assert not list((app / "model" / ".work").glob("*")), "training left its work folder"
+
+
+def test_too_small_a_validation_set_publishes_only_with_force():
+    from monailabel_app.lib.trainers.publish import should_publish
+
+    # a better candidate, scored on too few frames, does not replace a live model ...
+    ok, reason = should_publish(0.9, 0.5, 0.01, False, has_live=True, val_frames=5, min_val_frames=16)
+    assert not ok and "5 labelled frame(s), fewer than min_val_frames 16" in reason
+    # ... unless forced; with enough frames it does; with no live model the first one is published
+    assert should_publish(0.9, 0.5, 0.01, True, has_live=True, val_frames=5, min_val_frames=16)[0]
+    assert should_publish(0.9, 0.5, 0.01, False, has_live=True, val_frames=16, min_val_frames=16)[0]
+    assert should_publish(0.9, None, 0.01, False, has_live=False, val_frames=1, min_val_frames=16)[0]

@@ -11,6 +11,8 @@ Options (``monailabel start_server ... --conf KEY VALUE``; ``<name>_KEY`` overri
 * ``max_epochs``, ``batch_size``, ``lr``, ``val_split``: training defaults shown in ``GET /info/`` (a train
   request may override them); ``val_split`` is the validation fraction held out of the labelled studies
   (default 0.2; ``0`` trains on everything and publishes the last epoch).
+* ``tolerance``, ``min_val_frames``: the publish gate (:mod:`monailabel_app.lib.trainers.options`); both shown
+  in ``GET /info/`` under the trainer's config.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from monailabel.interfaces.config import TaskConfig
 
 from monailabel_app.lib.model_store import ModelStore
+from monailabel_app.lib.trainers.options import DEFAULT_MIN_VAL_FRAMES, DEFAULT_TOLERANCE
 
 __all__ = ["UltrasoundTaskConfig", "DEFAULT_AUTO_RETRAIN_AFTER", "conf_value"]
 
@@ -72,6 +75,11 @@ class UltrasoundTaskConfig(TaskConfig):
         self.val_split = float(conf_value(conf, name, "val_split", 0.2))
         if not 0 <= self.val_split < 1:
             raise ValueError(f"val_split must be in [0, 1), got {self.val_split}")
+        self.tolerance = float(conf_value(conf, name, "tolerance", DEFAULT_TOLERANCE))
+        self.min_val_frames = int(conf_value(conf, name, "min_val_frames", DEFAULT_MIN_VAL_FRAMES))
+        if not 0 <= self.tolerance <= 1 or self.min_val_frames < 0:
+            raise ValueError(f"tolerance must be in [0, 1] and min_val_frames >= 0, got {self.tolerance} and "
+                             f"{self.min_val_frames}")
         pretrained = conf_value(conf, name, "pretrained_path")
         if pretrained and not os.path.isfile(pretrained):
             raise ValueError(f"pretrained_path {pretrained!r} for {name} does not exist")
@@ -95,6 +103,8 @@ class UltrasoundTaskConfig(TaskConfig):
             "config": self.config_name,
             "multi_gpu": False,
             "val_split": self.val_split,
+            "tolerance": self.tolerance,
+            "min_val_frames": self.min_val_frames,
         }
 
     def strategy(self):

@@ -45,6 +45,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from monailabel_app.lib.model_store import ModelStore
 from monailabel_app.lib.trainers.options import validate_train_options
+from monailabel_app.lib.trainers.options import DEFAULT_MIN_VAL_FRAMES
 from monailabel_app.lib.trainers.publish import ModelHistory, should_publish
 from monailabel_app.lib.trainers.records import datastore_records
 from monailabel_app.lib.trainers.splits import SPLITS_FILE, FixedSplit
@@ -272,8 +273,10 @@ class UltrasoundTrainTask(TrainTask):
         """Score the candidate and the live model on the validation studies; decide whether to publish."""
         live_path = self.store.weights_path()
         candidate_dice = live_dice = None
+        val_frames = 0
         if val:
             dataset = _datasets(self.store.name, self.store.config, val, False, seed)
+            val_frames = len(dataset)
             candidate_dice = score_model(self.store.name, load_checkpoint(checkpoint)[0], dataset, device)
             if live_path is not None:
                 try:
@@ -282,12 +285,15 @@ class UltrasoundTrainTask(TrainTask):
                     logger.warning("%s: live model %s cannot be scored (%s)", self.store.name, live_path, exc)
         if candidate_dice is not None and not math.isfinite(candidate_dice):
             candidate_dice = None
+        min_frames = int(opts.get("min_val_frames", DEFAULT_MIN_VAL_FRAMES))
         publish, reason = should_publish(candidate_dice, live_dice, float(opts["tolerance"]),
-                                         bool(opts.get("force")), has_live=live_path is not None)
+                                         bool(opts.get("force")), has_live=live_path is not None,
+                                         val_frames=val_frames if val else None, min_val_frames=min_frames)
         if publish and not opts.get("force") and val and candidate_dice is None:
             publish, reason = False, "not published: the candidate's validation Dice is not a number"
         return {"publish": publish, "reason": reason, "candidate_dice": candidate_dice, "live_dice": live_dice,
-                "tolerance": float(opts["tolerance"]), "forced": bool(opts.get("force"))}
+                "tolerance": float(opts["tolerance"]), "forced": bool(opts.get("force")), "val_frames": val_frames,
+                "min_val_frames": min_frames}
 
     def _world_size(self, opts: dict[str, Any]) -> int:
         if not opts.get("multi_gpu") or "WORLD_SIZE" in os.environ:

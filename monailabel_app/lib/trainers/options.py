@@ -16,6 +16,9 @@ refused (a misspelt ``max_epoch`` must not silently train with the default). Acc
 ``force``          bool: publish the retrained model even if it scores worse than the live one
 ``rollback``       bool: instead of training, put back the previously published model
 ``tolerance``      float, 0..1: a candidate is published when ``candidate >= live - tolerance``
+``min_val_frames`` int, 0..100000: fewer labelled validation frames (cine frames or images) than this and a
+                   candidate replaces a live model only with ``force`` (default :data:`DEFAULT_MIN_VAL_FRAMES`;
+                   frames of one clip are alike, so this is a floor, not a guarantee)
 ``bootstrap``      bool (set by the app for the first training at start-up)
 =================  =======================================================================================
 """
@@ -26,9 +29,10 @@ import math
 import re
 from typing import Any
 
-__all__ = ["TrainOptionError", "validate_train_options", "ALLOWED_KEYS", "DEFAULT_TOLERANCE"]
+__all__ = ["TrainOptionError", "validate_train_options", "ALLOWED_KEYS", "DEFAULT_TOLERANCE", "DEFAULT_MIN_VAL_FRAMES"]
 
 DEFAULT_TOLERANCE = 0.01
+DEFAULT_MIN_VAL_FRAMES = 16
 # keys MONAI Label itself adds to a train request
 _PASSTHROUGH = {"model", "bundle_path", "name", "description", "enqueue", "gpus", "local_rank"}
 
@@ -91,6 +95,7 @@ _CHECKS = {
     "force": _bool,
     "rollback": _bool,
     "tolerance": lambda v, k: _float(v, k, 0.0, 1.0),
+    "min_val_frames": lambda v, k: _int(v, k, 0, 100000),
     "bootstrap": _bool,
 }
 ALLOWED_KEYS = tuple(_CHECKS) + ("config",)

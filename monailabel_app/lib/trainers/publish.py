@@ -30,12 +30,20 @@ logger = logging.getLogger(__name__)
 
 
 def should_publish(candidate: float | None, live: float | None, tolerance: float, force: bool,
-                   has_live: bool) -> tuple[bool, str]:
-    """Decide whether a candidate replaces the live model; returns ``(publish, reason)``."""
+                   has_live: bool, val_frames: int | None = None, min_val_frames: int = 0) -> tuple[bool, str]:
+    """Decide whether a candidate replaces the live model; returns ``(publish, reason)``.
+
+    ``val_frames``: labelled frames (cine frames or images) the two were scored on; fewer than ``min_val_frames``
+    is too little to tell two models apart, so a candidate then replaces a live model only with ``force``.
+    """
     if force:
         return True, "published because the request said force"
     if not has_live:
         return True, "published: there was no trained model yet"
+    if val_frames is not None and candidate is not None and val_frames < min_val_frames:
+        return False, (f"not published: the validation set has {val_frames} labelled frame(s), fewer than "
+                       f"min_val_frames {min_val_frames}, too few to compare two models (label more studies, or "
+                       "retrain with force)")
     if candidate is None or live is None:
         return False, ("not published: no validation set to compare the candidate with the live model "
                        "(label more studies, or retrain with force)")
