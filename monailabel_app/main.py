@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 import threading
 from typing import Any
@@ -34,17 +33,14 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.exception import MONAILabelException
 from monailabel.tasks.activelearning.first import First
 
-from monailabel_app.lib import bootstrap
-from monailabel_app.lib.activelearning.random import SafeRandom
-from monailabel_app.lib.auth import install_auth
+from monailabel_app.lib import bootstrap, compat
+from monailabel_app.lib.compat.safe_random import SafeRandom
 from monailabel_app.lib.configs import CONFIGS
 from monailabel_app.lib.configs.base import conf_value
 from monailabel_app.lib.datastore import SafeLocalDatastore, UltrasoundDicomWebDatastore
 from monailabel_app.lib.http import bad_request, not_found, validate_id
 from monailabel_app.lib.inputs import item_kind
 from monailabel_app.lib.label_counter import COUNTER_FILE, NewLabelCounter
-from monailabel_app.lib.request_guards import install_request_guards
-from monailabel_app.lib.routes import run_in_threads
 from monailabel_app.lib.trainers.base import clean_stale_work
 from monailabel_app.lib.trainers.options import TrainOptionError
 
@@ -57,6 +53,8 @@ class USSegApp(MONAILabelApp):
     """MONAI Label app serving the usseg models (see the module docstring)."""
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
+        # every change to MONAI Label internals, after its version check, in one documented order (lib/compat)
+        compat.install(conf, check_train=self.check_train_request)
         self.model_dir = os.path.join(app_dir, "model")
         names = [m.strip() for m in conf.get("models", ",".join(CONFIGS)).split(",") if m.strip()]
         unknown = [m for m in names if m not in CONFIGS]
@@ -76,30 +74,9 @@ class USSegApp(MONAILabelApp):
             description="Ultrasound segmentation: DSANet for cines, IntraSense-Net for images",
             version="0.1.0",
         )
-        install_auth()  # MONAI_LABEL_AUTH_ENABLE: working token checks on every route but /info/ (lib/auth.py)
         # per datastore and kept across restarts: next to the datastore index and the labels it counts
         self._new_labels = NewLabelCounter(os.path.join(self.datastore().state_dir(), COUNTER_FILE), self.models)
-        self._install_request_checks()  # before _patch_routes copies MONAI Label's handlers
-        self._patch_routes()
-
-    def _patch_routes(self) -> None:
-        """Serve infer requests from worker threads and check training options when the request arrives.
-
-        See :mod:`monailabel_app.lib.routes`; MONAI Label starts trainings in a subprocess, so without
-        this a bad option would be accepted (200) and fail later inside the job.
-        """
-        server = sys.modules.get("monailabel.app")
-        if server is None:  # a training/scoring subprocess: no HTTP routes here
-            return
-        from monailabel.endpoints import infer as infer_endpoint
-        from monailabel.endpoints import train as train_endpoint
-
-        def checked_training(model, params=None, run_sync=False, enqueue=False):
-            self.check_train_request(model, params)
-            return train_endpoint.run_model(model, params, run_sync, enqueue)
-
-        run_in_threads(server.app, {("POST", "/infer/{model}"): infer_endpoint.run_inference,
-                                    ("POST", "/train/{model}"): checked_training})
+        self._give_datastore_label_values()
 
     def check_train_request(self, model: str, params: Any) -> None:
         """404 for an unknown model, 422 naming the bad option (see :mod:`monailabel_app.lib.trainers.options`)."""
@@ -290,15 +267,11 @@ class USSegApp(MONAILabelApp):
                 logger.info("auto retrain of %s postponed: a training run is already going", model)
         return result
 
-    # ---- request checks --------------------------------------------------------------------------------
-    def _install_request_checks(self) -> None:
-        """Give the datastore each kind's label values and put 4xx checks in front of MONAI Label's handlers.
-
-        See :mod:`monailabel_app.lib.label_checks` (labels are checked against the model of their image's kind)
-        and :mod:`monailabel_app.lib.request_guards` (params, missing image, scoring method, model upload).
-        """
+    # ---- label values ----------------------------------------------------------------------------------
+    def _give_datastore_label_values(self) -> None:
+        """Give the datastore each kind's label values (labels are checked against the model of their image's kind,
+        :mod:`monailabel_app.lib.label_checks`)."""
         datastore = self.datastore()
         if hasattr(datastore, "label_values"):
             values = {c.kind: frozenset({0, *c.labels.values()}) for c in self.models.values()}
             datastore.label_values = {**datastore.label_values, **values}
-        install_request_guards()

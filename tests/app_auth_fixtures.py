@@ -4,7 +4,7 @@ Authentication end to end: a real MONAI Label server with ``MONAI_LABEL_AUTH_ENA
 The tokens come from :mod:`monailabel_app.token_issuer` running as its own process on 127.0.0.1 (realm document
 with the public key, OpenID configuration, password and refresh grants). Nothing of MONAI Label's verification is
 mocked: the server fetches the realm's key itself and checks signature, expiry and roles with its own ``RBAC``,
-plus the app's changes (:mod:`monailabel_app.lib.auth`).
+plus the app's changes (:mod:`monailabel_app.lib.compat.auth`).
 
 One issuer, one checkpoint and one server for all those modules, stopped after the last of their tests
 (:func:`fixture_sharing.shared_across_modules`). A test module takes the fixtures with

@@ -92,7 +92,7 @@ def test_expired_token_is_refused(url, issuer):
 
 
 def test_accepted_algorithms_are_public_key_ones(monkeypatch):
-    from monailabel_app.lib.auth import accepted_algorithms
+    from monailabel_app.lib.compat.auth import accepted_algorithms
 
     monkeypatch.delenv("USSEG_AUTH_ALGORITHMS", raising=False)
     assert accepted_algorithms() == ["RS256"]

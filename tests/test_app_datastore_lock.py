@@ -88,7 +88,7 @@ def test_watcher_event_handler_never_raises(tmp_path, monkeypatch, caplog):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(store, "refresh", broken)
-    with caplog.at_level(logging.ERROR, logger="monailabel_app.lib.datastore_lock"):
+    with caplog.at_level(logging.ERROR, logger="monailabel_app.lib.compat.datastore_lock"):
         store._on_any_event("created img_9.png")  # the watchdog thread would die if this raised
     assert "still watching" in caplog.text and "boom" in caplog.text
 

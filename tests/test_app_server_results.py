@@ -3,7 +3,7 @@
 MONAI Label's ``POST /infer/{model}`` answers with the result file under its base name and then removes the file in
 a background task; ``MONAILabelClient.infer`` saves the answer as ``<system temp folder>/<that name>``. The server
 must therefore never write its results in the system temp folder: its clean-up would remove that path, which is
-then the client's saved answer (:mod:`monailabel_app.lib.result_files`). The server is the one of every
+then the client's saved answer (:mod:`monailabel_app.lib.compat.result_files`). The server is the one of every
 ``test_app_server*.py`` module (:mod:`app_server_fixtures`).
 """
 

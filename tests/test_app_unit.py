@@ -172,7 +172,7 @@ def test_random_strategy_survives_an_image_proposed_this_second():
 
     from monailabel.tasks.activelearning.random import Random
 
-    from monailabel_app.lib.activelearning.random import SafeRandom
+    from monailabel_app.lib.compat.safe_random import SafeRandom
 
     class _Store:
         def get_unlabeled_images(self, tag=None, labels=None):

@@ -6,7 +6,7 @@
   (:mod:`monailabel_app.lib.input_limits`); labels and the ``datastore_v2.json`` index are written atomically
   (temporary file in the same folder + ``os.replace``), so a ``kill -9`` mid-save leaves the previous label
   intact and a restarted server finds every label; the in-memory index is guarded by one lock so the file
-  watcher survives bursts of uploads (:mod:`monailabel_app.lib.datastore_lock`).
+  watcher survives bursts of uploads (:mod:`monailabel_app.lib.compat.datastore_lock`).
 * Both datastores check a label against its image before storing anything (size limit, then
   :func:`monailabel_app.lib.label_checks.check_label`: same (X, Y) and frame count, one channel, finite values
   of the model's label set); a label that fails is answered 422 (413 over the size limit), the stored label and
@@ -34,7 +34,7 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 
-from monailabel_app.lib.datastore_lock import IndexLockMixin
+from monailabel_app.lib.compat.datastore_lock import IndexLockMixin
 from monailabel_app.lib.http import not_found, unprocessable, validate_id
 from monailabel_app.lib.input_limits import read_checked
 from monailabel_app.lib.inputs import resolve_request_file as resolve_input_file

@@ -6,8 +6,8 @@ See :mod:`usseg_models.data.sample_set` for the layout and :mod:`usseg_models.da
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import logging
+from pathlib import Path
 
 from usseg_models.errors import UssegError
 

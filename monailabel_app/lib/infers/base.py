@@ -2,10 +2,10 @@
 
 Every file a client sends is read by :func:`usseg_models.io.load_image`, which validates it in Python before
 any native decoder sees it; a bad file becomes an HTTP 4xx answer naming the problem (see ``lib/http.py``).
-The label is written with :mod:`usseg_models.io.writers` in the input's geometry, in the server's own results folder
-(:mod:`monailabel_app.lib.result_files`; never the system temp folder, where MONAI Label's client saves the answer
-under the same name), and the response parameters carry the label names, the model version used and, for DICOM
-input, the source UIDs and frame count.
+The label is written with :mod:`usseg_models.io.writers` in the input's geometry, in the server's own results
+folder (:mod:`monailabel_app.lib.compat.result_files`; never the system temp folder, where MONAI Label's client saves
+the answer under the same name), and the response parameters carry the label names, the model version used and, for
+DICOM input, the source UIDs and frame count.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from monailabel_app.lib.compat.result_files import new_result_file
 from monailabel_app.lib.http import bad_request, http_error_for
 from monailabel_app.lib.input_limits import check_result_fits, read_checked
 from monailabel_app.lib.inputs import resolve_request_file, spatial_ndim
 from monailabel_app.lib.model_store import ModelStore
-from monailabel_app.lib.result_files import new_result_file
 from usseg_models import palette
 from usseg_models.errors import UssegError
 from usseg_models.io import writers

@@ -44,8 +44,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
 from monailabel_app.lib.model_store import ModelStore
-from monailabel_app.lib.trainers.options import validate_train_options
-from monailabel_app.lib.trainers.options import DEFAULT_MIN_VAL_FRAMES
+from monailabel_app.lib.trainers.options import DEFAULT_MIN_VAL_FRAMES, validate_train_options
 from monailabel_app.lib.trainers.publish import ModelHistory, should_publish
 from monailabel_app.lib.trainers.records import datastore_records
 from monailabel_app.lib.trainers.splits import SPLITS_FILE, FixedSplit

@@ -40,7 +40,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordRequestForm
 from monailabel.config import settings
 
-from monailabel_app.lib.routes import api_routes, find_route, shadow_route
+from monailabel_app.lib.compat.routes import api_routes, find_route, shadow_route
 
 __all__ = ["OPEN_ROUTES", "DEFAULT_ALGORITHMS", "accepted_algorithms", "install_auth", "route_roles"]
 

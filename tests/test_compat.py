@@ -1,0 +1,68 @@
+"""``monailabel_app.lib.compat``: the version check, and every workaround tied to its module, test and upstream text."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+
+import pytest
+
+from monailabel_app.lib import compat
+from server_utils import REPO_ROOT
+
+
+def test_the_installed_monai_label_is_a_tested_one():
+    assert compat.installed_version() in compat.TESTED_VERSIONS
+    assert compat.check_version() == compat.installed_version()
+
+
+def test_an_untested_monai_label_is_refused_with_a_message_unless_overridden(monkeypatch, caplog):
+    monkeypatch.delenv(compat.ALLOW_ENV, raising=False)
+    with pytest.raises(compat.UntestedMonaiLabel) as refused:
+        compat.check_version({}, version="0.9.0")
+    message = str(refused.value)
+    assert "tested with monailabel 0.8.5" in message and "this is 0.9.0" in message
+    assert "--conf allow_untested_monailabel true" in message and compat.ALLOW_ENV in message
+    with caplog.at_level(logging.WARNING, logger=compat.__name__):
+        assert compat.check_version({"allow_untested_monailabel": "true"}, version="0.9.0") == "0.9.0"
+    assert "starting anyway" in caplog.text
+    monkeypatch.setenv(compat.ALLOW_ENV, "1")
+    assert compat.check_version({}, version="0.9.0") == "0.9.0"
+    monkeypatch.setenv(compat.ALLOW_ENV, "0")
+    with pytest.raises(compat.UntestedMonaiLabel):
+        compat.check_version({"allow_untested_monailabel": "no"}, version="0.9.0")
+
+
+def test_the_app_refuses_to_start_on_an_untested_monai_label(monkeypatch, tmp_path):
+    """Before anything is built: the version check is the first thing the app does."""
+    main = importlib.import_module("monailabel_app.main")
+    monkeypatch.delenv(compat.ALLOW_ENV, raising=False)
+    monkeypatch.setattr(compat, "installed_version", lambda: "0.9.0")
+    with pytest.raises(compat.UntestedMonaiLabel):
+        main.USSegApp(str(tmp_path / "app"), str(tmp_path / "studies"), {"models": "dsanet"})
+    assert not (tmp_path / "app" / "model").exists()
+
+
+@pytest.mark.parametrize("workaround", compat.WORKAROUNDS, ids=[w.name for w in compat.WORKAROUNDS])
+def test_each_workaround_has_its_module_test_and_upstream_text(workaround):
+    importlib.import_module(workaround.module)
+    path, _, name = workaround.test.partition("::")
+    source = (REPO_ROOT / path).read_text()
+    assert re.search(rf"^def {re.escape(name)}\(", source, re.M), f"{workaround.test} does not exist"
+    upstream = (REPO_ROOT / workaround.upstream).read_text()
+    assert "0.8.5" in upstream and "## Minimal fix" in upstream and workaround.module.rsplit(".", 1)[1] in upstream
+    index = (REPO_ROOT / "docs" / "upstream" / "README.md").read_text()
+    assert workaround.upstream.rsplit("/", 1)[1] in index
+
+
+def test_no_module_outside_compat_reaches_into_monai_label_endpoints():
+    """MONAI Label's endpoint modules and route table are touched from compat/ only."""
+    offenders = []
+    for path in (REPO_ROOT / "monailabel_app").rglob("*.py"):
+        if "compat" in path.parts:
+            continue
+        text = path.read_text()
+        if re.search(r"monailabel\.endpoints|monailabel\.app\b|\.router\.routes", text):
+            offenders.append(str(path.relative_to(REPO_ROOT)))
+    assert not offenders, offenders
