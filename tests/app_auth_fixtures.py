@@ -1,7 +1,7 @@
 """What the ``test_app_auth_*.py`` modules share: a token issuer, a MONAI Label server checking its JWTs, helpers.
 
 Authentication end to end: a real MONAI Label server with ``MONAI_LABEL_AUTH_ENABLE=true`` checking real JWTs.
-The tokens come from :mod:`monailabel_app.token_issuer` running as its own process on 127.0.0.1 (realm document
+The tokens come from :mod:`keycloak_standin.issuer` running as its own process on 127.0.0.1 (realm document
 with the public key, OpenID configuration, password and refresh grants). Nothing of MONAI Label's verification is
 mocked: the server fetches the realm's key itself and checks signature, expiry and roles with its own ``RBAC``,
 plus the app's changes (:mod:`monailabel_app.lib.compat.auth`).
@@ -20,7 +20,7 @@ import requests
 from fixture_sharing import shared_across_modules
 from server_utils import MonaiLabelServer, copy_app, copy_studies
 
-from monailabel_app.token_issuer import DEFAULT_USERS, USER, TokenIssuer
+from keycloak_standin.issuer import DEFAULT_USERS, USER, TokenIssuer
 
 # the fixtures, which ``from app_auth_fixtures import *`` registers in a test module
 __all__ = ["issuer", "checkpoint", "server", "url", "tokens", "image_png", "label_png"]

@@ -15,7 +15,7 @@ from app_auth_fixtures import *  # noqa: F403 - the shared fixtures: issuer, ser
 from app_auth_fixtures import USERS, call
 from server_utils import REPO_ROOT
 
-from monailabel_app.token_issuer import TokenIssuer
+from keycloak_standin.issuer import TokenIssuer
 
 sys.path.insert(0, str(REPO_ROOT / "slicer_extension" / "USSegClip"))
 

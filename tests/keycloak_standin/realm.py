@@ -1,4 +1,4 @@
-"""One realm of the token issuer (:mod:`monailabel_app.token_issuer`): users, RSA key, documents and tokens; no HTTP.
+"""One realm of the token issuer (:mod:`keycloak_standin.issuer`): users, RSA key, documents and tokens; no HTTP.
 
 :class:`Realm` holds what a Keycloak realm holds for MONAI Label: an RSA key (kept in a PEM file or made in
 memory), a user table (:data:`DEFAULT_USERS` or a caller's), the realm document, the OpenID configuration and the

@@ -1,7 +1,7 @@
 """A small stand-in for a Keycloak realm: issues the JWTs MONAI Label's authentication checks (tests, local trials).
 
 This module is the issuer's HTTP side and command line; the realm itself (users, key, tokens) is
-:mod:`monailabel_app.token_realm` and the child-process wrapper for tests :mod:`monailabel_app.token_issuer_process`
+:mod:`keycloak_standin.realm` and the child-process wrapper for tests :mod:`keycloak_standin.process`
 (both re-exported here). It serves, for one realm, what MONAI Label and its clients call on Keycloak:
 
 * ``GET  /realms/<realm>`` → ``{"realm", "public_key", "token-service", ...}``; ``public_key`` is the base64 DER
@@ -22,7 +22,7 @@ passwords, and has no revocation. Use Keycloak in production (see ``monailabel_a
 
 Run it::
 
-    python -m monailabel_app.token_issuer --port 8080            # realm http://127.0.0.1:8080/realms/monailabel
+    python -m keycloak_standin.issuer --port 8080            # realm http://127.0.0.1:8080/realms/monailabel
     MONAI_LABEL_AUTH_ENABLE=true MONAI_LABEL_AUTH_REALM_URI=http://127.0.0.1:8080/realms/monailabel scripts/serve
 
 It prints ``REALM_URI=<url>`` on one line once it answers. From Python (tests)::
@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from monailabel_app.token_issuer_process import TokenIssuer
-from monailabel_app.token_realm import (
+from keycloak_standin.process import TokenIssuer
+from keycloak_standin.realm import (
     ADMIN,
     ANNOTATOR,
     DEFAULT_CLIENT_ID,
@@ -148,7 +148,7 @@ def serve(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m monailabel_app.token_issuer",
+        prog="python -m keycloak_standin.issuer",
         description="Local Keycloak stand-in issuing MONAI Label tokens (tests and trials; loopback only).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (127.0.0.1, localhost, ::1)")

@@ -1,6 +1,6 @@
 """The token issuer run as a child process for tests: :class:`TokenIssuer` starts, asks and stops it.
 
-``TokenIssuer.start`` runs ``python -m monailabel_app.token_issuer`` on a free loopback port with the given users,
+``TokenIssuer.start`` runs ``python -m keycloak_standin.issuer`` on a free loopback port with the given users,
 waits for its ``REALM_URI=`` line and stops it (process group, SIGTERM then SIGKILL) when the ``with`` block ends::
 
     with TokenIssuer.start(users={"ann": {"password": "pw", "roles": ["monailabel-user"]}}) as issuer:
@@ -19,14 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from monailabel_app.token_realm import DEFAULT_CLIENT_ID, DEFAULT_USERS
+from keycloak_standin.realm import DEFAULT_CLIENT_ID, DEFAULT_USERS
 from usseg_models.serving.launcher import stop_process_group
 
 __all__ = ["TokenIssuer"]
 
 
 class TokenIssuer:
-    """The issuer in a child process (``python -m monailabel_app.token_issuer``), for tests.
+    """The issuer in a child process (``python -m keycloak_standin.issuer``), for tests.
 
     Use :meth:`start` as a context manager; ``realm_uri`` is what ``MONAI_LABEL_AUTH_REALM_URI`` should be.
     """
@@ -52,7 +52,7 @@ class TokenIssuer:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             users_file = Path(tmp) / "users.json"
             users_file.write_text(json.dumps(users))
-            cmd = [sys.executable, "-m", "monailabel_app.token_issuer", "--port", "0", "--users", str(users_file),
+            cmd = [sys.executable, "-m", "keycloak_standin.issuer", "--port", "0", "--users", str(users_file),
                    "--client-id", client_id]
             env = dict(os.environ)
             env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
