@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 from fixture_sharing import shared_across_modules
-from server_utils import MonaiLabelServer, copy_app, copy_studies
-
 from keycloak_standin.issuer import DEFAULT_USERS, USER, TokenIssuer
+from server_utils import MonaiLabelServer, copy_app, copy_studies
 
 # the fixtures, which ``from app_auth_fixtures import *`` registers in a test module
 __all__ = ["issuer", "checkpoint", "server", "url", "tokens", "image_png", "label_png"]

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from app_auth_fixtures import *  # noqa: F403 - the shared fixtures: issuer, server, url, tokens, image_png, ...
 from app_auth_fixtures import USERS, call
-from server_utils import REPO_ROOT
-
 from keycloak_standin.issuer import TokenIssuer
+from server_utils import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "slicer_extension" / "USSegClip"))
 

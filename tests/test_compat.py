@@ -7,9 +7,9 @@ import logging
 import re
 
 import pytest
+from server_utils import REPO_ROOT
 
 from monailabel_app.lib import compat
-from server_utils import REPO_ROOT
 
 
 def test_the_installed_monai_label_is_a_tested_one():
