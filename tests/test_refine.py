@@ -19,7 +19,7 @@ from usseg_models.inference.refine import (
     RefinementError,
     RefineSettings,
     check_corrections,
-    refine_clip,
+    refine_from_corrections,
 )
 from usseg_models.inference.video import DSANetPredictor
 from usseg_models.metrics import dice
@@ -47,7 +47,7 @@ def test_refinement_improves_uncorrected_frames_on_unseen_appearance(base_model,
     others = [t for t in range(cine.shape[2]) if t not in corrected]
     base = DSANetPredictor(base_model, SIZE).predict_clip(cine)
     settings = RefineSettings(mode="adapt", max_steps=60, time_budget_s=600.0, seed=0)
-    result = refine_clip(base_model, cine, {t: truth[..., t] for t in corrected}, SIZE, settings)
+    result = refine_from_corrections(base_model, cine, {t: truth[..., t] for t in corrected}, SIZE, settings)
     before, after = _clip_dice(base, truth, others), _clip_dice(result.masks, truth, others)
     # The margin (0.2 Dice) is far above what a refinement that learnt nothing could give: with the same
     # seed the run is deterministic, and a model adapted to all-background or all-foreground masks scores
@@ -62,7 +62,7 @@ def test_corrected_frames_come_back_exactly_and_model_is_untouched(base_model, u
     cine, truth = unseen_cine.image, unseen_cine.label
     before = {k: v.clone() for k, v in base_model.state_dict().items()}
     drawn = {t: np.roll(truth[..., t], 3, axis=0) for t in (0, 12, 23)}  # deliberately not what the model predicts
-    result = refine_clip(base_model, cine, drawn, SIZE, RefineSettings(mode=mode, max_steps=3))
+    result = refine_from_corrections(base_model, cine, drawn, SIZE, RefineSettings(mode=mode, max_steps=3))
     assert result.mode == mode
     for t, m in drawn.items():
         np.testing.assert_array_equal(result.masks[..., t], m)
@@ -74,7 +74,8 @@ def test_corrected_frames_come_back_exactly_and_model_is_untouched(base_model, u
 @pytest.mark.parametrize("frame", [0, 11, 23])
 def test_one_corrected_frame_anywhere(base_model, unseen_cine, frame):
     cine, truth = unseen_cine.image, unseen_cine.label
-    result = refine_clip(base_model, cine, {frame: truth[..., frame]}, SIZE, RefineSettings(mode="adapt", max_steps=2))
+    result = refine_from_corrections(base_model, cine, {frame: truth[..., frame]}, SIZE,
+                                     RefineSettings(mode="adapt", max_steps=2))
     assert result.masks.shape == truth.shape and result.masks.dtype == np.uint8
     assert result.steps == 2 and result.corrected_frames == [frame]
 
@@ -82,24 +83,25 @@ def test_one_corrected_frame_anywhere(base_model, unseen_cine, frame):
 def test_deterministic_by_seed(base_model, unseen_cine):
     cine, truth = unseen_cine.image, unseen_cine.label
     fixes = {5: truth[..., 5], 6: truth[..., 6]}
-    a = refine_clip(base_model, cine, fixes, SIZE, RefineSettings(mode="adapt", max_steps=8, seed=3))
-    b = refine_clip(base_model, cine, fixes, SIZE, RefineSettings(mode="adapt", max_steps=8, seed=3))
+    a = refine_from_corrections(base_model, cine, fixes, SIZE, RefineSettings(mode="adapt", max_steps=8, seed=3))
+    b = refine_from_corrections(base_model, cine, fixes, SIZE, RefineSettings(mode="adapt", max_steps=8, seed=3))
     np.testing.assert_array_equal(a.masks, b.masks)
     assert a.losses == b.losses
 
 
 def test_time_budget_stops_adaptation(base_model, unseen_cine):
     cine, truth = unseen_cine.image, unseen_cine.label
-    result = refine_clip(base_model, cine, {3: truth[..., 3]}, SIZE, RefineSettings(mode="adapt", max_steps=100000,
-                                                                                      time_budget_s=0.5))
+    result = refine_from_corrections(base_model, cine, {3: truth[..., 3]}, SIZE,
+                                     RefineSettings(mode="adapt", max_steps=100000, time_budget_s=0.5))
     assert result.stopped_by == "time" and result.steps < 100000
 
 
 def test_cancel_stops_adaptation(base_model, unseen_cine):
     cine, truth = unseen_cine.image, unseen_cine.label
     calls = []
-    result = refine_clip(base_model, cine, {3: truth[..., 3]}, SIZE, RefineSettings(mode="adapt", max_steps=50),
-                         cancel=lambda: len(calls) > 2 or calls.append(1))
+    result = refine_from_corrections(base_model, cine, {3: truth[..., 3]}, SIZE,
+                                     RefineSettings(mode="adapt", max_steps=50),
+                                     cancel=lambda: len(calls) > 2 or calls.append(1))
     assert result.stopped_by == "cancelled" and result.steps == 3
 
 

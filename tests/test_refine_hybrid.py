@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from usseg_models.data.synthetic import simulate_cine
-from usseg_models.inference.refine import ClipCache, RefineSettings, refine_clip
+from usseg_models.inference.refine import ClipCache, RefineSettings, refine_from_corrections
 from usseg_models.metrics import dice
 from usseg_models.networks import build_network
 from usseg_models.propagation.anchors import copy_nearest, fill_between_slices, flow_anchor
@@ -49,7 +49,7 @@ def table(refine_base_model):
                 row["fill"] = fill_between_slices(fixes, FRAMES)
             for mode in ("hybrid", "propagate"):
                 settings = RefineSettings(mode=mode, max_steps=40, time_budget_s=600.0)
-                row[mode] = refine_clip(refine_base_model, cine, fixes, SIZE, settings, cache=cache,
+                row[mode] = refine_from_corrections(refine_base_model, cine, fixes, SIZE, settings, cache=cache,
                                         model_version="base").masks
             rows[(i, k)] = {name: uncorrected_dice(m, truth, frames) for name, m in row.items()}
     return rows
@@ -92,7 +92,7 @@ def test_on_a_real_clip_propagation_beats_plain_optical_flow(shared_data):
     for k in (1, 3):
         frames = spaced(k, n)
         fixes = {t: clip.truth[..., t] for t in frames}
-        ours = refine_clip(None, clip.cine, fixes, SIZE, RefineSettings(mode="propagate")).masks
+        ours = refine_from_corrections(None, clip.cine, fixes, SIZE, RefineSettings(mode="propagate")).masks
         anchor = flow_anchor(clip.cine, fixes)
         gain = uncorrected_dice(ours, clip.truth, frames) - uncorrected_dice(anchor, clip.truth, frames)
         assert gain >= 0.05, (k, gain)
@@ -121,8 +121,8 @@ def test_an_untrained_model_still_refines_through_propagation():
     cine, truth = np.asarray(clip.image), np.asarray(clip.label)
     frames = spaced(3)
     fixes = {t: truth[..., t] for t in frames}
-    hybrid = refine_clip(model, cine, fixes, SIZE, RefineSettings(max_steps=10, time_budget_s=600.0))
-    prop = refine_clip(None, cine, fixes, SIZE, RefineSettings(mode="propagate"))
+    hybrid = refine_from_corrections(model, cine, fixes, SIZE, RefineSettings(max_steps=10, time_budget_s=600.0))
+    prop = refine_from_corrections(None, cine, fixes, SIZE, RefineSettings(mode="propagate"))
     assert hybrid.fusion is not None and hybrid.fusion.tau is None, hybrid.fusion  # the model was kept out
     np.testing.assert_array_equal(hybrid.masks, prop.masks)
     assert uncorrected_dice(hybrid.masks, truth, frames) >= 0.8
@@ -135,9 +135,10 @@ def test_cache_reuses_flows_and_features_and_gives_the_same_answer(refine_base_m
     fixes = {t: truth[..., t] for t in spaced(3)}
     cache = ClipCache()
     settings = RefineSettings(max_steps=6, time_budget_s=600.0)
-    first = refine_clip(refine_base_model, cine, fixes, SIZE, settings, cache=cache, model_version="v1")
-    second = refine_clip(refine_base_model, cine, fixes, SIZE, settings, cache=cache, model_version="v1")
-    other_model = refine_clip(refine_base_model, cine, fixes, SIZE, settings, cache=cache, model_version="v2")
+    first = refine_from_corrections(refine_base_model, cine, fixes, SIZE, settings, cache=cache, model_version="v1")
+    second = refine_from_corrections(refine_base_model, cine, fixes, SIZE, settings, cache=cache, model_version="v1")
+    other_model = refine_from_corrections(refine_base_model, cine, fixes, SIZE, settings, cache=cache,
+                                          model_version="v2")
     assert first.cached == [] and set(second.cached) == {"flows:smooth", "flows:fine", "features"}
     assert "features" not in other_model.cached  # features belong to one model version
     np.testing.assert_array_equal(first.masks, second.masks)
@@ -147,12 +148,14 @@ def test_budget_grows_with_the_number_of_corrections(refine_base_model):
     clip = simulate_cine(FRAMES, 96, "sector", targets=("chamber",), seed=37)
     cine, truth = np.asarray(clip.image), np.asarray(clip.label)
     settings = RefineSettings(max_steps=1000, time_budget_s=600.0)
-    steps = [refine_clip(refine_base_model, cine, {t: truth[..., t] for t in spaced(k)}, SIZE, settings).steps
+    steps = [refine_from_corrections(refine_base_model, cine, {t: truth[..., t] for t in spaced(k)}, SIZE,
+                                     settings).steps
              for k in (3, 5)]
     assert steps == [settings.steps_for(3), settings.steps_for(5)] and steps[1] > steps[0]
     # k = 1, 2: no corrected frame can be held out to judge the model, so it is not adapted
     for k in (1, 2):
-        assert refine_clip(refine_base_model, cine, {t: truth[..., t] for t in spaced(k)}, SIZE, settings).steps == 0
+        fixes = {t: truth[..., t] for t in spaced(k)}
+        assert refine_from_corrections(refine_base_model, cine, fixes, SIZE, settings).steps == 0
 
 
 def test_fusion_is_judged_only_on_frames_the_model_was_not_adapted_on():

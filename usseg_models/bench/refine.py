@@ -1,7 +1,7 @@
 """``usseg bench refine``: the product's refinement against the learning-free anchors, from k corrected frames.
 
 A user corrects ``k`` frames of a clip; the rest is filled in either by the product
-(:func:`usseg_models.inference.refine.refine_clip`, each of its modes asked for by name: ``hybrid`` — the
+(:func:`usseg_models.inference.refine.refine_from_corrections`, each of its modes asked for by name: ``hybrid`` — the
 default —, ``propagate``, ``adapt``) or by what the user has for free (:mod:`usseg_models.propagation.anchors`:
 ``copy`` the nearest corrected mask, Slicer's ``fill`` between slices, OpenCV DIS ``flow``). For every clip,
 placement, ``k`` and method this measures, on the **uncorrected** frames only:
@@ -91,7 +91,8 @@ def _settings_have_mode() -> bool:
 
 
 def product_modes() -> list[str]:
-    """The modes :func:`refine_clip` offers now: ``REFINE_MODES`` once ``RefineSettings`` has ``mode``, else adapt."""
+    """The modes :func:`refine_from_corrections` offers now: ``REFINE_MODES`` once ``RefineSettings`` has ``mode``,
+    else adapt."""
     from usseg_models.inference import refine
 
     return list(getattr(refine, "REFINE_MODES", PRODUCT_MODES)) if _settings_have_mode() else ["adapt"]
@@ -179,12 +180,13 @@ def _run_method(method: str, clip, corrected: dict[int, np.ndarray], ctx: dict[s
         return anchors.fill_between_slices(corrected, n), {}
     if method == "flow":
         return anchors.flow_anchor(clip.cine, corrected, ctx["flows"][clip.id]), {}
-    from usseg_models.inference.refine import RefineSettings, refine_clip
+    from usseg_models.inference.refine import RefineSettings, refine_from_corrections
 
     kwargs = {k: v for k, v in ctx["settings"].items() if v is not None}
     if ctx["has_mode"]:
         kwargs["mode"] = method
-    result = refine_clip(ctx["model"], clip.cine, corrected, ctx["spatial_size"], settings=RefineSettings(**kwargs),
+    result = refine_from_corrections(ctx["model"], clip.cine, corrected, ctx["spatial_size"],
+                                     settings=RefineSettings(**kwargs),
                          device=ctx["device"])
     summary = result.summary()
     return result.masks, {"steps": summary.get("steps", ""), "stopped_by": summary.get("stopped_by", "")}
@@ -365,7 +367,7 @@ def run_refine_bench(
     offered = product_modes()
     skipped = [m for m in methods if m in PRODUCT_MODES and m not in offered]
     for m in skipped:
-        logger.warning("refine_clip offers no mode %r yet (modes: %s): skipped", m, ", ".join(offered))
+        logger.warning("refine_from_corrections offers no mode %r yet (modes: %s): skipped", m, ", ".join(offered))
     methods = [m for m in methods if m not in skipped]
     clips = load_loop_clips(data, quick=quick, count=count or (1 if quick else 4), seed=seed, frames=frames,
                             size=size)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from usseg_models.training.step import NonFiniteLoss, optimizer_step
 from usseg_models.transforms.clip import window_indices
 from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
 
@@ -60,8 +61,9 @@ def _freeze_batchnorm(model: nn.Module) -> None:
 
 
 def _run_steps(step: Callable[[np.ndarray], torch.Tensor], params: Sequence[nn.Parameter], num_targets: int,
-               settings, device: torch.device, cancel: Callable[[], bool] | None) -> AdaptOutcome:
-    """The one optimiser loop of both recipes: ``step(picked window indices) -> loss`` (graph attached)."""
+               settings, device: torch.device, cancel: Callable[[], bool] | None, amp: bool = False) -> AdaptOutcome:
+    """The one optimiser loop of both recipes: ``step(picked window indices) -> loss`` (graph attached), each step
+    taken by :func:`usseg_models.training.step.optimizer_step`, as in training."""
     params = list(params)
     optimizer = torch.optim.Adam(params, lr=float(settings.lr), weight_decay=float(settings.weight_decay))
     rng = np.random.default_rng(int(settings.seed))
@@ -78,17 +80,14 @@ def _run_steps(step: Callable[[np.ndarray], torch.Tensor], params: Sequence[nn.P
                 stopped_by = "cancelled"
                 break
             pick = rng.integers(0, num_targets, size=int(settings.batch_size))
-            optimizer.zero_grad(set_to_none=True)
-            loss = step(pick)
-            if not torch.isfinite(loss):
+            try:
+                loss = optimizer_step(lambda pick=pick: step(pick), optimizer, params, settings.grad_clip_value,
+                                      device, amp)
+                losses.append(loss)
+            except NonFiniteLoss:
                 logger.warning("adaptation stopped at step %d: non-finite loss", len(losses))
                 stopped_by = "non-finite-loss"
                 break
-            loss.backward()
-            if settings.grad_clip_value is not None:
-                nn.utils.clip_grad_value_(params, float(settings.grad_clip_value))
-            optimizer.step()
-            losses.append(float(loss.detach()))
     return AdaptOutcome(len(losses), time.perf_counter() - start, stopped_by, losses)
 
 
@@ -119,10 +118,9 @@ def adapt_whole_model(work: nn.Module, cine: np.ndarray, label: np.ndarray, know
     def step(pick: np.ndarray) -> torch.Tensor:
         images, labels = zip(*(pipeline.train_sample(frames[windows[i]], masks[windows[i]]) for i in pick))
         x, y, v = torch.stack(images).to(device), torch.stack(labels).to(device), valid[pick].to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            return loss_fn(work(x), y, v)
+        return loss_fn(work(x), y, v)
 
-    outcome = _run_steps(step, list(work.parameters()), len(windows), settings, device, cancel)
+    outcome = _run_steps(step, list(work.parameters()), len(windows), settings, device, cancel, amp)
     work.eval()
     return outcome
 

@@ -24,7 +24,7 @@ Examples::
     >>> net = build_network("dsanet", "small")
     >>> cine = np.random.randint(0, 255, (80, 70, 6), dtype=np.uint8)
     >>> fix = np.zeros((80, 70), np.uint8); fix[20:40, 30:50] = 1
-    >>> result = refine_clip(net, cine, {2: fix}, spatial_size=64, settings=RefineSettings(max_steps=2))
+    >>> result = refine_from_corrections(net, cine, {2: fix}, spatial_size=64, settings=RefineSettings(max_steps=2))
     >>> result.masks.shape, bool((result.masks[..., 2] == fix).all()), result.mode
     ((80, 70, 6), True, 'hybrid')
 """
@@ -60,7 +60,7 @@ from usseg_models.propagation.propagate import (
 )
 
 __all__ = ["REFINE_MODES", "RefineSettings", "RefineResult", "RefinementError", "ClipCache", "check_corrections",
-           "refine_clip"]
+           "refine_from_corrections"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class RefineSettings:
 
 @dataclass
 class RefineResult:
-    """What :func:`refine_clip` returns.
+    """What :func:`refine_from_corrections` returns.
 
     Attributes:
         masks: uint8 {0, 1} label volume ``(X, Y, T)``; the corrected frames equal the user's masks.
@@ -294,7 +294,7 @@ def _model_probabilities(work: nn.Module, spatial_size: int, device: torch.devic
     return out
 
 
-def refine_clip(
+def refine_from_corrections(
     model: nn.Module | None,
     cine: Any,
     corrected: Mapping[int, Any],

@@ -1,7 +1,7 @@
 """Learning-free ways to spread a few corrected masks over a clip: the anchors a refinement is judged against.
 
 A user who corrected ``k`` frames of a clip already has these for free, so the product's refinement
-(:func:`usseg_models.inference.refine.refine_clip`) is worth its seconds only where it beats them
+(:func:`usseg_models.inference.refine.refine_from_corrections`) is worth its seconds only where it beats them
 (``usseg bench refine``, :mod:`usseg_models.bench.refine`):
 
 - :func:`copy_nearest` — every frame takes the mask of its nearest corrected frame;

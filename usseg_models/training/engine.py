@@ -29,6 +29,7 @@ from usseg_models.networks.checkpoint import save_checkpoint, unwrap_model
 from usseg_models.training.curves import plot_curves
 from usseg_models.training.distributed import DistContext, all_reduce_mean, init_distributed
 from usseg_models.training.schedule import build_scheduler
+from usseg_models.training.step import NonFiniteLoss, autocast_context, optimizer_step
 
 __all__ = ["TrainSettings", "fit", "build_optimizer", "autocast_context", "validation_dice"]
 
@@ -93,11 +94,6 @@ def build_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Op
     if settings.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=settings.lr, weight_decay=settings.weight_decay)
     return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-
-
-def autocast_context(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when ``enabled`` (no GradScaler needed for bf16); a no-op context otherwise."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
@@ -225,17 +221,12 @@ def fit(
         it = tqdm(loader, desc=f"{network} epoch {epoch}/{settings.epochs}", leave=False) if use_bar else loader
         for batch in it:
             batch = _to_device(batch, dev, channels_last)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast_context(dev, amp):
-                loss = train_step(ddp_model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch}; lower the learning rate")
-            loss.backward()
-            if settings.grad_clip_value is not None:
-                nn.utils.clip_grad_value_(model.parameters(), settings.grad_clip_value)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
+            try:
+                losses.append(optimizer_step(lambda batch=batch: train_step(ddp_model, batch), optimizer,
+                                             model.parameters(), settings.grad_clip_value, dev, amp, scheduler))
+            except NonFiniteLoss as exc:
+                raise FloatingPointError(f"non-finite loss {exc.value} at epoch {epoch}; lower the learning rate") \
+                    from exc
             if use_bar:
                 it.set_postfix(loss=f"{losses[-1]:.4f}")
         train_loss = all_reduce_mean(float(np.mean(losses)) if losses else float("nan"), ctx)

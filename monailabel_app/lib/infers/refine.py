@@ -11,7 +11,8 @@ Request (``POST /infer/dsanet_refine``, MONAI Label's own infer route, so the of
 ``mode`` (:data:`usseg_models.inference.refine.REFINE_MODES`): ``"hybrid"`` (default: optical-flow propagation of the
 corrected masks, a copy of the served network adapted to the clip with its backbone frozen, fused per frame),
 ``"propagate"`` (propagation only, no learning: the fast answer a client shows while the user edits) or
-``"adapt"`` (the earlier whole-model adaptation). See :func:`usseg_models.inference.refine.refine_clip`. The served
+``"adapt"`` (the earlier whole-model adaptation). See
+:func:`usseg_models.inference.refine.refine_from_corrections`. The served
 model is never modified, and refinement is allowed before the model was ever trained (propagation then carries
 the answer). What does not change between requests of the same clip — its optical flow, and the frozen backbone's
 features for the served model version — is kept in a small in-memory cache (:class:`ClipCache`, 4 clips).
@@ -49,7 +50,7 @@ from usseg_models.inference.refine import (
     RefinementError,
     RefineSettings,
     check_corrections,
-    refine_clip,
+    refine_from_corrections,
 )
 from usseg_models.io import load_image
 
@@ -175,7 +176,7 @@ class DSANetRefineInfer(DSANetInfer):
                 network, version = self.store.refresh()
                 # adapted outside the lock; the served network is untouched (propagation needs no network)
                 snapshot = None if mode == "propagate" else copy.deepcopy(network)
-            result = refine_clip(snapshot, data, corrections, self.store.spatial_size, settings,
+            result = refine_from_corrections(snapshot, data, corrections, self.store.spatial_size, settings,
                                  device=self.store.device, amp=self.store.device.type == "cuda", copy_model=False,
                                  cache=self.cache, model_version=json.dumps(version, sort_keys=True, default=str))
         finally:
