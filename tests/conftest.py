@@ -52,12 +52,13 @@ def refine_base_model():
     from usseg_models.losses.dsanet_loss import DSANetLoss
     from usseg_models.networks import build_network
     from usseg_models.transforms.clip import window_indices
-    from usseg_models.transforms.preprocessing import preprocess_cine, preprocess_cine_label
+    from usseg_models.transforms.pipeline import ModelPipeline
 
     torch.manual_seed(0)
     model = build_network("dsanet", "small")
     clips = [simulate_cine(16, 96, "sector", targets=("chamber",), seed=s) for s in (1, 2)]
-    data = [(preprocess_cine(c.image, 64), preprocess_cine_label(c.label, 64)) for c in clips]
+    pipe = ModelPipeline("cine", 64)
+    data = [(pipe.inputs(c.image), pipe.labels(c.label)) for c in clips]
     windows = [(i, window_indices(16, t)) for i in range(len(data)) for t in range(16)]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = DSANetLoss()

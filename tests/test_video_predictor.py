@@ -8,7 +8,7 @@ import torch
 
 from usseg_models.inference.video import DSANetPredictor
 from usseg_models.networks import build_network
-from usseg_models.transforms.preprocessing import preprocess_cine
+from usseg_models.transforms.pipeline import ModelPipeline
 from usseg_models.transforms.resize import resize_xy
 
 S = 64
@@ -76,7 +76,7 @@ def test_streaming_equals_clip_level_and_backbone_once_per_frame(net, cine):
     assert state.frames_encoded == cine.shape[2]
     assert sorted(out) == list(range(cine.shape[2]))
     stream_masks = np.stack([out[t] for t in range(cine.shape[2])], axis=-1)
-    logits = predictor.predict_logits(preprocess_cine(cine, S))
+    logits = predictor.predict_logits(ModelPipeline("cine", S).inputs(cine))
     resized = resize_xy(logits[:, 0], (80, 72)).permute(1, 2, 0).numpy()
     differ = stream_masks != clip_masks
     assert differ.sum() <= (np.abs(resized) < MARGIN).sum()

@@ -1,9 +1,12 @@
 """MONAI-style transforms for ultrasound: clip windowing, Gamma speckle, intensity, resize + inverse, fan detection,
 and :mod:`usseg_models.transforms.pipeline`, the one network-input pipeline per model shared by training, inference,
-evaluation and the server (:mod:`~usseg_models.transforms.preprocessing` holds function-style calls of it).
+evaluation and the server (``ModelPipeline(kind, size).inputs(array)`` for one array, ``.transform()`` for MONAI
+dictionaries). The fan detection (:mod:`~usseg_models.transforms.fan`) is a standalone transform, not part of the
+pipeline.
 """
 
 from usseg_models.transforms.clip import ClipWindow, ClipWindowd, RandClipTargetd, window_indices
+from usseg_models.transforms.errors import PreprocessingError
 from usseg_models.transforms.fan import MaskOutsideFan, MaskOutsideFand, detect_fan
 from usseg_models.transforms.intensity import (
     ChannelNormalize,
@@ -17,22 +20,10 @@ from usseg_models.transforms.intensity import (
     rgb_to_grey,
     scale_to_unit,
 )
-from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
-from usseg_models.transforms.preprocessing import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PreprocessingError,
-    UssegCompose,
-    cine_transforms,
-    image_transforms,
-    postprocess_logits,
-    preprocess_cine,
-    preprocess_cine_label,
-    preprocess_image,
-    preprocess_image_label,
-)
+from usseg_models.transforms.pipeline import Augmentation, ModelPipeline, postprocess_logits
 from usseg_models.transforms.resize import ResizeToNetwork, ResizeToNetworkd, resize_xy, restore_size
 from usseg_models.transforms.speckle import RandSpeckleNoise, RandSpeckleNoised
+from usseg_models.transforms.steps import IMAGENET_MEAN, IMAGENET_STD, UssegCompose
 
 __all__ = [
     "window_indices",
@@ -63,12 +54,6 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PreprocessingError",
-    "preprocess_cine",
-    "preprocess_image",
-    "preprocess_cine_label",
-    "preprocess_image_label",
     "postprocess_logits",
     "UssegCompose",
-    "cine_transforms",
-    "image_transforms",
 ]

@@ -9,7 +9,7 @@ Scaling rule (:func:`scale_to_unit`):
 - ``mode="minmax"``: ``(x - min) / (max - min)`` per image (a constant image maps to 0).
 
 Grey from colour uses ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` (the rule of ``docs/DESIGN.md``); an alpha
-channel is dropped. The ImageNet constants live in :mod:`usseg_models.transforms.preprocessing`.
+channel is dropped. The ImageNet constants live in :mod:`usseg_models.transforms.steps`.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class RepeatChannels(Transform):
 
 
 class ChannelNormalize(Transform):
-    """``(x - mean[c]) / std[c]`` per channel (ImageNet normalisation with the constants of ``preprocessing``).
+    """``(x - mean[c]) / std[c]`` per channel (ImageNet normalisation with the constants of ``steps``).
 
     Args:
         mean: one value per channel.

@@ -3,8 +3,8 @@ the MONAI Label app, with its inverse (network output back to the original size)
 
 A :class:`ModelPipeline` has three stages, each a MONAI dictionary ``Compose`` over the keys ``image``/``label``:
 
-1. ``base`` (deterministic): colour -> grey (BT.601 luma), intensity -> ``[0, 1]``, optionally zero outside the
-   imaging fan, the image/label geometry check, an optional DSANet window, resize to the network size ``S``
+1. ``base`` (deterministic): colour -> grey (BT.601 luma), intensity -> ``[0, 1]`` by the stored type's range,
+   the image/label geometry check, an optional DSANet window, resize to the network size ``S``
    (bilinear images, nearest labels). Output ``(T, 1, S, S)`` per cine, ``(1, S, S)`` per image. Training caches
    this stage's output (one grey channel: a third of the memory of the final input).
 2. ``augment`` (random, seeded with :meth:`ModelPipeline.set_random_state`; only when an :class:`Augmentation`
@@ -168,8 +168,6 @@ class ModelPipeline:
         kind: ``"cine"`` (DSANet: reader ``(X, Y, T[, 3])`` -> ``(T, 3, S, S)``) or ``"image"`` (IntraSense-Net,
             UNet: reader ``(X, Y[, 1|3])`` -> ``(3, S, S)``).
         spatial_size: network size ``S`` (``usseg_models.networks.factory.network_spatial_size``).
-        fan_mask: zero outside the detected imaging fan before resizing.
-        intensity: ``"dtype"`` (default) or ``"minmax"`` scaling to ``[0, 1]``.
         augmentation: the random stage; ``None`` = none (inference).
         seed: seed of the random stage.
         image_key, label_key: dictionary keys.
@@ -182,8 +180,6 @@ class ModelPipeline:
         self,
         kind: str,
         spatial_size: int | Sequence[int],
-        fan_mask: bool = False,
-        intensity: str = "dtype",
         augmentation: Augmentation | None = None,
         seed: int = 0,
         image_key: str = "image",
@@ -192,7 +188,7 @@ class ModelPipeline:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind, self.spatial_size = kind, spatial_size
-        self.fan_mask, self.intensity, self.augmentation = bool(fan_mask), intensity, augmentation
+        self.augmentation = augmentation
         self.image_key, self.label_key = image_key, label_key
         self.keys = (image_key, label_key)
         self.channel_dim = 1 if kind == "cine" else 0
@@ -208,10 +204,10 @@ class ModelPipeline:
         has an ``index_key`` (drawn uniformly per sample when ``random_window``)."""
         keys = self.keys
         if self.kind == "cine":
-            xforms: list[Transform] = [CineToUnitGreyd(self.image_key, self.intensity, self.fan_mask, True),
+            xforms: list[Transform] = [CineToUnitGreyd(self.image_key, allow_missing_keys=True),
                                        CineLabelToTensord(self.label_key)]
         else:
-            xforms = [ImageToUnitGreyd(self.image_key, self.intensity, self.fan_mask, True),
+            xforms = [ImageToUnitGreyd(self.image_key, allow_missing_keys=True),
                       ImageLabelToTensord(self.label_key)]
         xforms.append(SameGeometryd(self.image_key, self.label_key))
         if self.kind == "cine" and window is not None:

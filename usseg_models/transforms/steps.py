@@ -3,8 +3,7 @@
 Array level (reader arrays in, channel-first tensors out):
 
 - :func:`cine_to_unit_grey` / :func:`image_to_unit_grey`: colour -> grey (ITU-R BT.601 luma), intensity -> ``[0, 1]``
-  by the stored type's range (:func:`~usseg_models.transforms.intensity.scale_to_unit`), optionally zero outside
-  the imaging fan (:func:`~usseg_models.transforms.fan.detect_fan`);
+  by the stored type's range (:func:`~usseg_models.transforms.intensity.scale_to_unit`);
 - :func:`cine_label_to_tensor` / :func:`image_label_to_tensor`: any non-zero label -> ``{0, 1}`` float, frame-first;
 - :data:`IMAGENET_MEAN` / :data:`IMAGENET_STD` (defined here once) for :func:`imagenet_normalize`.
 
@@ -28,7 +27,6 @@ from monai.transforms import Compose, MapTransform
 
 from usseg_models.errors import UssegError
 from usseg_models.transforms.errors import PreprocessingError
-from usseg_models.transforms.fan import detect_fan
 from usseg_models.transforms.intensity import ArrayMapd, ChannelNormalize, rgb_to_grey, scale_to_unit
 
 __all__ = [
@@ -72,13 +70,11 @@ def _check_size(shape: tuple[int, ...], what: str) -> None:
         raise PreprocessingError(f"{what} is empty: shape {shape}")
 
 
-def cine_to_unit_grey(frames: Any, intensity: str = "dtype", fan_mask: bool = False) -> torch.Tensor:
-    """Reader cine -> grey ``[0, 1]`` float32 ``(T, 1, X, Y)``.
+def cine_to_unit_grey(frames: Any) -> torch.Tensor:
+    """Reader cine -> grey ``[0, 1]`` float32 ``(T, 1, X, Y)`` (integers scaled by their dtype's range).
 
     Args:
         frames: ``(X, Y, T)`` grey or ``(X, Y, T, C)`` colour (``C`` in 1, 3, 4), any dtype.
-        intensity: ``"dtype"`` or ``"minmax"`` scaling (see :func:`~usseg_models.transforms.intensity.scale_to_unit`).
-        fan_mask: zero the pixels outside the detected imaging fan.
 
     Raises:
         PreprocessingError: any other shape.
@@ -86,7 +82,7 @@ def cine_to_unit_grey(frames: Any, intensity: str = "dtype", fan_mask: bool = Fa
     a = _to_numpy(frames)
     if a.ndim == 4 and a.shape[-1] in (1, 3, 4):
         _check_size(a.shape, "cine")
-        if intensity == "dtype" and np.issubdtype(a.dtype, np.unsignedinteger):
+        if np.issubdtype(a.dtype, np.unsignedinteger):
             # luma is linear, so grey-then-scale equals scale-then-grey; chunks keep a float copy of a long colour
             # cine out of memory
             grey = np.empty(a.shape[:3], np.float32)
@@ -94,24 +90,20 @@ def cine_to_unit_grey(frames: Any, intensity: str = "dtype", fan_mask: bool = Fa
                 grey[:, :, k : k + _CHUNK] = rgb_to_grey(a[:, :, k : k + _CHUNK], channel_dim=-1)
             grey /= np.float32(np.iinfo(a.dtype).max)
         else:
-            grey = rgb_to_grey(scale_to_unit(a, intensity), channel_dim=-1)
+            grey = rgb_to_grey(scale_to_unit(a), channel_dim=-1)
     elif a.ndim == 3:
         _check_size(a.shape, "cine")
-        grey = scale_to_unit(a, intensity)
+        grey = scale_to_unit(a)
     else:
         raise PreprocessingError(f"a cine must be (X, Y, T) or (X, Y, T, 3), got shape {a.shape}")
-    if fan_mask:
-        grey = grey * detect_fan(grey)[..., None]
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(grey, 2, 0)[:, None])).float()
 
 
-def image_to_unit_grey(image: Any, intensity: str = "dtype", fan_mask: bool = False) -> torch.Tensor:
-    """Reader image -> grey ``[0, 1]`` float32 ``(1, X, Y)``.
+def image_to_unit_grey(image: Any) -> torch.Tensor:
+    """Reader image -> grey ``[0, 1]`` float32 ``(1, X, Y)`` (integers scaled by their dtype's range).
 
     Args:
         image: ``(X, Y)`` grey or ``(X, Y, 1|3|4)`` colour-last (a trailing axis of one is one grey channel).
-        intensity: ``"dtype"`` or ``"minmax"`` scaling.
-        fan_mask: zero the pixels outside the detected imaging fan.
 
     Raises:
         PreprocessingError: any other shape.
@@ -119,14 +111,12 @@ def image_to_unit_grey(image: Any, intensity: str = "dtype", fan_mask: bool = Fa
     a = _to_numpy(image)
     if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
         _check_size(a.shape[:2], "image")
-        grey = rgb_to_grey(scale_to_unit(a, intensity), channel_dim=-1)
+        grey = rgb_to_grey(scale_to_unit(a), channel_dim=-1)
     elif a.ndim == 2:
         _check_size(a.shape, "image")
-        grey = scale_to_unit(a, intensity)
+        grey = scale_to_unit(a)
     else:
         raise PreprocessingError(f"an image must be (X, Y), (X, Y, 1) or (X, Y, 3), got shape {a.shape}")
-    if fan_mask:
-        grey = grey * detect_fan(grey)
     return torch.from_numpy(np.ascontiguousarray(grey[None])).float()
 
 
@@ -168,18 +158,18 @@ class CineToUnitGreyd(ArrayMapd):
     """Dictionary form of :func:`cine_to_unit_grey` (image keys) -> ``(T, 1, X, Y)`` in ``[0, 1]``."""
 
     def __init__(
-        self, keys: KeysCollection, intensity: str = "dtype", fan_mask: bool = False, allow_missing_keys: bool = False
+        self, keys: KeysCollection, allow_missing_keys: bool = False
     ) -> None:
-        super().__init__(keys, lambda a: cine_to_unit_grey(a, intensity, fan_mask), allow_missing_keys)
+        super().__init__(keys, cine_to_unit_grey, allow_missing_keys)
 
 
 class ImageToUnitGreyd(ArrayMapd):
     """Dictionary form of :func:`image_to_unit_grey` (image keys) -> ``(1, X, Y)`` in ``[0, 1]``."""
 
     def __init__(
-        self, keys: KeysCollection, intensity: str = "dtype", fan_mask: bool = False, allow_missing_keys: bool = False
+        self, keys: KeysCollection, allow_missing_keys: bool = False
     ) -> None:
-        super().__init__(keys, lambda a: image_to_unit_grey(a, intensity, fan_mask), allow_missing_keys)
+        super().__init__(keys, image_to_unit_grey, allow_missing_keys)
 
 
 class CineLabelToTensord(ArrayMapd):

@@ -3,7 +3,7 @@
 The task wraps the project's own training functions (:func:`usseg_models.training.train_dsanet`,
 :func:`usseg_models.training.train_intrasense`) rather than MONAI Label's ``BasicTrainTask``: DSANet has
 three supervised outputs and both models share their preprocessing with inference through
-:mod:`usseg_models.transforms.preprocessing`. No MLflow tracking is used (MLflow 3 refuses MONAI Label's
+:mod:`usseg_models.transforms.pipeline`. No MLflow tracking is used (MLflow 3 refuses MONAI Label's
 default file store); the history goes to ``model/<name>_train.json`` and ``GET /train/`` shows the status.
 
 A run, in order:

@@ -1,5 +1,6 @@
-"""The shared preprocessing definition: shapes, values, label handling, logits back to the original size, and the
-MONAI Compose factories (identical to the functions at evaluation time; one flip draw for a whole clip)."""
+"""The one network-input pipeline called as users call it (``ModelPipeline(kind, S).inputs / .labels / .transform``):
+shapes, values, label handling, logits back to the original size, and its MONAI ``Compose`` (identical to the
+array calls at evaluation time; one flip draw for a whole clip)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,39 @@ import torch
 
 from usseg_models.errors import UssegError
 from usseg_models.transforms.clip import window_indices
+from usseg_models.transforms.errors import PreprocessingError
 from usseg_models.transforms.fan import detect_fan
 from usseg_models.transforms.intensity import rgb_to_grey
-from usseg_models.transforms.preprocessing import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PreprocessingError,
-    cine_transforms,
-    image_transforms,
-    postprocess_logits,
-    preprocess_cine,
-    preprocess_cine_label,
-    preprocess_image,
-    preprocess_image_label,
-)
+from usseg_models.transforms.pipeline import Augmentation, ModelPipeline, postprocess_logits
 from usseg_models.transforms.resize import resize_xy
+from usseg_models.transforms.steps import IMAGENET_MEAN, IMAGENET_STD
 
 S = 32
+
+
+def preprocess_cine(frames, size):
+    return ModelPipeline("cine", size).inputs(frames)
+
+
+def preprocess_image(image, size):
+    return ModelPipeline("image", size).inputs(image)
+
+
+def preprocess_cine_label(mask, size):
+    return ModelPipeline("cine", size).labels(mask)
+
+
+def preprocess_image_label(mask, size):
+    return ModelPipeline("image", size).labels(mask)
+
+
+def cine_compose(augmentation=None, random_window=False):
+    """The cine pipeline as one MONAI ``Compose``, windowing on ``frame_index`` when a sample has one."""
+    return ModelPipeline("cine", S).transform(augmentation, window=3, random_window=random_window)
+
+
+def image_compose(augmentation=None):
+    return ModelPipeline("image", S).transform(augmentation)
 
 
 def _unnormalise(x, channel_dim):
@@ -58,14 +75,13 @@ def test_preprocess_cine_shapes_and_values():
     np.testing.assert_allclose(_unnormalise(grey, 1)[0, 0, 0, 0], 0.701 * 250 / 255, atol=1e-4)
 
 
-def test_preprocess_cine_uint16_and_minmax():
+def test_preprocess_cine_uint16_scaled_by_its_range():
     cine = np.full((20, 20, 2), 65535, np.uint16)
     cine[:10] = 0
     unit = _unnormalise(preprocess_cine(cine, 20), 1)
     assert float(unit.max()) == pytest.approx(1.0, abs=1e-5) and float(unit.min()) == pytest.approx(0.0, abs=1e-5)
     dim = (cine // 4).astype(np.uint16)
     assert float(_unnormalise(preprocess_cine(dim, 20), 1).max()) == pytest.approx(0.25, abs=1e-3)
-    assert float(_unnormalise(preprocess_cine(dim, 20, intensity="minmax"), 1).max()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_preprocess_image_forms():
@@ -128,37 +144,25 @@ def test_postprocess_logits_round_trip():
         postprocess_logits(logits, (0, 5))
 
 
-def test_fan_mask_zeroes_overlays():
-    rng = np.random.default_rng(0)
-    cine = np.zeros((64, 64, 4), np.uint8)
-    cine[16:56, 12:60] = rng.integers(40, 255, (40, 48, 4), dtype=np.uint8)
-    cine[1:6, 1:8] = 255  # static burned-in text
-    plain = _unnormalise(preprocess_cine(cine, 64), 1)
-    masked = _unnormalise(preprocess_cine(cine, 64, fan_mask=True), 1)
-    assert float(plain[:, :, 2:5, 2:7].min()) > 0.9
-    assert float(masked[:, :, 2:5, 2:7].abs().max()) < 1e-5
-    assert torch.allclose(masked[:, :, 30, 30], plain[:, :, 30, 30])
-
-
-def test_cine_transforms_eval_equals_functions_and_windows():
+def test_cine_compose_eval_equals_functions_and_windows():
     cine = _asym_cine()
     label = (cine > 200).astype(np.uint8)
-    d = cine_transforms(S, train=False)({"image": cine, "label": label})
+    d = cine_compose()({"image": cine, "label": label})
     assert torch.allclose(torch.as_tensor(d["image"]), preprocess_cine(cine, S), atol=1e-6)
     assert torch.equal(torch.as_tensor(d["label"]), preprocess_cine_label(label, S))
     assert d["image_original_xy"] == (64, 48)
-    w = cine_transforms(S, train=False)({"image": cine, "label": label, "frame_index": 1})
+    w = cine_compose()({"image": cine, "label": label, "frame_index": 1})
     assert w["image"].shape == (3, 3, S, S) and w["label"].shape == (3, 1, S, S)
     full = preprocess_cine(cine, S)
     assert torch.allclose(torch.as_tensor(w["image"]), full[window_indices(5, 1)], atol=1e-6)
 
 
-def test_cine_transforms_train_flips_all_frames_and_label_together():
+def test_cine_compose_train_flips_all_frames_and_label_together():
     cine = np.repeat(_asym_cine()[..., :1], 4, axis=-1)  # identical frames, asymmetric content
     label = (cine > 200).astype(np.uint8)
     seen = set()
     for seed in range(12):
-        tr = cine_transforms(S, train=True)
+        tr = cine_compose(Augmentation.training("cine"))
         tr.set_random_state(seed)
         d = tr({"image": cine, "label": label})
         img, lab = torch.as_tensor(d["image"]), torch.as_tensor(d["label"])
@@ -171,11 +175,11 @@ def test_cine_transforms_train_flips_all_frames_and_label_together():
     assert len(seen) == 4  # all four flip combinations occurred
 
 
-def test_cine_transforms_speckle_and_determinism():
+def test_cine_compose_speckle_and_determinism():
     cine = np.full((40, 40, 3), 128, np.uint8)
     outs = []
     for seed in (3, 3):
-        tr = cine_transforms(S, train=False, speckle_L=20)
+        tr = cine_compose(Augmentation.speckle_only(20))
         tr.set_random_state(seed)
         outs.append(torch.as_tensor(tr({"image": cine})["image"]))
     assert torch.equal(outs[0], outs[1])
@@ -185,15 +189,15 @@ def test_cine_transforms_speckle_and_determinism():
     assert abs(float(unit.mean()) - 128 / 255) < 0.02 and float(unit.std()) > 0.05
 
 
-def test_image_transforms():
+def test_image_compose():
     img = _asym_cine()[..., 0]
     label = (img > 200).astype(np.uint8)
-    d = image_transforms(S, train=False)({"image": img, "label": label})
+    d = image_compose()({"image": img, "label": label})
     assert torch.allclose(torch.as_tensor(d["image"]), preprocess_image(img, S), atol=1e-6)
     assert torch.equal(torch.as_tensor(d["label"]), preprocess_image_label(label, S))
     corners = set()
     for seed in range(16):
-        tr = image_transforms(S, train=True, rotate_degrees=10)
+        tr = image_compose(Augmentation(flips=True, rot90=True, rotate_degrees=10))
         tr.set_random_state(seed)
         out = tr({"image": img, "label": label})
         im, lab = torch.as_tensor(out["image"]), torch.as_tensor(out["label"])
@@ -213,7 +217,7 @@ def test_pipelines_return_plain_tensors_that_collate():
     label = (cine > 200).astype(np.uint8)
     samples = []
     for seed in range(3):
-        tr = cine_transforms(S, train=True, speckle_L=25)
+        tr = cine_compose(Augmentation.training("cine", speckle_L=25))
         tr.set_random_state(seed)
         samples.append(tr({"image": cine, "label": label, "frame_index": seed}))
     for d in samples:
@@ -250,17 +254,17 @@ def test_colour_cine_paths_agree():
 def test_pipelines_refuse_mismatched_labels():
     cine = _asym_cine()
     with pytest.raises(PreprocessingError, match="differ"):
-        cine_transforms(S, train=False)({"image": cine, "label": np.zeros((64, 48, 4), np.uint8)})
+        cine_compose()({"image": cine, "label": np.zeros((64, 48, 4), np.uint8)})
     with pytest.raises(PreprocessingError, match="differ"):
-        image_transforms(S, train=False)({"image": cine[..., 0], "label": np.zeros((60, 48), np.uint8)})
+        image_compose()({"image": cine[..., 0], "label": np.zeros((60, 48), np.uint8)})
 
 
-def test_cine_transforms_random_window():
+def test_cine_compose_random_window():
     cine = _asym_cine(t=9)
     full = preprocess_cine(cine, S)
     targets = []
     for seed in (0, 0, 1, 2, 3):
-        tr = cine_transforms(S, train=False, random_window=True)
+        tr = cine_compose(random_window=True)
         tr.set_random_state(seed)
         d = tr({"image": cine})
         t = d["frame_index"]
