@@ -24,8 +24,8 @@ from monailabel_app.lib.input_limits import (
     read_checked,
 )
 from monailabel_app.lib.label_checks import LabelMismatch, check_label
+from usseg_models.io.formats import probe_header
 from usseg_models.io.header import ImageHeader
-from usseg_models.io.image import probe_header
 
 IMAGE = ImageHeader("png", (96, 64), None, 1, 96 * 64)  # X = 96 columns, Y = 64 rows
 CINE = ImageHeader("dicom", (96, 64), 24, 1, 96 * 64 * 24)

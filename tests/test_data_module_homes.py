@@ -1,8 +1,6 @@
-"""`usseg_models.data.layouts` and `usseg_models.data.synthetic` still offer every name their importers use.
-
-The layouts and the simulator live in smaller modules (pairing, manifest, vivim, camus, echonet; synthetic_bmode);
-the old import paths re-export them, the very same objects.
-"""
+"""Each data-set layout's names live in one module, and ``usseg_models.data.layouts`` holds only its dispatchers
+(it re-exported every layout's names, a private helper included); ``usseg_models.data.synthetic`` still offers the
+simulator's settings."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ import importlib
 import pytest
 
 LAYOUT_HOMES = {
-    "pairing": ["pair_frame_masks", "pair_folders", "_frame_clip"],
+    "pairing": ["pair_frame_masks", "pair_folders", "frame_folder_clip", "sub_folders"],
     "manifest": ["read_manifest", "write_manifest", "MANIFEST_COLUMNS"],
     "vivim": ["vivim_clips"],
     "camus": ["camus_clips", "camus_images"],
@@ -20,13 +18,30 @@ LAYOUT_HOMES = {
 SYNTHETIC_HOMES = {"synthetic_bmode": ["RAYLEIGH_SNR", "UltrasoundConfig", "log_compress"]}
 
 
-@pytest.mark.parametrize(("facade", "homes"), [("layouts", LAYOUT_HOMES), ("synthetic", SYNTHETIC_HOMES)])
-def test_old_path_re_exports_the_new_home(facade, homes):
-    old = importlib.import_module(f"usseg_models.data.{facade}")
-    for module, names in homes.items():
+@pytest.mark.parametrize(("module", "names"), list(LAYOUT_HOMES.items()))
+def test_each_layout_name_is_public_in_its_home(module, names):
+    home = importlib.import_module(f"usseg_models.data.{module}")
+    for name in names:
+        assert name in home.__all__, (module, name)
+        obj = getattr(home, name)
+        assert getattr(obj, "__module__", home.__name__) == home.__name__, (module, name)
+
+
+def test_layouts_holds_only_its_dispatchers():
+    layouts = importlib.import_module("usseg_models.data.layouts")
+    assert sorted(layouts.__all__) == ["layout_clips", "layout_images"]
+    for names in LAYOUT_HOMES.values():
+        for name in names:
+            assert not hasattr(layouts, name) or name in ("vivim_clips", "camus_clips", "camus_images",
+                                                          "echonet_clips"), name
+
+
+def test_synthetic_offers_the_simulator_settings():
+    old = importlib.import_module("usseg_models.data.synthetic")
+    for module, names in SYNTHETIC_HOMES.items():
         home = importlib.import_module(f"usseg_models.data.{module}")
         for name in names:
-            assert getattr(old, name) is getattr(home, name), (facade, module, name)
+            assert getattr(old, name) is getattr(home, name), (module, name)
 
 
 @pytest.mark.parametrize("facade", ["layouts", "synthetic"])

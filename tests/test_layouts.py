@@ -12,7 +12,9 @@ from PIL import Image
 
 from usseg_models.data.datasets import ClipWindowDataset, load_clip_arrays, load_image_arrays
 from usseg_models.data.discovery import discover_clips, discover_images
-from usseg_models.data.layouts import pair_folders, rasterise_tracing, read_manifest, write_manifest
+from usseg_models.data.echonet import rasterise_tracing
+from usseg_models.data.manifest import read_manifest, write_manifest
+from usseg_models.data.pairing import pair_folders
 from usseg_models.data.records import DataLayoutError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*carries no calibration:UserWarning")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import usseg_models.io.image as io_image
+import usseg_models.io.formats as io_formats
 from usseg_models.data.discovery import discover_clips
 
 N_FRAMES, SIZE, EVERY = 20, 64, 4
@@ -55,13 +55,13 @@ def test_sparse_training_reads_only_existing_masks_and_improves(sparse_data, tmp
     clips = discover_clips(data)
     assert [c.labelled for c in clips] == [tuple(range(0, N_FRAMES, EVERY))] * 3
     read = []
-    original = io_image.load_image
+    original = io_formats.load_image
 
     def recording(path, *args, **kwargs):
         read.append(Path(path).resolve())
         return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(io_image, "load_image", recording)
+    monkeypatch.setattr(io_formats, "load_image", recording)
     result = train_dsanet(data, tmp_path / "run", config="small", epochs=12, batch_size=2, device="cpu", lr=1e-3,
                           warmup_epochs=0.5, progress=False, seed=0)
     masks_read = {p for p in read if p.parent.parent.name == "masks"}

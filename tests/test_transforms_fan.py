@@ -138,7 +138,7 @@ def test_mask_outside_fan_transforms():
 
 @pytest.fixture(scope="module")
 def read_grey():
-    dicom = pytest.importorskip("usseg_models.io.dicom")
+    dicom = pytest.importorskip("usseg_models.io.dicom_pixels")
 
     def _read(path):
         array, _meta = dicom.read_dicom(path, grayscale=True)

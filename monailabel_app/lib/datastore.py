@@ -40,8 +40,8 @@ from monailabel_app.lib.input_limits import read_checked
 from monailabel_app.lib.inputs import resolve_request_file as resolve_input_file
 from monailabel_app.lib.label_checks import BINARY_LABELS, LabelMismatch, check_label, check_reviewed_frames
 from usseg_models.errors import UssegError
+from usseg_models.io.formats import probe_header
 from usseg_models.io.header import ImageHeader
-from usseg_models.io.image import probe_header
 
 __all__ = ["SafeLocalDatastore", "UltrasoundDicomWebDatastore", "atomic_copy"]
 

@@ -4,7 +4,7 @@
   channels, the size of the array :func:`usseg_models.io.load_image` would return — by default
   :data:`DEFAULT_MAX_DECODED_VOXELS` (2**28 = 268,435,456, e.g. a 1024x1024 grey cine of 256 frames or a
   800x600 RGB cine of 186 frames); the environment variable ``USSEG_MAX_DECODED_VOXELS`` of the server process
-  changes it. The size is read from the header (:func:`usseg_models.io.image.probe_header`) before any pixel is
+  changes it. The size is read from the header (:func:`usseg_models.io.formats.probe_header`) before any pixel is
   decoded or decompressed, so a few megabytes on the wire that claim gigabytes are answered **413** at once.
   It applies to images uploaded to the datastore, labels, files sent with an infer request and every study
   the server reads for inference or scoring.
@@ -25,8 +25,8 @@ from fastapi import HTTPException
 from monailabel_app.lib.http import http_error_for, unprocessable
 from usseg_models.errors import UssegError
 from usseg_models.io import load_image
+from usseg_models.io.formats import probe_header
 from usseg_models.io.header import HeaderTooLarge, ImageHeader
-from usseg_models.io.image import probe_header
 
 __all__ = [
     "DEFAULT_MAX_DECODED_VOXELS",

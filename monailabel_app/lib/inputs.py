@@ -5,7 +5,7 @@ one with HTTP 422), :func:`spatial_ndim` counts the reader array's spatial axes.
 an image from the header only — no pixel is decoded.
 
 Used on every label save (auto-retrain counting), at start-up (bootstrap training) and by the trainer, so it
-must be cheap: the library's header-only prober (:func:`usseg_models.io.image.probe_header`: DICOM
+must be cheap: the library's header-only prober (:func:`usseg_models.io.formats.probe_header`: DICOM
 ``NumberOfFrames`` before the pixel data, the NIfTI/NRRD header shape) and the file type for PNG/JPEG (images) and
 video files (cines). A file whose header cannot be read has no kind
 (``None``) and is skipped with a warning by its callers.
@@ -17,16 +17,12 @@ import logging
 import os
 from pathlib import Path
 
-from usseg_models.io.image import probe_header
+from usseg_models.io.formats import kind_from_name, probe_header
 from usseg_models.io.layout import spatial_ndim
 
-__all__ = ["item_kind", "resolve_input_file", "resolve_request_file", "spatial_ndim", "VIDEO_EXTENSIONS",
-           "IMAGE_EXTENSIONS"]
+__all__ = ["item_kind", "resolve_input_file", "resolve_request_file", "spatial_ndim"]
 
 logger = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".m4v")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 
 
 def resolve_input_file(path: str) -> str:
@@ -63,12 +59,9 @@ def item_kind(path: str) -> str | None:
     """``"cine"`` for a clip of more than one frame, ``"image"`` for a 2D image, ``None`` when unreadable."""
     try:
         path = resolve_input_file(path)
-        name = path.lower()
-        if name.endswith(VIDEO_EXTENSIONS):
-            return "cine"
-        if name.endswith(IMAGE_EXTENSIONS):
-            return "image"
-        return "cine" if probe_header(path).is_cine else "image"
+        # a video is always a cine and a PNG/JPEG/... always an image (the format registry says which); a DICOM,
+        # NIfTI or NRRD file is told by its header
+        return kind_from_name(path) or ("cine" if probe_header(path).is_cine else "image")
     except Exception as exc:  # noqa: BLE001 - any unreadable header means "no kind"; callers skip the file
         logger.warning("cannot tell the kind of %s: %s", path, exc)
         return None

@@ -103,7 +103,7 @@ def check_label(
     Args:
         label: the label array as read (a one-slice ``(X, Y, 1)`` volume arrives squeezed to ``(X, Y)``).
         meta: the reader's metadata of the label (``format``, ``original_channel_dim``).
-        image: header of the image the label belongs to (:func:`usseg_models.io.image.probe_header`).
+        image: header of the image the label belongs to (:func:`usseg_models.io.formats.probe_header`).
         allowed: the model's label values, background 0 included.
 
     Returns:

@@ -50,7 +50,8 @@ def resolve_data(args: argparse.Namespace, kind: str, out_dir: str | os.PathLike
     Raises:
         UssegError: no source, or more than one, or ``--images`` without ``--masks``.
     """
-    from usseg_models.data.layouts import pair_folders, write_manifest
+    from usseg_models.data.manifest import write_manifest
+    from usseg_models.data.pairing import pair_folders
 
     given = [name for name in ("data", "manifest") if getattr(args, name, None)]
     paired = bool(args.images or args.masks)

@@ -19,7 +19,7 @@ __all__ = ["add_parser", "run", "describe"]
 
 def describe(path: str) -> dict[str, Any]:
     """Metadata of ``path`` as a JSON-friendly dict (keys of ``docs/DESIGN.md``)."""
-    from usseg_models.io.validate import sniff_format
+    from usseg_models.io.formats import sniff_format
 
     if sniff_format(path) == "dicom":
         from usseg_models.io.dicom_pixels import dicom_metadata
@@ -30,7 +30,7 @@ def describe(path: str) -> dict[str, Any]:
     else:
         import warnings
 
-        from usseg_models.io.image import load_image
+        from usseg_models.io.formats import load_image
 
         with warnings.catch_warnings():  # the spacing line below says a video has no calibration
             warnings.filterwarnings("ignore", message=".*carries no calibration")

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from usseg_models.inference.files import collect_inputs, predict_files
-    from usseg_models.io.video import VIDEO_SUFFIXES
+    from usseg_models.io.video_probe import VIDEO_SUFFIXES
     from usseg_models.training.distributed import resolve_device
 
     device = resolve_device(args.device)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from usseg_models.data.pairing import _dirs, _ident
+from usseg_models.data.pairing import _ident, sub_folders
 from usseg_models.data.records import ClipRecord, ImageRecord, _ext, _stem, subject_of
 
 __all__ = ["camus_clips", "camus_images"]
@@ -44,7 +44,7 @@ def _camus_splits(root: Path) -> dict[str, str]:
 
 def _camus_pairs(root: Path, pattern: re.Pattern) -> list[tuple[Path, Path, re.Match]]:
     pairs = []
-    for patient in _dirs(root):
+    for patient in sub_folders(root):
         if not _CAMUS_PATIENT.match(patient.name):
             continue
         for f in sorted(patient.iterdir()):

@@ -1,7 +1,7 @@
 """Discover training data in the generic folder layouts (public data sets as shipped: :mod:`usseg_models.data.layouts`).
 
 Every layout may sit under split folders such as ``DIR/train/...``, ``DIR/val/...``, recorded as the record's
-``split``. ``DIR`` may also be a ``.csv`` manifest (:func:`usseg_models.data.layouts.read_manifest`).
+``split``. ``DIR`` may also be a ``.csv`` manifest (:func:`usseg_models.data.manifest.read_manifest`).
 
 Video (:func:`discover_clips`):
 
@@ -23,7 +23,7 @@ Images (:func:`discover_images`):
 - ``images/`` + ``masks/`` (or ``labels/``, ``labels_clean/``, ``GT/``...) folders with equal stems.
 - DICOM (or NIfTI/NRRD) image + ``<id>_mask.png|nii.gz`` beside it, and the MONAI Label layout above.
 
-Whether a file is a cine is read from its header only (:func:`usseg_models.io.image.probe_header`).
+Whether a file is a cine is read from its header only (:func:`usseg_models.io.formats.probe_header`).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _find_label(img: Path, exts: Sequence[str]) -> list[Path]:
 
 def _num_frames(path: Path) -> int | None:
     """Frames in a DICOM/NIfTI/NRRD/video file from its header only (``None`` = single-frame image, or unknown)."""
-    from usseg_models.io.image import probe_header
+    from usseg_models.io.formats import probe_header
 
     try:
         return probe_header(path).num_frames
@@ -114,7 +114,7 @@ def discover_images(
     """Find image/mask pairs under ``data_dir`` (layouts in the module docstring), sorted by id.
 
     Args:
-        data_dir: root folder, or a CSV manifest (:func:`usseg_models.data.layouts.read_manifest`).
+        data_dir: root folder, or a CSV manifest (:func:`usseg_models.data.manifest.read_manifest`).
         split: keep only records of this split (e.g. ``"train"``; case-insensitive); ``None`` keeps all.
         subject_pattern: regex with one group overriding :func:`subject_of`.
 
@@ -122,9 +122,10 @@ def discover_images(
         DataLayoutError: when the folder is missing or holds no image with a mask.
     """
     from usseg_models.data import layouts
+    from usseg_models.data.manifest import read_manifest
 
     if Path(data_dir).is_file() and _ext(Path(data_dir)) == ".csv":
-        records = [r for r in layouts.read_manifest(data_dir, "images", subject_pattern)
+        records = [r for r in read_manifest(data_dir, "images", subject_pattern)
                    if _split_matches(r.split, split)]
         if not records:
             raise DataLayoutError(f"manifest {data_dir} lists no image" + (f" for split {split!r}" if split else ""))
@@ -160,7 +161,7 @@ def discover_images(
 
 
 def _frame_folder_clips(root: Path, subject_pattern: str | None) -> list[ClipRecord]:
-    from usseg_models.data.layouts import _frame_clip
+    from usseg_models.data.pairing import frame_folder_clip
 
     clips = []
     for fdir in sorted(p for p in root.rglob("*") if p.is_dir() and p.name in FRAME_DIR_NAMES):
@@ -172,7 +173,7 @@ def _frame_folder_clips(root: Path, subject_pattern: str | None) -> list[ClipRec
             mvideo = next((m / video.name for m in mdirs if (m / video.name).is_dir()), None)
             if mvideo is None:
                 continue
-            record = _frame_clip(video, mvideo, _split_of(fdir, root), subject_pattern)
+            record = frame_folder_clip(video, mvideo, _split_of(fdir, root), subject_pattern)
             if record is not None:
                 clips.append(record)
     return clips
@@ -185,19 +186,20 @@ def discover_clips(
     """Find videos with per-frame masks under ``data_dir`` (layouts in the module docstring), sorted by id.
 
     Args:
-        data_dir: root folder, or a CSV manifest (:func:`usseg_models.data.layouts.read_manifest`).
+        data_dir: root folder, or a CSV manifest (:func:`usseg_models.data.manifest.read_manifest`).
         split: keep only clips of this split (case-insensitive); ``None`` keeps all.
         subject_pattern: regex with one group overriding :func:`subject_of`.
         cache_dir: where generated label volumes (EchoNet tracings) go; default
-            :func:`usseg_models.data.layouts.label_cache_dir`.
+            :func:`usseg_models.data.echonet.label_cache_dir`.
 
     Raises:
         DataLayoutError: when nothing usable is found.
     """
     from usseg_models.data import layouts
+    from usseg_models.data.manifest import read_manifest
 
     if Path(data_dir).is_file() and _ext(Path(data_dir)) == ".csv":
-        clips = [c for c in layouts.read_manifest(data_dir, "clips", subject_pattern) if _split_matches(c.split, split)]
+        clips = [c for c in read_manifest(data_dir, "clips", subject_pattern) if _split_matches(c.split, split)]
         if not clips:
             raise DataLayoutError(f"manifest {data_dir} lists no clip" + (f" for split {split!r}" if split else ""))
         return sorted(clips, key=lambda c: c.id)

@@ -135,7 +135,7 @@ def echonet_clips(
 ) -> list[ClipRecord]:
     """EchoNet-Dynamic videos with their traced frames as sparse-frame label volumes (module docstring)."""
     from usseg_models.errors import UltrasoundIOError
-    from usseg_models.io.video import probe_video
+    from usseg_models.io.video_probe import probe_video
 
     out = []
     for csv_path in sorted(root.rglob("VolumeTracings.csv")):

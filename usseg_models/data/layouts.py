@@ -3,10 +3,11 @@
 :func:`usseg_models.data.discovery.discover_clips` / :func:`~usseg_models.data.discovery.discover_images` call
 :func:`layout_clips` / :func:`layout_images` first; what a layout here recognises is taken from it (with its
 official splits and subjects), everything else under the folder goes through the generic rules of
-:mod:`usseg_models.data.discovery`. A CSV file given instead of a folder is read by :func:`read_manifest`.
+:mod:`usseg_models.data.discovery`. A CSV file given instead of a folder is read by
+:func:`usseg_models.data.manifest.read_manifest`.
 
-This module holds the two dispatchers and is the entry point for every name below; each layout lives in its own
-module, whose docstring describes its files.
+This module holds the two dispatchers; each layout lives in its own module, whose docstring describes its files
+(import a layout's names from its module).
 
 Layouts (``ROOT`` is what the user passes; each layout may sit anywhere below it):
 
@@ -20,8 +21,8 @@ Layouts (``ROOT`` is what the user passes; each layout may sit anywhere below it
 
 Explicit pairing and manifests:
 
-- :func:`pair_folders` pairs ``--images DIR`` with ``--masks DIR`` by file stem (:mod:`usseg_models.data.pairing`).
-- A **CSV manifest** (:func:`read_manifest`, :func:`write_manifest`): header
+- :func:`~usseg_models.data.pairing.pair_folders` pairs ``--images DIR`` with ``--masks DIR`` by file stem.
+- A **CSV manifest** (:func:`~usseg_models.data.manifest.read_manifest`, ``write_manifest``): header
   ``image,mask[,subject][,split][,frames]`` (:mod:`usseg_models.data.manifest`).
 
 Sparse-frame clips (``ClipRecord.labelled`` not ``None``) train only on windows whose target frame is labelled;
@@ -34,28 +35,11 @@ import os
 from pathlib import Path
 
 from usseg_models.data.camus import camus_clips, camus_images
-from usseg_models.data.echonet import echonet_clips, label_cache_dir, rasterise_tracing
-from usseg_models.data.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
-from usseg_models.data.pairing import _frame_clip as _frame_clip  # re-exported: discovery.discover_clips uses it
-from usseg_models.data.pairing import pair_folders, pair_frame_masks
+from usseg_models.data.echonet import echonet_clips
 from usseg_models.data.records import ClipRecord, ImageRecord
 from usseg_models.data.vivim import vivim_clips
 
-__all__ = [
-    "layout_clips",
-    "layout_images",
-    "pair_frame_masks",
-    "vivim_clips",
-    "camus_clips",
-    "camus_images",
-    "echonet_clips",
-    "rasterise_tracing",
-    "label_cache_dir",
-    "read_manifest",
-    "write_manifest",
-    "pair_folders",
-    "MANIFEST_COLUMNS",
-]
+__all__ = ["layout_clips", "layout_images"]
 
 
 def layout_clips(

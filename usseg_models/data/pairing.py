@@ -31,7 +31,7 @@ from usseg_models.data.records import (
     subject_of,
 )
 
-__all__ = ["pair_frame_masks", "pair_folders"]
+__all__ = ["pair_frame_masks", "pair_folders", "frame_folder_clip", "sub_folders"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def _ident(stem: str, split: str | None) -> str:
     return stem if split is None else f"{split}/{stem}"
 
 
-def _dirs(root: Path) -> list[Path]:
+def sub_folders(root: Path) -> list[Path]:
+    """``root`` and every folder below it (hidden ones skipped), sorted."""
     return sorted(p for p in [root, *root.rglob("*")] if p.is_dir() and not p.name.startswith("."))
 
 
@@ -70,7 +71,9 @@ def pair_frame_masks(
     return frames, labels, (None if len(labelled) == len(frames) else labelled)
 
 
-def _frame_clip(video: Path, mask_video: Path, split: str | None, subject_pattern: str | None) -> ClipRecord | None:
+def frame_folder_clip(video: Path, mask_video: Path, split: str | None,
+                      subject_pattern: str | None) -> ClipRecord | None:
+    """The clip of a folder of frames whose masks are in ``mask_video`` (``None`` when no mask matches a frame)."""
     paired = pair_frame_masks(video, mask_video)
     if paired is None:
         logger.info("%s: no mask in %s matches a frame; clip skipped", video, mask_video)
@@ -119,7 +122,7 @@ def pair_folders(images_dir: str | os.PathLike, masks_dir: str | os.PathLike, ki
     rows, unpaired = [], []
     label_exts = IMAGE_EXTS + VOLUME_EXTS
     if kind == "clips":
-        frame_dirs = [d for d in _dirs(images_dir)
+        frame_dirs = [d for d in sub_folders(images_dir)
                       if d != images_dir and any(_ext(p) in IMAGE_EXTS for p in d.iterdir() if p.is_file())]
         for d in frame_dirs:
             m = masks_dir / d.relative_to(images_dir)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from usseg_models.errors import UssegError
+from usseg_models.io.formats import suffixes_of
 
 __all__ = [
     "FRAME_DIR_NAMES",
@@ -35,9 +36,10 @@ FRAME_DIR_NAMES = ("image", "images", "img", "imgs", "frame", "frames", "Frame",
 MASK_DIR_NAMES = (
     "mask", "masks", "labels_clean", "labels", "label", "GT", "gt", "ground_truth", "Annotations", "annotations",
 )
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
-VOLUME_EXTS = (".dcm", ".nii.gz", ".nii", ".nrrd", ".nhdr")
-VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi")
+# file name endings from the format registry: always an image; a volume whose header says image or cine; a video
+IMAGE_EXTS = suffixes_of("image")
+VOLUME_EXTS = suffixes_of(None)
+VIDEO_EXTS = suffixes_of("cine")
 MASK_SUFFIX = re.compile(r"_(mask|label|seg|gt)(_\d+)?$", re.IGNORECASE)
 
 

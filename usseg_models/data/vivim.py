@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from usseg_models.data.pairing import _dirs, _frame_clip
+from usseg_models.data.pairing import frame_folder_clip, sub_folders
 from usseg_models.data.records import SPLIT_NAME, ClipRecord, _split_of
 
 __all__ = ["vivim_clips"]
@@ -28,7 +28,7 @@ def _gt_sibling(folder: Path) -> Path | None:
 def vivim_clips(root: Path, subject_pattern: str | None = None) -> list[ClipRecord]:
     """VTUS / Vivim frame folders: ``<A>/<clip>/*.jpg`` with ``<A>_GT/<clip>/*.png`` (module docstring)."""
     clips = []
-    for folder in _dirs(root):
+    for folder in sub_folders(root):
         gt = _gt_sibling(folder)
         if gt is None:
             continue
@@ -37,7 +37,7 @@ def vivim_clips(root: Path, subject_pattern: str | None = None) -> list[ClipReco
         for video in sorted(p for p in folder.iterdir() if p.is_dir()):
             mask_video = gt / video.name
             if mask_video.is_dir():
-                rec = _frame_clip(video, mask_video, split, subject_pattern)
+                rec = frame_folder_clip(video, mask_video, split, subject_pattern)
                 if rec is not None:
                     clips.append(rec)
     return clips

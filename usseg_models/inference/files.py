@@ -34,15 +34,17 @@ import numpy as np
 
 from usseg_models.errors import UssegError
 from usseg_models.io.conventions import BT601_WEIGHTS
+from usseg_models.io.formats import SUFFIXES, has_readable_name, suffixes_of
 from usseg_models.io.layout import spatial_ndim
+from usseg_models.io.validate import is_dicom
 
 __all__ = ["PredictItem", "collect_inputs", "predict_item", "overlay_frames", "OUTPUT_FORMATS", "predict_files"]
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("nii.gz", "seg.nrrd", "png")
-_FRAME_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
-_FILE_EXTS = (".dcm", ".dicom", ".nii", ".nii.gz", ".nrrd", ".nhdr", ".mp4", ".m4v", ".mov", ".avi")
+_FRAME_EXTS = suffixes_of("image")  # the formats that are always one image: a folder of them is a clip for DSANet
+_LONGEST_FIRST = sorted(SUFFIXES, key=len, reverse=True)
 _OUTLINE = np.array([255, 40, 40], np.uint8)
 _MIN_ROWS = 256
 
@@ -60,7 +62,7 @@ class PredictItem:
 
 def _ext(path: Path) -> str:
     name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+    return next((s for s in _LONGEST_FIRST if name.endswith(s)), path.suffix.lower())
 
 
 def _without_ext(rel: Path) -> str:
@@ -74,8 +76,7 @@ def _is_dicom_without_suffix(path: Path) -> bool:
         return False
     try:
         with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
+            return is_dicom(fh.read(132))
     except OSError:
         return False
 
@@ -113,7 +114,7 @@ def collect_inputs(
             continue
         if skip is not None and (p.resolve() == skip or skip in p.resolve().parents):
             continue
-        if _ext(p) in _FRAME_EXTS + _FILE_EXTS or _is_dicom_without_suffix(p):
+        if has_readable_name(p) or _is_dicom_without_suffix(p):
             files.append(p)
         else:
             ignored += 1

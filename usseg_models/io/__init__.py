@@ -3,8 +3,9 @@
 See ``docs/DESIGN.md`` for the array layout and metadata keys, :mod:`usseg_models.io.dicom_pixels` for the colour
 rule and :mod:`usseg_models.io.validate` for the checks every file passes before any native decoder sees it.
 
-Modules: ``image`` (the reader registry: format → reader and header prober; ``load_image``, ``probe_header``),
-``validate`` (checks, format sniffing), ``dicom_pixels`` (pydicom decoding + metadata), ``raster`` (PNG/JPEG/...),
+Modules: ``formats`` (the format registry: every format's entry, ``sniff_format``, ``load_image``,
+``probe_header``), ``format`` (what an entry holds), ``validate`` (DICOM checks), ``dicom_pixels`` (pydicom
+decoding + metadata), ``raster`` (PNG/JPEG/...),
 ``volume`` (NIfTI/NRRD; squeezes a one-slice volume), ``video`` (MP4/MOV/AVI cines decoded with PyAV),
 ``video_probe`` (MP4/MOV/AVI container checks from the header), ``header`` (header-only probers), ``loaders``
 (MONAI ``ImageReader``s over the registry, ``LoadUltrasound``/``LoadUltrasoundd``), ``dicom``
@@ -22,7 +23,7 @@ _EXPORTS = {
     "UltrasoundImageReader": "loaders",
     "UltrasoundVideoReader": "loaders",
     "read_video": "video",
-    "probe_video": "video",
+    "probe_video": "video_probe",
     "write_video": "video",
     "LoadUltrasound": "loaders",
     "LoadUltrasoundd": "loaders",
@@ -33,11 +34,11 @@ _EXPORTS = {
     "decode_dicom": "dicom_pixels",
     "dicom_metadata": "dicom_pixels",
     "read_dicom": "dicom_pixels",
-    "load_image": "image",
-    "probe_header": "image",
-    "READERS": "image",
+    "load_image": "formats",
+    "probe_header": "formats",
+    "FORMATS": "formats",
     "RegistryReader": "loaders",
-    "sniff_format": "validate",
+    "sniff_format": "formats",
     "validate_dicom": "validate",
     "write_label": "writers",
     "write_nifti": "writers",

@@ -1,15 +1,16 @@
 """Ultrasound DICOM reader (single and multi-frame) as a MONAI :class:`~monai.data.ImageReader`, built on pydicom.
 
-Decoding, the colour rule and the metadata keys are documented in :mod:`usseg_models.io.dicom_pixels` (re-exported
-here): spatial-first ``(X, Y[, T][, 3])`` arrays, YBR -> RGB, PALETTE COLOR -> RGB through the LUT, MONOCHROME1
-inverted, optional BT.601 luma grey, ``affine = diag(sx, sy, 1, 1)`` from the ultrasound regions calibration.
+Decoding, the colour rule and the metadata keys are documented in :mod:`usseg_models.io.dicom_pixels`:
+spatial-first ``(X, Y[, T][, 3])`` arrays, YBR -> RGB, PALETTE COLOR -> RGB through the LUT, MONOCHROME1 inverted,
+optional BT.601 luma grey, ``affine = diag(sx, sy, 1, 1)`` from the ultrasound regions calibration.
 Every file is validated (:func:`usseg_models.io.validate.validate_dicom`) before pydicom decodes it; the reader is
 the registry's DICOM entry (:class:`usseg_models.io.loaders.RegistryReader`).
 
 Examples::
 
     >>> from monai.transforms import LoadImage
-    >>> from usseg_models.io.dicom import UltrasoundDicomReader, read_dicom
+    >>> from usseg_models.io.dicom import UltrasoundDicomReader
+    >>> from usseg_models.io.dicom_pixels import read_dicom
     >>> clip = LoadImage(reader=UltrasoundDicomReader())("echo.dcm")   # doctest: +SKIP
     >>> clip.shape                                                      # doctest: +SKIP
     torch.Size([320, 240, 30, 3])
@@ -27,15 +28,14 @@ from pathlib import Path
 
 from monai.utils import ensure_tuple
 
-from usseg_models.io.conventions import bt601_luma
-from usseg_models.io.dicom_pixels import decode_dicom, dicom_metadata, read_dicom
+from usseg_models.io.dicom_pixels import FORMAT as DICOM_FORMAT
 from usseg_models.io.loaders import RegistryReader
+from usseg_models.io.validate import is_dicom
 
-__all__ = ["UltrasoundDicomReader", "read_dicom", "dicom_metadata", "decode_dicom", "bt601_luma"]
+__all__ = ["UltrasoundDicomReader"]
 
 logger = logging.getLogger(__name__)
 
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 
 class UltrasoundDicomReader(RegistryReader):
@@ -64,12 +64,11 @@ class UltrasoundDicomReader(RegistryReader):
         """True when every file has a DICOM suffix or, for existing files, the ``DICM`` prefix."""
         for name in ensure_tuple(filename):
             p = Path(name)
-            if p.suffix.lower() in _DICOM_SUFFIXES:
+            if p.suffix.lower() in DICOM_FORMAT.suffixes:
                 continue
             try:
                 with open(p, "rb") as fh:
-                    fh.seek(128)
-                    if fh.read(4) == b"DICM":
+                    if is_dicom(fh.read(132)):
                         continue
             except OSError:
                 pass

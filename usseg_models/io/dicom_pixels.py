@@ -50,9 +50,11 @@ from pydicom.pixel_data_handlers.util import apply_color_lut, convert_color_spac
 
 from usseg_models.errors import MissingDecoderError, UltrasoundIOError
 from usseg_models.io.conventions import bt601_luma
-from usseg_models.io.validate import check_decoder_available, validate_dicom
+from usseg_models.io.format import Format
+from usseg_models.io.header import probe_dicom
+from usseg_models.io.validate import check_decoder_available, is_dicom, validate_dicom
 
-__all__ = ["read_dicom", "dicom_metadata", "decode_dicom", "bt601_luma"]
+__all__ = ["read_dicom", "dicom_metadata", "decode_dicom", "FORMAT"]
 
 logger = logging.getLogger(__name__)
 
@@ -239,3 +241,14 @@ def read_dicom(
     if arr.shape[: len(meta["spatial_shape"])] != tuple(meta["spatial_shape"]):
         raise UltrasoundIOError(f"{os.fspath(path)}: decoded shape {arr.shape} disagrees with the header")
     return arr, meta
+
+
+def _read_sniffed(path: str, grayscale: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    arr, meta = read_dicom(path, grayscale=grayscale, sniffed=True)
+    meta.update(format="dicom", one_slice=False)
+    return arr, meta
+
+
+#: the registry entry (:mod:`usseg_models.io.formats`); a DICOM file may also have no suffix at all
+FORMAT = Format("dicom", (".dcm", ".dicom", ".dic"), lambda head, path: is_dicom(head), _read_sniffed, probe_dicom,
+                label="DICOM")

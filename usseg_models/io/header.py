@@ -1,13 +1,13 @@
 """Shape of an image, cine or label file read from its header only (no pixel is decoded or decompressed).
 
-:func:`usseg_models.io.image.probe_header` (the reader registry picks the prober for the sniffed format)
+:func:`usseg_models.io.formats.probe_header` (the format registry picks the prober for the sniffed format)
 answers "how big will this file be once decoded, and what is its (X, Y[, T]) shape?" for
 every format :func:`usseg_models.io.load_image` reads, using each format's header parser:
 
 * DICOM: pydicom with ``stop_before_pixels=True`` (``Columns``, ``Rows``, ``NumberOfFrames``,
   ``SamplesPerPixel``; ``PALETTE COLOR`` decodes to 3 channels);
 * PNG / JPEG / GIF / BMP / TIFF: Pillow's lazy ``Image.open`` (reads the size from ``IHDR`` / ``SOF`` / ...);
-* video (MP4/MOV/AVI): :func:`usseg_models.io.video.probe_video` (pure-Python container walk; frames decode to
+* video (MP4/MOV/AVI): :func:`usseg_models.io.video_probe.probe_video` (pure-Python container walk; frames decode to
   RGB, so 3 channels);
 * NIfTI (``.nii`` / ``.nii.gz``): nibabel's header (the gzip stream is decompressed only as far as the header);
 * NRRD (``.nrrd`` / ``.seg.nrrd``): pynrrd's ``read_header``.
@@ -28,6 +28,7 @@ import pydicom
 from PIL import Image
 
 from usseg_models.errors import UltrasoundIOError
+from usseg_models.io.video_probe import probe_video
 
 __all__ = [
     "ImageHeader", "HeaderTooLarge", "probe_dicom", "probe_raster", "probe_nifti", "probe_nrrd", "probe_video_header",
@@ -46,7 +47,7 @@ class ImageHeader:
     """What a file's header says about the decoded array.
 
     Attributes:
-        format: the format :func:`usseg_models.io.validate.sniff_format` names (``"dicom"``, ``"png"``,
+        format: the format :func:`usseg_models.io.formats.sniff_format` names (``"dicom"``, ``"png"``,
             ``"nifti"``, ``"nrrd"``, ``"video"``, ...).
         xy: ``(X, Y)`` = (columns, rows).
         frames: number of frames of a cine (``T > 1``), else ``None`` (2D image or one-slice volume).
@@ -155,9 +156,7 @@ def _volume(fmt: str, shape: tuple[int, ...], channels: int) -> ImageHeader:
 
 
 def probe_video_header(path: str) -> ImageHeader:
-    from usseg_models.io.video import probe_video  # validates the container; raises over its own limits
-
-    info = probe_video(path)
+    info = probe_video(path)  # validates the container; raises over its own limits
     frames = int(info.num_frames)
     return ImageHeader("video", (int(info.width), int(info.height)), _frames(frames), 3,
                        int(info.width) * int(info.height) * 3 * frames, (), frames)

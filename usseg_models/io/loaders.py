@@ -1,4 +1,4 @@
-"""Loaders: MONAI wrappers of the reader registry (:mod:`usseg_models.io.image`) — ``ImageReader`` classes
+"""Loaders: MONAI wrappers of the format registry (:mod:`usseg_models.io.formats`) — ``ImageReader`` classes
 (:class:`RegistryReader`: every format, video only; DICOM only in :mod:`usseg_models.io.dicom`) and the
 ``LoadUltrasound`` / ``LoadUltrasoundd`` transform pair (array and dictionary, MONAI style).
 
@@ -27,8 +27,7 @@ from monai.transforms import EnsureChannelFirst, MapTransform, Transform
 from monai.utils import ensure_tuple
 
 from usseg_models.errors import UltrasoundIOError
-from usseg_models.io.image import READERS, load_image
-from usseg_models.io.validate import sniff_format
+from usseg_models.io.formats import FORMATS, load_image, sniff_format, suffixes_of
 
 __all__ = [
     "RegistryReader",
@@ -54,7 +53,7 @@ def _stack_pairs(img) -> tuple[np.ndarray, dict]:
 
 
 class RegistryReader(ImageReader):
-    """MONAI ``ImageReader`` over the reader registry (:data:`usseg_models.io.image.READERS`), for some formats.
+    """MONAI ``ImageReader`` over the format registry (:data:`usseg_models.io.formats.FORMATS`), for some formats.
 
     ``read`` sniffs each file once, refuses a format outside :attr:`formats` (``None`` = every format) and reads
     it with the registered reader (validated first); ``get_data`` stacks several files as channels (MONAI
@@ -78,8 +77,7 @@ class RegistryReader(ImageReader):
         self.grayscale = grayscale
 
     def _suffixes(self) -> tuple[str, ...]:
-        names = READERS if self.formats is None else self.formats
-        return tuple(s for name in names for s in READERS[name].suffixes)
+        return suffixes_of(names=tuple(FORMATS) if self.formats is None else self.formats)
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         """True for names ending in a suffix of one of :attr:`formats` (any format: DICOM may have no suffix)."""
@@ -91,7 +89,7 @@ class RegistryReader(ImageReader):
         fmt = sniff_format(path)
         if self.formats is not None and fmt not in self.formats:
             raise UltrasoundIOError(f"{os.fspath(path)}: a {fmt} file, not {' or '.join(self.formats)}")
-        return READERS[fmt].read(os.fspath(path), self.grayscale)
+        return FORMATS[fmt].read(os.fspath(path), self.grayscale)
 
     def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> Sequence[Any] | Any:
         """Validate and load the file(s); returns ``(array, meta)`` pairs."""

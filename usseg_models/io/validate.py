@@ -3,7 +3,9 @@
 A stock MONAI Label server aborted inside ITK on a DICOM whose header said ``BitsAllocated = 7``
 (``docs/paper-readings.md``, "Environment facts behind io/validate.py"). Every file that enters this project is
 therefore checked here first, with pydicom (DICOM), nibabel (NIfTI), pynrrd (NRRD), Pillow's header parser
-(PNG/JPEG/GIF/BMP/TIFF) and a pure-Python container walk for video files (:func:`usseg_models.io.video.probe_video`);
+(PNG/JPEG/GIF/BMP/TIFF) and a pure-Python container walk for video files
+(:func:`usseg_models.io.video_probe.probe_video`); formats are told apart by their bytes
+(:func:`usseg_models.io.formats.sniff_format`);
 a file that fails raises :class:`~usseg_models.errors.UltrasoundIOError` (or its subclass
 :class:`~usseg_models.errors.MissingDecoderError`) with a message naming the file and the problem. That is the
 one documented exception type for bad input.
@@ -22,19 +24,15 @@ DICOM checks (:func:`validate_dicom`):
 
 Examples::
 
-    >>> from usseg_models.io.validate import sniff_format, validate_dicom
-    >>> sniff_format("clip.dcm")                   # doctest: +SKIP
-    'dicom'
+    >>> from usseg_models.io.validate import validate_dicom
     >>> ds = validate_dicom("clip.dcm")            # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import warnings
-from pathlib import Path
 
 import pydicom
 from pydicom import config as pydicom_config
@@ -44,12 +42,13 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixel_data_handlers.util import get_expected_length
 
 from usseg_models.errors import MissingDecoderError, UltrasoundIOError
+from usseg_models.io.format import read_head
 
 __all__ = [
     "SUPPORTED_TRANSFER_SYNTAXES",
     "DECODER_PACKAGES",
     "SUPPORTED_PHOTOMETRIC",
-    "sniff_format",
+    "is_dicom",
     "validate_dicom",
     "check_decoder_available",
     "MAX_DECODED_BYTES",
@@ -103,68 +102,9 @@ def _fail(path: str | os.PathLike, problem: str) -> UltrasoundIOError:
     return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
 
 
-def sniff_format(path: str | os.PathLike) -> str:
-    """Identify a file's format from its content (magic bytes), never from its name alone.
-
-    Args:
-        path: file to inspect.
-
-    Returns:
-        one of ``"dicom"``, ``"png"``, ``"jpeg"``, ``"gif"``, ``"bmp"``, ``"tiff"``, ``"nifti"``, ``"nrrd"`` or
-        ``"video"`` (MP4/MOV or AVI container; :mod:`usseg_models.io.video` validates the rest).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        UltrasoundIOError: the file is empty, a directory, or of no supported format.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(2, "No such file", os.fspath(path))
-    if p.is_dir():
-        raise _fail(path, "is a directory, not an image file")
-    with open(p, "rb") as fh:
-        head = fh.read(1024)
-    if not head:
-        raise _fail(path, "file is empty")
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"NRRD000"):
-        return "nrrd"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if head.startswith(b"BM") and len(head) >= 26:
-        return "bmp"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "tiff"
-    from usseg_models.io.video import sniff_video
-
-    if sniff_video(head) is not None:
-        return "video"
-    if head.startswith(b"\x1f\x8b"):
-        try:
-            with gzip.open(p, "rb") as gz:
-                head = gz.read(544)
-        except (OSError, EOFError) as exc:
-            raise _fail(path, f"corrupt gzip stream ({exc})") from exc
-    if _looks_like_nifti(head):
-        return "nifti"
-    suffix = "".join(p.suffixes[-2:]).lower()
-    if suffix.endswith((".dcm", ".dicom")):
-        raise _fail(path, "not a DICOM file (no 'DICM' prefix at byte 128)")
-    raise _fail(path, "unsupported or unrecognised file format (expected DICOM, PNG, JPEG, GIF, BMP, TIFF, NIfTI, "
-                      "NRRD, or an MP4/MOV/AVI video)")
-
-
-def _looks_like_nifti(head: bytes) -> bool:
-    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
-        return int.from_bytes(head[:4], "little") == 348 or int.from_bytes(head[:4], "big") == 348
-    if len(head) >= 540 and head[4:8] in (b"n+2\x00", b"ni2\x00"):
-        return int.from_bytes(head[:4], "little") == 540 or int.from_bytes(head[:4], "big") == 540
-    return False
+def is_dicom(head: bytes) -> bool:
+    """Whether the first bytes of a file carry the DICOM ``DICM`` prefix (at byte 128)."""
+    return len(head) >= 132 and head[128:132] == b"DICM"
 
 
 def check_decoder_available(transfer_syntax: str, path: str | os.PathLike = "<dataset>") -> None:
@@ -208,7 +148,7 @@ def validate_dicom(path: str | os.PathLike, check_decoder: bool = True, sniffed:
         UltrasoundIOError: any problem listed in the module docstring (message names the file and the problem).
         MissingDecoderError: no installed decoder for its transfer syntax.
     """
-    if not sniffed and sniff_format(path) != "dicom":
+    if not sniffed and not is_dicom(read_head(path)):
         raise _fail(path, "not a DICOM file (no 'DICM' prefix at byte 128)")
     try:
         with warnings.catch_warnings():

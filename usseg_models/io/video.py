@@ -24,12 +24,13 @@ cines as ordinary video files. This module reads them into the project's cine la
   (``num_frames`` is set, even for one frame), as a multi-frame DICOM.
 - :func:`write_video` writes display frames (overlays, test clips) as MP4/MOV/AVI or GIF.
 
-The header-only names (:data:`VIDEO_SUFFIXES`, :data:`MAX_VIDEO_FRAMES`, :class:`VideoInfo`, :func:`sniff_video`,
-:func:`probe_video`, :func:`max_video_frames`) are importable from here as well.
+The header-only checks (sniffing, the container walk, the frame limit) live in :mod:`usseg_models.io.video_probe`;
+the registry entry is :data:`FORMAT`.
 
 Examples::
 
-    >>> from usseg_models.io.video import read_video, UltrasoundVideoReader
+    >>> from usseg_models.io.loaders import UltrasoundVideoReader
+    >>> from usseg_models.io.video import read_video
     >>> cine, meta = read_video("lung.mp4")                              # doctest: +SKIP
     >>> cine.shape, meta["num_frames"], meta["frame_time_ms"]            # doctest: +SKIP
     ((350, 350, 100), 100, 40.0)
@@ -52,27 +53,12 @@ import numpy as np
 
 from usseg_models.errors import MissingDecoderError, UltrasoundIOError
 from usseg_models.io.conventions import bt601_luma
+from usseg_models.io.format import Format
+from usseg_models.io.header import probe_video_header
 from usseg_models.io.layout import base_meta
-from usseg_models.io.video_probe import (
-    MAX_VIDEO_FRAMES,
-    VIDEO_SUFFIXES,
-    VideoInfo,
-    _fail,
-    max_video_frames,
-    probe_video,
-    sniff_video,
-)
+from usseg_models.io.video_probe import VIDEO_SUFFIXES, max_video_frames, probe_video, sniff_video
 
-__all__ = [
-    "VIDEO_SUFFIXES",
-    "MAX_VIDEO_FRAMES",
-    "VideoInfo",
-    "sniff_video",
-    "probe_video",
-    "read_video",
-    "write_video",
-    "max_video_frames",
-]
+__all__ = ["read_video", "write_video", "FORMAT"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,9 +211,10 @@ def write_video(
     return path
 
 
-def __getattr__(name: str):
-    if name == "UltrasoundVideoReader":  # MONAI-based; lives with the other readers (importing MONAI is slow)
-        from usseg_models.io.transforms import UltrasoundVideoReader
+def _fail(path, problem: str) -> UltrasoundIOError:
+    return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
 
-        return UltrasoundVideoReader
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+#: the registry entry (:mod:`usseg_models.io.formats`)
+FORMAT = Format("video", VIDEO_SUFFIXES, lambda head, path: sniff_video(head) is not None, read_video,
+                probe_video_header, kind="cine", label="MP4/MOV/AVI video")

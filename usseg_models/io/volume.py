@@ -10,11 +10,12 @@ A third spatial axis longer than one is reported as frames (``num_frames``): the
 ``(X, Y, T)`` volumes. A third axis of exactly one — the one-slice ``(X, Y, 1)`` volume 3D Slicer sends for a 2D
 image — is squeezed to ``(X, Y)`` and flagged ``meta["one_slice"] = True``; ``affine`` keeps the file's full 4x4
 matrix so :func:`usseg_models.io.writers.write_label` can restore ``(X, Y, 1)`` with the same geometry.
-Registered for those formats in :mod:`usseg_models.io.image`.
+The registry entries are :data:`NIFTI` and :data:`NRRD`.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 from collections.abc import Mapping
@@ -26,9 +27,11 @@ import numpy as np
 
 from usseg_models.errors import UltrasoundIOError
 from usseg_models.io.conventions import LPS_TO_RAS
+from usseg_models.io.format import Format, grey_on_request
+from usseg_models.io.header import probe_nifti, probe_nrrd
 from usseg_models.io.layout import base_meta
 
-__all__ = ["read_nifti", "read_nrrd"]
+__all__ = ["read_nifti", "read_nrrd", "NIFTI", "NRRD"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,3 +138,28 @@ def _finish_volume(path, arr: np.ndarray, affine: np.ndarray, colour: bool, fmt:
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return np.ascontiguousarray(arr), meta
+
+
+def _nifti_signature(head: bytes) -> bool:
+    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return int.from_bytes(head[:4], "little") == 348 or int.from_bytes(head[:4], "big") == 348
+    if len(head) >= 540 and head[4:8] in (b"n+2\x00", b"ni2\x00"):
+        return int.from_bytes(head[:4], "little") == 540 or int.from_bytes(head[:4], "big") == 540
+    return False
+
+
+def _sniff_nifti(head: bytes, path: str) -> bool:
+    """NIfTI-1/2 header signature, in the file or at the start of its gzip stream (``.nii.gz``)."""
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(path, "rb") as gz:
+                head = gz.read(544)
+        except (OSError, EOFError) as exc:
+            raise _fail(path, f"corrupt gzip stream ({exc})") from exc
+    return _nifti_signature(head)
+
+
+#: registry entries (:mod:`usseg_models.io.formats`)
+NIFTI = Format("nifti", (".nii", ".nii.gz"), _sniff_nifti, grey_on_request(read_nifti), probe_nifti, label="NIfTI")
+NRRD = Format("nrrd", (".nrrd", ".seg.nrrd", ".nhdr"), lambda head, path: head.startswith(b"NRRD000"),
+              grey_on_request(read_nrrd), probe_nrrd, label="NRRD")

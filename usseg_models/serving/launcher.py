@@ -34,6 +34,8 @@ from pathlib import Path
 
 import requests
 
+from usseg_models.io.formats import DATASTORE_PATTERNS
+
 __all__ = ["APP_DIR", "DATASTORE_FILE_EXT", "free_port", "wait_for_http", "prepare_app_dir", "MonaiLabelServer",
            "stop_process_group"]
 
@@ -49,7 +51,7 @@ def _app_dir() -> Path:
 
 
 APP_DIR = _app_dir()
-DATASTORE_FILE_EXT = ["*.dcm", "*.png", "*.jpg", "*.nii.gz", "*.nii", "*.nrrd", "*.mp4", "*.avi", "*.mov"]
+DATASTORE_FILE_EXT = list(DATASTORE_PATTERNS)  # every format the project reads (usseg_models.io.formats)
 
 
 def free_port() -> int:
