@@ -1,10 +1,17 @@
-"""Pieces shared by video and image evaluation: checkpoint loading, aggregation, CSV/JSON writing."""
+"""Pieces shared by video and image evaluation: checkpoint loading, aggregation, and the writer of every output.
+
+An evaluation is three steps, each its own function: **scoring** (metrics per frame/image and per noise setting:
+``score_clips`` / ``score_images``), the **report** (Markdown tables from the scores: ``dsanet_report`` /
+``image_report``) and **writing** (:func:`write_evaluation`: overlay PNGs, ``report.md``, the per-item CSV and
+``metrics.json``).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +20,7 @@ import numpy as np
 from usseg_models.errors import CheckpointError
 from usseg_models.metrics import METRIC_NAMES
 
-__all__ = ["load_model_for", "mean_metrics", "write_csv", "write_json", "parse_speckle"]
+__all__ = ["load_model_for", "mean_metrics", "write_csv", "write_json", "parse_speckle", "Overlay", "write_evaluation"]
 
 
 def load_model_for(checkpoint: str | Path, allowed: Sequence[str]):
@@ -72,3 +79,33 @@ def parse_speckle(text: str | Sequence[float] | None) -> tuple[float, ...]:
             raise ValueError(f"speckle looks L must be > 0, got {value}")
         out.append(value)
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One overlay figure to write: ``overlays/<name>.png`` of a 2D ``image`` with its ``truth`` and ``pred``."""
+
+    name: str
+    image: np.ndarray
+    truth: np.ndarray
+    pred: np.ndarray
+
+
+def write_evaluation(out_dir: str | Path, overlays: Sequence[Overlay], report: Callable[[list[Path]], list[str]],
+                     csv_name: str, csv_rows: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]
+                     ) -> tuple[Path, Path, list[Path]]:
+    """Write an evaluation's outputs under ``out_dir``; returns ``(report.md, the CSV, overlay PNGs)``.
+
+    ``report(overlay paths)`` gives the Markdown lines (it links the overlays); ``metrics`` goes to
+    ``metrics.json`` with the paths of the report and the CSV added.
+    """
+    from usseg_models.evaluation.overlays import save_overlay
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [save_overlay(out / "overlays" / f"{o.name}.png", o.image, o.truth, o.pred) for o in overlays]
+    report_path = out / "report.md"
+    report_path.write_text("\n".join(report(paths)))
+    csv_path = write_csv(out / csv_name, csv_rows)
+    write_json(out / "metrics.json", {**metrics, "report": report_path, "csv": csv_path})
+    return report_path, csv_path, paths

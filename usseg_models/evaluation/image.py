@@ -11,20 +11,95 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from usseg_models.evaluation.common import load_model_for, mean_metrics, write_csv, write_json
-from usseg_models.evaluation.overlays import save_overlay
+from usseg_models.evaluation.common import Overlay, load_model_for, mean_metrics, write_evaluation
 from usseg_models.evaluation.report import IMAGE_COLUMNS, markdown_table, noise_label
 from usseg_models.metrics import per_frame_metrics
 
-__all__ = ["evaluate_image_model"]
+__all__ = ["evaluate_image_model", "ImageScores", "score_images", "image_report"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageScores:
+    """What :func:`score_images` measured: ``rows`` ``[(noise label, mean metrics)]``, ``per_image`` CSV rows (no
+    added noise) and the ``overlays`` to draw."""
+
+    rows: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    overlays: list[Overlay] = field(default_factory=list)
+    network: str = ""
+
+
+def score_images(predictor, size: int, items: Sequence[tuple[Any, np.ndarray, np.ndarray]], network: str,
+                 speckle: Sequence[float] = (), seed: int = 0, overlays: int = 8, batch_size: int = 8
+                 ) -> ImageScores:
+    """Metrics of ``predictor`` on ``items`` (``(record, image, label)``) for no noise and each speckle ``L``; the
+    first ``overlays`` images get an overlay (no noise)."""
+    from usseg_models.transforms.pipeline import (
+        Augmentation,
+        ModelPipeline,
+        postprocess_logits,
+        postprocess_probabilities,
+    )
+
+    out = ImageScores(network=network)
+    for L in [None, *speckle]:
+        noise = None if L is None else Augmentation.speckle_only(L)
+        pipeline = ModelPipeline("image", size).transform(noise)
+        pipeline.set_random_state(seed)
+        metrics = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            x = torch.stack([torch.as_tensor(pipeline({"image": im})["image"]).float() for _, im, _ in chunk])
+            logits = predictor.predict_logits(x).cpu()
+            for (rec, image, label), lg in zip(chunk, logits):
+                xy = (int(label.shape[0]), int(label.shape[1]))
+                pred = postprocess_logits(lg, xy)
+                m = per_frame_metrics(pred, label, prob=postprocess_probabilities(lg, xy), frame_axis=None)
+                metrics.append(m)
+                if L is None:
+                    out.per_image.append({"id": rec.id, **{k: float(v[0]) for k, v in m.items()}})
+                    if len(out.overlays) < overlays:
+                        out.overlays.append(Overlay(rec.id.replace("/", "_"), image, label, pred))
+        agg = mean_metrics(metrics)
+        out.rows.append((noise_label(L), agg))
+        logger.info("%s %s: Dice %.4f Jaccard %.4f", network, noise_label(L), agg["dice"], agg["jaccard"])
+    return out
+
+
+def image_report(scores: ImageScores, source: str, data: str | Path, split: str | None, label_value: int | None,
+                 overlay_paths: Sequence[Path]) -> list[str]:
+    """The Markdown lines of ``report.md`` (``source``: what was evaluated, one line)."""
+    dice = np.array([r["dice"] for r in scores.per_image])
+    return [
+        f"# {scores.network} evaluation",
+        "",
+        f"- checkpoint: {source}",
+        f"- data: `{data}`" + (f" (split {split})" if split else "") + f": {len(scores.per_image)} images"
+        + (f", label value {label_value}" if label_value is not None else ""),
+        "- metrics per image at the original resolution, averaged over images (foreground = logit > 0)",
+        f"- Dice over images: mean {dice.mean():.4f}, std {dice.std():.4f}, median {np.median(dice):.4f}, "
+        f"min {dice.min():.4f}",
+        "",
+        "## Metrics",
+        "",
+        markdown_table(scores.rows, IMAGE_COLUMNS),
+        "",
+        "Per-image figures: `per_image.csv`.",
+        "",
+        "## Overlays (image | truth in green | prediction in red)",
+        "",
+        *[f"![{p.stem}](overlays/{p.name})" for p in overlay_paths],
+        "",
+    ]
 
 
 def evaluate_image_model(
@@ -63,12 +138,6 @@ def evaluate_image_model(
     from usseg_models.data.discovery import discover_images
     from usseg_models.inference.image import ImagePredictor
     from usseg_models.training.distributed import resolve_device
-    from usseg_models.transforms.pipeline import (
-        Augmentation,
-        ModelPipeline,
-        postprocess_logits,
-        postprocess_probabilities,
-    )
 
     model, payload = load_model_for(checkpoint, ("intrasense", "unet"))
     size = int(payload["spatial_size"])
@@ -77,62 +146,13 @@ def evaluate_image_model(
     dev = resolve_device(device)
     predictor = ImagePredictor(model, size, device=dev, amp=dev.type == "cuda" if amp is None else amp,
                                batch_size=batch_size)
-    records = discover_images(data, split=split)
-    items = [(r, *load_image_arrays(r, label_value)) for r in records]
-    out = Path(out_dir)
-    rows, per_image, overlay_paths = [], [], []
-    for L in [None, *speckle]:
-        noise = None if L is None else Augmentation.speckle_only(L)
-        pipeline = ModelPipeline("image", size).transform(noise)
-        pipeline.set_random_state(seed)
-        metrics = []
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            x = torch.stack([torch.as_tensor(pipeline({"image": im})["image"]).float() for _, im, _ in chunk])
-            logits = predictor.predict_logits(x).cpu()
-            for (rec, image, label), lg in zip(chunk, logits):
-                xy = (int(label.shape[0]), int(label.shape[1]))
-                pred = postprocess_logits(lg, xy)
-                prob = postprocess_probabilities(lg, xy)
-                m = per_frame_metrics(pred, label, prob=prob, frame_axis=None)
-                metrics.append(m)
-                if L is None:
-                    per_image.append({"id": rec.id, **{k: float(v[0]) for k, v in m.items()}})
-                    if len(overlay_paths) < overlays:
-                        overlay_paths.append(save_overlay(out / "overlays" / f"{rec.id.replace('/', '_')}.png",
-                                                          image, label, pred))
-        agg = mean_metrics(metrics)
-        rows.append((noise_label(L), agg))
-        logger.info("%s %s: Dice %.4f Jaccard %.4f", payload["network"], noise_label(L), agg["dice"], agg["jaccard"])
-    dice = np.array([r["dice"] for r in per_image])
-    lines = [
-        f"# {payload['network']} evaluation",
-        "",
-        f"- checkpoint: `{checkpoint}` ({payload['network']}/{payload['config']}, input {size} px, "
-        f"epoch {(payload.get('extra') or {}).get('epoch', '?')})",
-        f"- data: `{data}`" + (f" (split {split})" if split else "") + f": {len(items)} images"
-        + (f", label value {label_value}" if label_value is not None else ""),
-        "- metrics per image at the original resolution, averaged over images (foreground = logit > 0)",
-        f"- Dice over images: mean {dice.mean():.4f}, std {dice.std():.4f}, median {np.median(dice):.4f}, "
-        f"min {dice.min():.4f}",
-        "",
-        "## Metrics",
-        "",
-        markdown_table(rows, IMAGE_COLUMNS),
-        "",
-        "Per-image figures: `per_image.csv`.",
-        "",
-        "## Overlays (image | truth in green | prediction in red)",
-        "",
-        *[f"![{p.stem}](overlays/{p.name})" for p in overlay_paths],
-        "",
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    csv_path = write_csv(out / "per_image.csv", per_image)
-    result = {"rows": dict(rows), "per_image": per_image, "report": report, "csv": csv_path,
-              "overlays": overlay_paths, "n_images": len(items), "network": payload["network"],
-              "checkpoint": str(checkpoint)}
-    write_json(out / "metrics.json", {k: v for k, v in result.items() if k not in ("overlays", "per_image")})
-    return result
+    items = [(r, *load_image_arrays(r, label_value)) for r in discover_images(data, split=split)]
+    scores = score_images(predictor, size, items, payload["network"], speckle, seed, overlays, batch_size)
+    source = (f"`{checkpoint}` ({payload['network']}/{payload['config']}, input {size} px, "
+              f"epoch {(payload.get('extra') or {}).get('epoch', '?')})")
+    metrics = {"rows": dict(scores.rows), "n_images": len(items), "network": payload["network"],
+               "checkpoint": str(checkpoint)}
+    report, csv_path, overlay_paths = write_evaluation(
+        out_dir, scores.overlays, lambda paths: image_report(scores, source, data, split, label_value, paths),
+        "per_image.csv", scores.per_image, metrics)
+    return {**metrics, "per_image": scores.per_image, "report": report, "csv": csv_path, "overlays": overlay_paths}

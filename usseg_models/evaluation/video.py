@@ -18,20 +18,129 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from usseg_models.evaluation.common import load_model_for, mean_metrics, write_csv, write_json
-from usseg_models.evaluation.overlays import save_overlay
+from usseg_models.evaluation.common import Overlay, load_model_for, mean_metrics, write_evaluation
 from usseg_models.evaluation.report import VIDEO_COLUMNS, markdown_table, noise_label
 from usseg_models.metrics import per_frame_metrics, temporal_stability
 
-__all__ = ["evaluate_dsanet"]
+__all__ = ["evaluate_dsanet", "ClipScores", "score_clips", "dsanet_report"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ClipScores:
+    """What :func:`score_clips` measured: ``rows`` ``[(noise label, mean metrics)]``, ``temporal`` ``{noise label:
+    stability}``, ``per_clip`` CSV rows, the ``overlays`` to draw, and the frame counts."""
+
+    rows: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+    temporal: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_clip: list[dict[str, Any]] = field(default_factory=list)
+    overlays: list[Overlay] = field(default_factory=list)
+    n_clips: int = 0
+    n_frames: int = 0
+    n_frames_total: int = 0
+    n_sparse_clips: int = 0
+
+
+def score_clips(predictor, size: int, clips: Sequence[tuple[Any, np.ndarray, np.ndarray]],
+                speckle: Sequence[float] = (), seed: int = 0, overlay_clips: int = 2,
+                overlay_frames: int = 4) -> ClipScores:
+    """Metrics of ``predictor`` on ``clips`` (``(record, cine, label)``) for no noise and each speckle ``L``.
+
+    Only each clip's labelled frames are scored (sparse-frame labels); the overlays are the no-noise predictions of
+    ``overlay_frames`` evenly spaced labelled frames of the first ``overlay_clips`` clips.
+    """
+    from usseg_models.transforms.pipeline import (
+        Augmentation,
+        ModelPipeline,
+        postprocess_logits,
+        postprocess_probabilities,
+    )
+
+    scored = {r.id: r.labelled_frames(label.shape[-1]) for r, _, label in clips}
+    out = ClipScores(n_clips=len(clips), n_frames=int(sum(len(v) for v in scored.values())),
+                     n_frames_total=int(sum(label.shape[-1] for _, _, label in clips)),
+                     n_sparse_clips=sum(1 for r, _, label in clips if len(scored[r.id]) < label.shape[-1]))
+    for L in [None, *speckle]:
+        noise = None if L is None else Augmentation.speckle_only(L)
+        pipeline = ModelPipeline("cine", size).transform(noise)
+        pipeline.set_random_state(seed)
+        frames_metrics, stabilities = [], []
+        for k, (rec, cine, label) in enumerate(clips):
+            x = torch.as_tensor(pipeline({"image": cine})["image"]).float()
+            logits = predictor.predict_logits(x).cpu()
+            xy = (int(cine.shape[0]), int(cine.shape[1]))
+            pred = postprocess_logits(logits, xy)  # (X, Y, T)
+            prob = postprocess_probabilities(logits, xy)  # (X, Y, T)
+            idx = scored[rec.id]
+            m = per_frame_metrics(pred[..., idx], label[..., idx], prob=prob[..., idx], frame_axis=-1)
+            frames_metrics.append(m)
+            full = len(idx) == label.shape[-1]
+            ts = temporal_stability(pred, label, frame_axis=-1) if full and label.shape[-1] > 1 else None
+            if ts is not None:
+                stabilities.append(ts)
+            out.per_clip.append({"clip": rec.id, "noise": noise_label(L), "frames": len(idx),
+                                 "frames_total": int(label.shape[-1]),
+                                 **{key: float(v.mean()) for key, v in m.items()},
+                                 "temporal_pred": ts["pred_consecutive_dice"] if ts else float("nan"),
+                                 "temporal_true": ts["true_consecutive_dice"] if ts else float("nan")})
+            if L is None and k < overlay_clips:
+                picks = np.linspace(0, len(idx) - 1, min(overlay_frames, len(idx))).round().astype(int).tolist()
+                for t in sorted({idx[i] for i in picks}):
+                    out.overlays.append(Overlay(f"{rec.id.replace('/', '_')}__frame{t:04d}", cine[:, :, t],
+                                                label[:, :, t], pred[:, :, t]))
+        agg = mean_metrics(frames_metrics)
+        out.rows.append((noise_label(L), agg))
+        if stabilities:
+            out.temporal[noise_label(L)] = {key: float(np.mean([s[key] for s in stabilities]))
+                                            for key in stabilities[0]}
+        logger.info("DSANet %s: Dice %.4f IoU %.4f MAE %.4f", noise_label(L), agg["dice"], agg["iou"], agg["mae"])
+    return out
+
+
+def dsanet_report(scores: ClipScores, source: str, data: str | Path, split: str | None, seed: int,
+                  overlay_paths: Sequence[Path]) -> list[str]:
+    """The Markdown lines of ``report.md`` (``source``: what was evaluated, one line)."""
+    n_sparse = scores.n_sparse_clips
+    scope = (f"{scores.n_frames} frames" if n_sparse == 0 else
+             f"{scores.n_frames} labelled frames scored of {scores.n_frames_total} segmented ({n_sparse} clips with "
+             "sparse-frame labels)")
+    return [
+        "# DSANet evaluation",
+        "",
+        f"- checkpoint: {source}",
+        f"- data: `{data}`" + (f" (split {split})" if split else "") + f": {scores.n_clips} clips, {scope}",
+        "- metrics per labelled frame at the original resolution, averaged over those frames (foreground = "
+        "logit > 0); MAE on the sigmoid probability",
+        f"- speckle: multiplicative Gamma(L, rate L) on [0, 1] intensity per frame, seed {seed}",
+        "",
+        "## Speckle robustness (paper Table II layout)",
+        "",
+        markdown_table(scores.rows, VIDEO_COLUMNS),
+        "",
+        "## Temporal stability",
+        "",
+        "Mean consecutive-frame Dice of the predictions vs. the same for the ground truth (difference < 0: the "
+        "prediction flickers more than the anatomy moves); fully labelled clips only"
+        + (f" ({scores.n_clips - n_sparse} of {scores.n_clips})." if n_sparse else "."),
+        "",
+        "| setting | predictions | ground truth | difference | mean abs. difference |",
+        "|---|---:|---:|---:|---:|",
+        *[f"| {k} | {v['pred_consecutive_dice']:.4f} | {v['true_consecutive_dice']:.4f} | {v['difference']:+.4f} "
+          f"| {v['mean_abs_difference']:.4f} |" for k, v in scores.temporal.items()],
+        "",
+        "## Overlays (frame | truth in green | prediction in red)",
+        "",
+        *[f"![{p.stem}](overlays/{p.name})" for p in overlay_paths],
+        "",
+    ]
 
 
 def evaluate_dsanet(
@@ -72,12 +181,6 @@ def evaluate_dsanet(
     from usseg_models.data.discovery import discover_clips
     from usseg_models.inference.video import DSANetPredictor
     from usseg_models.training.distributed import resolve_device
-    from usseg_models.transforms.pipeline import (
-        Augmentation,
-        ModelPipeline,
-        postprocess_logits,
-        postprocess_probabilities,
-    )
 
     model, payload = load_model_for(checkpoint, ("dsanet",))
     size = int(payload["spatial_size"])
@@ -86,90 +189,14 @@ def evaluate_dsanet(
     dev = resolve_device(device)
     predictor = DSANetPredictor(model, size, device=dev, amp=dev.type == "cuda" if amp is None else amp,
                                 batch_size=batch_size)
-    records = discover_clips(data, split=split)
-    out = Path(out_dir)
-    clips = [(r, *load_clip_arrays(r, label_value)) for r in records]
-    scored = {r.id: r.labelled_frames(label.shape[-1]) for r, _, label in clips}
-    settings: list[float | None] = [None, *speckle]
-    rows, temporal, per_clip_rows, overlays, overlaid = [], {}, [], [], 0
-    for L in settings:
-        noise = None if L is None else Augmentation.speckle_only(L)
-        pipeline = ModelPipeline("cine", size).transform(noise)
-        pipeline.set_random_state(seed)
-        frames_metrics, stabilities = [], []
-        for rec, cine, label in clips:
-            x = torch.as_tensor(pipeline({"image": cine})["image"]).float()
-            logits = predictor.predict_logits(x).cpu()
-            xy = (int(cine.shape[0]), int(cine.shape[1]))
-            pred = postprocess_logits(logits, xy)  # (X, Y, T)
-            prob = postprocess_probabilities(logits, xy)  # (X, Y, T)
-            idx = scored[rec.id]
-            full = len(idx) == label.shape[-1]
-            m = per_frame_metrics(pred[..., idx], label[..., idx], prob=prob[..., idx], frame_axis=-1)
-            frames_metrics.append(m)
-            ts = temporal_stability(pred, label, frame_axis=-1) if full and label.shape[-1] > 1 else None
-            if ts is not None:
-                stabilities.append(ts)
-            per_clip_rows.append({"clip": rec.id, "noise": noise_label(L), "frames": len(idx),
-                                  "frames_total": int(label.shape[-1]),
-                                  **{k: float(v.mean()) for k, v in m.items()},
-                                  "temporal_pred": ts["pred_consecutive_dice"] if ts else float("nan"),
-                                  "temporal_true": ts["true_consecutive_dice"] if ts else float("nan")})
-            if L is None and overlaid < overlay_clips:
-                overlaid += 1
-                n = len(idx)
-                picks = np.linspace(0, n - 1, min(overlay_frames, n)).round().astype(int).tolist()
-                for t in sorted({idx[k] for k in picks}):
-                    name = rec.id.replace("/", "_")
-                    frame = cine[:, :, t]
-                    overlays.append(save_overlay(out / "overlays" / f"{name}__frame{t:04d}.png", frame,
-                                                 label[:, :, t], pred[:, :, t]))
-        agg = mean_metrics(frames_metrics)
-        rows.append((noise_label(L), agg))
-        if stabilities:
-            temporal[noise_label(L)] = {k: float(np.mean([s[k] for s in stabilities])) for k in stabilities[0]}
-        logger.info("DSANet %s: Dice %.4f IoU %.4f MAE %.4f", noise_label(L), agg["dice"], agg["iou"], agg["mae"])
-    n_total = int(sum(label.shape[-1] for _, _, label in clips))
-    n_frames = int(sum(len(v) for v in scored.values()))
-    n_sparse = sum(1 for r, _, label in clips if len(scored[r.id]) < label.shape[-1])
-    scope = (f"{n_frames} frames" if n_sparse == 0 else
-             f"{n_frames} labelled frames scored of {n_total} segmented ({n_sparse} clips with sparse-frame labels)")
-    lines = [
-        "# DSANet evaluation",
-        "",
-        f"- checkpoint: `{checkpoint}` ({payload['network']}/{payload['config']}, input {size} px, "
-        f"epoch {(payload.get('extra') or {}).get('epoch', '?')})",
-        f"- data: `{data}`" + (f" (split {split})" if split else "") + f": {len(clips)} clips, {scope}",
-        "- metrics per labelled frame at the original resolution, averaged over those frames (foreground = "
-        "logit > 0); MAE on the sigmoid probability",
-        f"- speckle: multiplicative Gamma(L, rate L) on [0, 1] intensity per frame, seed {seed}",
-        "",
-        "## Speckle robustness (paper Table II layout)",
-        "",
-        markdown_table(rows, VIDEO_COLUMNS),
-        "",
-        "## Temporal stability",
-        "",
-        "Mean consecutive-frame Dice of the predictions vs. the same for the ground truth (difference < 0: the "
-        "prediction flickers more than the anatomy moves); fully labelled clips only"
-        + (f" ({len(clips) - n_sparse} of {len(clips)})." if n_sparse else "."),
-        "",
-        "| setting | predictions | ground truth | difference | mean abs. difference |",
-        "|---|---:|---:|---:|---:|",
-        *[f"| {k} | {v['pred_consecutive_dice']:.4f} | {v['true_consecutive_dice']:.4f} | {v['difference']:+.4f} "
-          f"| {v['mean_abs_difference']:.4f} |" for k, v in temporal.items()],
-        "",
-        "## Overlays (frame | truth in green | prediction in red)",
-        "",
-        *[f"![{p.stem}](overlays/{p.name})" for p in overlays],
-        "",
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    write_csv(out / "per_clip.csv", per_clip_rows)
-    result = {"rows": dict(rows), "temporal": temporal, "report": report, "overlays": overlays,
-              "n_clips": len(clips), "n_frames": n_frames, "n_frames_total": n_total, "n_sparse_clips": n_sparse,
-              "checkpoint": str(checkpoint)}
-    write_json(out / "metrics.json", {k: v for k, v in result.items() if k != "overlays"})
-    return result
+    clips = [(r, *load_clip_arrays(r, label_value)) for r in discover_clips(data, split=split)]
+    scores = score_clips(predictor, size, clips, speckle, seed, overlay_clips, overlay_frames)
+    source = (f"`{checkpoint}` ({payload['network']}/{payload['config']}, input {size} px, "
+              f"epoch {(payload.get('extra') or {}).get('epoch', '?')})")
+    metrics = {"rows": dict(scores.rows), "temporal": scores.temporal, "n_clips": scores.n_clips,
+               "n_frames": scores.n_frames, "n_frames_total": scores.n_frames_total,
+               "n_sparse_clips": scores.n_sparse_clips, "checkpoint": str(checkpoint)}
+    report, csv_path, overlays = write_evaluation(
+        out_dir, scores.overlays, lambda paths: dsanet_report(scores, source, data, split, seed, paths),
+        "per_clip.csv", scores.per_clip, metrics)
+    return {**metrics, "report": report, "csv": csv_path, "overlays": overlays}
