@@ -21,6 +21,10 @@ and long before it serves). It
 The other workarounds are used rather than installed: the datastore classes mix in :mod:`.datastore_lock`, the
 app's ``random`` strategy is :class:`.safe_random.SafeRandom`, infer tasks write results through
 :mod:`.result_files`. Outside the server process (a training or scoring subprocess) steps 2–4 install nothing.
+
+``USSEG_COMPAT_DISABLE`` (a comma-separated list of ``auth``, ``request-guards``, ``threaded-routes``, or ``all``)
+starts the server with those left out, on stock MONAI Label behaviour: for maintainers checking whether a release
+still needs them (``tests/test_compat_stock.py`` does exactly that), never for users.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["TESTED_VERSIONS", "WORKAROUNDS", "Workaround", "UntestedMonaiLabel", "installed_version",
-           "check_version", "install"]
+           "check_version", "disabled", "install"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ logger = logging.getLogger(__name__)
 TESTED_VERSIONS = ("0.8.5",)
 ALLOW_ENV = "USSEG_ALLOW_UNTESTED_MONAILABEL"
 ALLOW_CONF = "allow_untested_monailabel"
+DISABLE_ENV = "USSEG_COMPAT_DISABLE"
+INSTALLED = ("auth", "request-guards", "threaded-routes")
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,10 @@ class Workaround:
 
     name: str
     module: str
-    test: str  # pytest node id
+    test: str  # pytest node id of the fixed behaviour
     upstream: str
     summary: str
+    stock: str = ""  # pytest node id asserting the bug on stock MONAI Label ("" when no switch can show it)
 
 
 _HERE = "monailabel_app.lib.compat"
@@ -60,27 +67,32 @@ WORKAROUNDS = (
         "threaded-routes", f"{_HERE}.routes",
         "tests/test_app_refine.py::test_too_many_refinements_at_once_get_429",
         "docs/upstream/01-blocking-async-routes.md",
-        "POST /infer and /train do synchronous work inside async def: one inference blocks every request"),
+        "POST /infer and /train do synchronous work inside async def: one inference blocks every request",
+        "tests/test_compat_stock.py::test_stock_infer_route_blocks_every_other_request"),
     Workaround(
         "request-guards", f"{_HERE}.request_guards",
         "tests/test_app_hardening.py::test_delete_label_that_is_not_stored_is_404",
         "docs/upstream/02-request-validation.md",
-        "malformed params, unknown scoring methods, bad uploads, DELETE of what is not there: 500 or 200"),
+        "malformed params, unknown scoring methods, bad uploads, DELETE of what is not there: 500 or 200",
+        "tests/test_compat_stock.py::test_stock_request_handling_answers_wrong_requests_with_200_or_500"),
     Workaround(
         "auth", f"{_HERE}.auth",
         "tests/test_app_auth_login.py::test_accepted_algorithms_are_public_key_ones",
         "docs/upstream/03-auth-pyjwt-and-route-roles.md",
-        "jwt.decode without algorithms refuses every token under PyJWT 2; /reload open; model routes to users"),
+        "jwt.decode without algorithms refuses every token under PyJWT 2; /reload open; model routes to users",
+        "tests/test_compat_stock.py::test_stock_token_check_refuses_every_token_under_pyjwt_2"),
     Workaround(
         "datastore-lock", f"{_HERE}.datastore_lock",
         "tests/test_app_datastore_lock.py::test_unlocked_local_datastore_shows_the_race",
         "docs/upstream/04-datastore-watcher-race.md",
-        "the file watcher iterates the index while requests change it, and dies silently"),
+        "the file watcher iterates the index while requests change it, and dies silently",
+        "tests/test_app_datastore_lock.py::test_unlocked_local_datastore_shows_the_race"),
     Workaround(
         "safe-random", f"{_HERE}.safe_random",
         "tests/test_app_unit.py::test_random_strategy_survives_an_image_proposed_this_second",
         "docs/upstream/05-random-strategy-zero-weights.md",
-        "Random strategy: all weights 0 within one second -> ValueError -> HTTP 500"),
+        "Random strategy: all weights 0 within one second -> ValueError -> HTTP 500",
+        "tests/test_app_unit.py::test_random_strategy_survives_an_image_proposed_this_second"),
     Workaround(
         "result-files", f"{_HERE}.result_files",
         "tests/test_app_server_results.py::test_answer_saved_by_monai_label_client_survives_the_servers_clean_up",
@@ -126,6 +138,21 @@ def check_version(conf: dict[str, Any] | None = None, version: str | None = None
     raise UntestedMonaiLabel(message)
 
 
+def disabled() -> set[str]:
+    """The installed workarounds ``USSEG_COMPAT_DISABLE`` leaves out (``all``: every one).
+
+    Raises:
+        ValueError: a name that is not one of :data:`INSTALLED`.
+    """
+    names = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    if "all" in names:
+        return set(INSTALLED)
+    unknown = sorted(names - set(INSTALLED))
+    if unknown:
+        raise ValueError(f"{DISABLE_ENV}: unknown workaround(s) {unknown}; choose from {list(INSTALLED)} or all")
+    return names
+
+
 def install(conf: dict[str, Any] | None = None, check_train: Callable[[str, Any], None] | None = None) -> list[str]:
     """Check the version, then install the workarounds in the order of the module docstring.
 
@@ -150,19 +177,26 @@ def install(conf: dict[str, Any] | None = None, check_train: Callable[[str, Any]
     from monailabel_app.lib.compat.request_guards import install_request_guards
     from monailabel_app.lib.compat.routes import run_in_threads
 
+    off = disabled()
+    if off:
+        logger.warning("%s: MONAI Label workarounds left out (stock behaviour): %s", DISABLE_ENV,
+                       ", ".join(sorted(off)))
     done = []
-    install_auth()
-    done.append("auth")
-    done += [f"guard:{name}" for name in install_request_guards()]
+    if "auth" not in off:
+        install_auth()
+        done.append("auth")
+    if "request-guards" not in off:
+        done += [f"guard:{name}" for name in install_request_guards()]
+    if "threaded-routes" not in off:
 
-    def checked_training(model, params=None, run_sync=False, enqueue=False):
-        if check_train is not None:
-            check_train(model, params)
-        return train_endpoint.run_model(model, params, run_sync, enqueue)
+        def checked_training(model, params=None, run_sync=False, enqueue=False):
+            if check_train is not None:
+                check_train(model, params)
+            return train_endpoint.run_model(model, params, run_sync, enqueue)
 
-    # infer_endpoint.run_inference is read now: the guarded function installed just above
-    run_in_threads(server.app, {("POST", "/infer/{model}"): infer_endpoint.run_inference,
-                                ("POST", "/train/{model}"): checked_training})
-    done.append("threaded-routes")
-    logger.info("MONAI Label %s: workarounds installed: %s", installed_version(), ", ".join(done))
+        # infer_endpoint.run_inference is read now: the guarded function installed just above
+        run_in_threads(server.app, {("POST", "/infer/{model}"): infer_endpoint.run_inference,
+                                    ("POST", "/train/{model}"): checked_training})
+        done.append("threaded-routes")
+    logger.info("MONAI Label %s: workarounds installed: %s", installed_version(), ", ".join(done) or "none")
     return done
