@@ -217,8 +217,12 @@ def _score(pred: np.ndarray, truth: np.ndarray, frames: list[int]) -> tuple[dict
 
 
 def _warm_up(methods: list[str]) -> None:
-    """Load ITK's interpolator and OpenCV once before timing: their first use costs seconds (ITK: 10-20 s)."""
+    """Load ITK's interpolator, OpenCV and torch's optimiser machinery once before timing: their first use costs
+    seconds (ITK: 10-20 s; the first optimiser about 1 s), as the server pays them at start-up."""
+    from usseg_models.inference.adapt import warm_up
     from usseg_models.propagation import anchors
+
+    warm_up()
 
     square = np.zeros((16, 16), np.uint8)
     square[4:12, 4:12] = 1

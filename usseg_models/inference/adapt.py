@@ -31,7 +31,7 @@ from usseg_models.training.step import NonFiniteLoss, optimizer_step
 from usseg_models.transforms.clip import window_indices
 from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
 
-__all__ = ["AdaptOutcome", "FrameFeatures", "adapt_whole_model", "adapt_heads", "encode_clip"]
+__all__ = ["AdaptOutcome", "FrameFeatures", "adapt_whole_model", "adapt_heads", "encode_clip", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,12 @@ class FrameFeatures:
 
     pyramids: list[list[torch.Tensor]]
     seconds: float = 0.0
+
+
+def warm_up() -> None:
+    """Pay once, at start-up, what the first adaptation of a process would: creating the first optimiser imports
+    ``torch._dynamo`` (about 1 s on a CPU), which an interactive request should not wait for."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:

@@ -44,6 +44,7 @@ from fastapi import HTTPException
 from monailabel_app.lib.http import bad_request, unprocessable
 from monailabel_app.lib.infers.dsanet import DSANetInfer
 from monailabel_app.lib.input_limits import check_decoded_size
+from usseg_models.inference import adapt
 from usseg_models.inference.refine import (
     REFINE_MODES,
     ClipCache,
@@ -112,6 +113,7 @@ class DSANetRefineInfer(DSANetInfer):
                          description="DSANet refinement: adapt to a cine from a few corrected frames")
         self.limits = limits or RefineLimits()
         self.cache = ClipCache(max_clips=4)
+        adapt.warm_up()  # the first optimiser of a process imports torch._dynamo: not during a user's request
 
     def info(self) -> dict[str, Any]:
         info = super().info()
