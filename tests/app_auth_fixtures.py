@@ -6,9 +6,9 @@ with the public key, OpenID configuration, password and refresh grants). Nothing
 mocked: the server fetches the realm's key itself and checks signature, expiry and roles with its own ``RBAC``,
 plus the app's changes (:mod:`monailabel_app.lib.compat.auth`).
 
-One issuer, one checkpoint and one server for all those modules, stopped after the last of their tests
-(:func:`fixture_sharing.shared_across_modules`). A test module takes the fixtures with
-``from app_auth_fixtures import *`` and :func:`call`, :func:`expect` and the constants by name.
+One issuer, one checkpoint and one server for all those modules (session fixtures ``issuer``, ``auth_server``,
+``url``, ``auth_image_png``, ...; ``tests/conftest.py`` registers them with ``pytest_plugins``). Test modules
+import :func:`call`, :func:`expect` and the constants by name.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from fixture_sharing import shared_across_modules
 from keycloak_standin.issuer import DEFAULT_USERS, USER, TokenIssuer
 from server_utils import MonaiLabelServer, copy_app, copy_studies
-
-# the fixtures, which ``from app_auth_fixtures import *`` registers in a test module
-__all__ = ["issuer", "checkpoint", "server", "url", "tokens", "image_png", "label_png"]
 
 USERS = {**DEFAULT_USERS, "shortlived": {"password": "shortlived", "roles": [USER], "token_lifetime_s": 2}}
 IMAGE = "image_000"
@@ -32,22 +28,16 @@ CONF = {
 }
 
 
-# ---- fixtures ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def issuer(request, tmp_path_factory):
-    def start(stack):
-        return stack.enter_context(TokenIssuer.start(users=USERS, workdir=tmp_path_factory.mktemp("issuer")))
-
-    yield from shared_across_modules(request, start)
+# ---- fixtures (registered for every test module by ``pytest_plugins`` in conftest.py) ---------------------------
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory):
+    with TokenIssuer.start(users=USERS, workdir=tmp_path_factory.mktemp("issuer")) as running:
+        yield running
 
 
-@pytest.fixture(scope="module")
-def checkpoint(request, tmp_path_factory):
+@pytest.fixture(scope="session")
+def auth_checkpoint(tmp_path_factory) -> Path:
     """A valid IntraSense-Net (small) checkpoint: the live weights of the server and the model upload."""
-    yield from shared_across_modules(request, lambda stack: _save_checkpoint(tmp_path_factory))
-
-
-def _save_checkpoint(tmp_path_factory) -> Path:
     from usseg_models.networks.checkpoint import save_checkpoint
     from usseg_models.networks.factory import build_network
 
@@ -55,12 +45,8 @@ def _save_checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(path, build_network("intrasense", "small"), "intrasense", "small")
 
 
-@pytest.fixture(scope="module")
-def server(request, tmp_path_factory, issuer, checkpoint):
-    yield from shared_across_modules(request, lambda stack: _start_server(stack, tmp_path_factory, issuer, checkpoint))
-
-
-def _start_server(stack, tmp_path_factory, issuer, checkpoint):
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory, issuer, auth_checkpoint):
     tmp = tmp_path_factory.mktemp("auth_server")
     app = copy_app(tmp / "app")
     studies = copy_studies(tmp / "studies")
@@ -68,32 +54,32 @@ def _start_server(stack, tmp_path_factory, issuer, checkpoint):
         "MONAI_LABEL_AUTH_ENABLE": "true", "MONAI_LABEL_AUTH_REALM_URI": issuer.realm_uri,
         "MONAI_LABEL_AUTO_UPDATE_SCORING": "false",  # no scoring job of its own: the scoring test starts one
     }
-    srv = MonaiLabelServer(app, studies, conf={**CONF, "intrasense_pretrained_path": str(checkpoint)}, env=env)
-    stack.callback(srv.stop)
+    srv = MonaiLabelServer(app, studies, conf={**CONF, "intrasense_pretrained_path": str(auth_checkpoint)}, env=env)
     srv.start()
     srv.studies_dir = studies
-    return srv
+    yield srv
+    srv.stop()
 
 
-
-@pytest.fixture(scope="module")
-def url(server) -> str:
-    return server.url
+@pytest.fixture(scope="session")
+def url(auth_server) -> str:
+    return auth_server.url
 
 
 @pytest.fixture(scope="module")
 def tokens(issuer) -> dict[str, str]:
+    """Fresh tokens per module (they expire after the issuer's lifetime)."""
     return {name: issuer.token(name) for name in ("admin", "annotator", "user", "nobody")}
 
 
-@pytest.fixture(scope="module")
-def image_png(server) -> Path:
-    return server.studies_dir / f"{IMAGE}.png"
+@pytest.fixture(scope="session")
+def auth_image_png(auth_server) -> Path:
+    return auth_server.studies_dir / f"{IMAGE}.png"
 
 
-@pytest.fixture(scope="module")
-def label_png(server) -> Path:
-    return server.studies_dir / "labels" / "final" / f"{IMAGE}.png"
+@pytest.fixture(scope="session")
+def label_png(auth_server) -> Path:
+    return auth_server.studies_dir / "labels" / "final" / f"{IMAGE}.png"
 
 
 def call(url, method, path, token=None, **kwargs) -> requests.Response:

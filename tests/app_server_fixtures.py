@@ -1,10 +1,9 @@
 """What the ``test_app_server*.py`` modules share: one real MONAI Label server and the helpers that talk to it.
 
 The server runs the app on a temporary copy of the bundled sample studies; the last two PNG image labels are held
-back (``server.held_out``) for a test to submit later. It is started once for all those modules (start-up takes
-several seconds) and stopped after the last of their tests (:func:`fixture_sharing.shared_across_modules`).
-A test module takes the fixtures with ``from app_server_fixtures import *`` (pytest then finds them in the module;
-imported by name, each test argument would shadow an import) and the helpers by name.
+back (``server.held_out``) for a test to submit later. It is a session fixture, started once for every module that
+asks for ``server`` without defining its own (start-up takes several seconds); ``tests/conftest.py`` registers
+these fixtures (``pytest_plugins``). Test modules import the helpers by name.
 """
 
 from __future__ import annotations
@@ -16,11 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import requests
-from fixture_sharing import shared_across_modules
 from server_utils import MonaiLabelServer, copy_app, copy_studies, hold_out_image_labels
-
-# the fixtures, which ``from app_server_fixtures import *`` registers in a test module; the helpers are imported by name
-__all__ = ["server", "client", "cine_id", "image_png", "image_dcm"]
 
 monailabel_client = pytest.importorskip("monailabel.client")
 MONAILabelClient = monailabel_client.MONAILabelClient
@@ -87,13 +82,10 @@ def make_volume_nifti(src_dcm: Path, dest: Path, one_slice: bool = False) -> np.
     return affine
 
 
-# ---- fixtures ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def server(request, tmp_path_factory):
-    yield from shared_across_modules(request, lambda stack: _start_server(stack, tmp_path_factory))
-
-
-def _start_server(stack, tmp_path_factory):
+# ---- fixtures (session-scoped; registered for every test module by ``pytest_plugins`` in conftest.py) ------------
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """The shared app server (a module that needs a server of its own defines its own ``server`` fixture)."""
     tmp = tmp_path_factory.mktemp("app_server")
     app = copy_app(tmp / "app")
     studies = copy_studies(tmp / "studies")
@@ -101,31 +93,31 @@ def _start_server(stack, tmp_path_factory):
     held = tmp / "held_out"
     hold_out_image_labels(studies, held)
     srv = MonaiLabelServer(app, studies, conf=CONF)
-    stack.callback(srv.stop)
     srv.start()
     srv.studies_dir = studies
     srv.tmp = tmp
     srv.held_out = held
-    return srv
+    yield srv
+    srv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(server):
     return MONAILabelClient(server.url, tmpdir=str(server.tmp / "client"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cine_id(server):
     ids = studies_of(server.studies_dir, "cine_*.dcm")
     assert ids, f"no cines in {server.studies_dir}"
     return ids[0][: -len(".dcm")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image_png(server):
     return sorted(server.studies_dir.glob("image_*.png"))[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image_dcm(server):
     return sorted(server.studies_dir.glob("imagedcm_*.dcm"))[0]

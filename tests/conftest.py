@@ -2,6 +2,11 @@
 
 Real ultrasound data lives beside the project in ``../shared/data`` (never copied into the repository);
 tests that need it use the ``shared_data`` fixture and are skipped with a reason where it is absent.
+
+The shared real servers are session fixtures in two plugin modules registered here: ``app_server_fixtures``
+(``server``, ``client``, ``cine_id``, ``image_png``, ``image_dcm``: the app on the sample studies, for the
+``test_app_server*`` modules; a module that needs a server of its own defines its own ``server``) and
+``app_auth_fixtures`` (``issuer``, ``auth_server``, ``url``, ``tokens``, ...: authentication on).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest_plugins = ("app_server_fixtures", "app_auth_fixtures")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("USSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from app_auth_fixtures import *  # noqa: F403 - the shared fixtures: issuer, server, url, tokens, image_png, ...
 from app_auth_fixtures import USERS, call
 from keycloak_standin.issuer import TokenIssuer
 from server_utils import REPO_ROOT
@@ -23,11 +22,11 @@ from USSegClipLib import MonaiLabelClient, ServerResponseError  # noqa: E402
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
-def test_monai_label_client_logs_in_through_the_server(url, server):
+def test_monai_label_client_logs_in_through_the_server(url, auth_server):
     """MONAI Label's own Python client: ``/auth/`` says auth is on, ``/auth/token`` gives a token that works."""
     from monailabel.client.client import MONAILabelClient, MONAILabelClientException
 
-    client = MONAILabelClient(url, tmpdir=str(server.app_dir / "ml_client"))
+    client = MONAILabelClient(url, tmpdir=str(auth_server.app_dir / "ml_client"))
     assert client.auth_enabled()
     with pytest.raises(MONAILabelClientException):
         client.datastore()  # no token yet
@@ -77,15 +76,15 @@ def test_client_renews_a_token_before_it_expires(url):
     assert client.auth.logins == 1 and client.auth.refreshes == 1
 
 
-def test_client_logs_in_again_once_after_401(url, tokens, image_png, tmp_path):
+def test_client_logs_in_again_once_after_401(url, tokens, auth_image_png, tmp_path):
     client = MonaiLabelClient(url, username="annotator", password="annotator")
     client.datastore("stats")
     client.auth._access = "revoked-token"  # what a token revoked by the realm looks like to the client
     new = "auth_client_upload"
     try:
-        assert client.upload_image(image_png, new) == new  # refused once (401), sent again whole after a new login
+        assert client.upload_image(auth_image_png, new) == new  # refused once (401), sent again whole after a new login
         assert client.auth.logins == 2
-        assert Path(client.download_image(new, tmp_path)).read_bytes() == image_png.read_bytes()
+        assert Path(client.download_image(new, tmp_path)).read_bytes() == auth_image_png.read_bytes()
     finally:
         call(url, "DELETE", f"/datastore/image?id={new}", tokens["admin"])
 

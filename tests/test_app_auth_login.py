@@ -14,7 +14,6 @@ import time
 
 import pytest
 import requests
-from app_auth_fixtures import *  # noqa: F403 - the shared fixtures: issuer, server, url, tokens, image_png, ...
 from app_auth_fixtures import call
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

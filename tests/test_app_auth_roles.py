@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-from app_auth_fixtures import *  # noqa: F403 - the shared fixtures: issuer, server, url, tokens, image_png, ...
 from app_auth_fixtures import IMAGE, call, expect
 from server_utils import REPO_ROOT
 
@@ -57,15 +56,15 @@ def test_datastore_read(url, tokens):
     expect(url, "HEAD", f"/datastore/image?image={IMAGE}", tokens, "user", "nobody")
 
 
-def test_datastore_write_and_delete(url, tokens, image_png, label_png):
+def test_datastore_write_and_delete(url, tokens, auth_image_png, label_png):
     new = "auth_upload"
-    with open(image_png, "rb") as f:
+    with open(auth_image_png, "rb") as f:
         files = {"file": (f"{new}.png", f)}
         r = expect(url, "PUT", f"/datastore/image?image={new}", tokens, "annotator", "user", files=files,
                    data={"params": "{}"})
     assert r.json()["image"] == new
     stored = call(url, "GET", f"/datastore/image?image={new}", tokens["user"])
-    assert stored.status_code == 200 and stored.content == image_png.read_bytes()
+    assert stored.status_code == 200 and stored.content == auth_image_png.read_bytes()
 
     with open(label_png, "rb") as f:
         files = {"label": (f"{new}.png", f)}
@@ -97,9 +96,9 @@ def test_activelearning(url, tokens):
     assert r.json().get("id")
 
 
-def test_session(url, tokens, image_png):
-    with open(image_png, "rb") as f:
-        r = expect(url, "PUT", "/session/", tokens, "user", "nobody", files={"files": (image_png.name, f)})
+def test_session(url, tokens, auth_image_png):
+    with open(auth_image_png, "rb") as f:
+        r = expect(url, "PUT", "/session/", tokens, "user", "nobody", files={"files": (auth_image_png.name, f)})
     session_id = r.json()["session_id"]
     expect(url, "GET", f"/session/{session_id}", tokens, "user", "nobody")
     expect(url, "DELETE", f"/session/{session_id}", tokens, "user", "nobody")
@@ -121,10 +120,10 @@ def test_train(url, tokens):
         expect(url, "DELETE", "/train/", tokens, "admin", "annotator")
 
 
-def test_model_upload_needs_admin(url, tokens, checkpoint):
+def test_model_upload_needs_admin(url, tokens, auth_checkpoint):
     """MONAI Label itself admits annotators here; the app asks for the admin role, like training."""
-    with open(checkpoint, "rb") as f:
-        files = {"file": (checkpoint.name, f)}
+    with open(auth_checkpoint, "rb") as f:
+        files = {"file": (auth_checkpoint.name, f)}
         r = expect(url, "PUT", "/model/intrasense", tokens, "admin", "annotator", files=files)
     assert isinstance(r.json(), dict)
     assert expect(url, "GET", "/model/info/intrasense", tokens, "admin", "annotator").json()

@@ -16,7 +16,6 @@ import numpy as np
 import pydicom
 import pytest
 import requests
-from app_server_fixtures import *  # noqa: F403 - the shared fixtures: server, client, cine_id, image_png, ...
 from app_server_fixtures import load, make_volume_nifti, multipart_infer, split_multipart
 from PIL import Image
 

@@ -14,7 +14,6 @@ import numpy as np
 import pydicom
 import pytest
 import requests
-from app_server_fixtures import *  # noqa: F403 - the shared fixtures: server, client, cine_id, image_png, ...
 from app_server_fixtures import multipart_infer
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

@@ -12,7 +12,6 @@ import json
 import nibabel as nib
 import pytest
 import requests
-from app_server_fixtures import *  # noqa: F403 - the shared fixtures: server, client, cine_id, image_png, ...
 from app_server_fixtures import make_volume_nifti, split_multipart
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

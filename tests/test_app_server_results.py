@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-from app_server_fixtures import *  # noqa: F403 - the shared fixtures: server, client, cine_id, image_png, ...
 from app_server_fixtures import MONAILabelClient, load
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

@@ -14,7 +14,6 @@ import time
 import nibabel as nib
 import pytest
 import requests
-from app_server_fixtures import *  # noqa: F403 - the shared fixtures: server, client, cine_id, image_png, ...
 from app_server_fixtures import load
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
