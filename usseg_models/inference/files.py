@@ -36,7 +36,7 @@ from usseg_models.errors import UssegError
 from usseg_models.io.conventions import BT601_WEIGHTS
 from usseg_models.io.formats import SUFFIXES, has_readable_name, suffixes_of
 from usseg_models.io.layout import spatial_ndim
-from usseg_models.io.validate import is_dicom
+from usseg_models.io.validate import file_is_dicom
 
 __all__ = ["PredictItem", "collect_inputs", "predict_item", "overlay_frames", "OUTPUT_FORMATS", "predict_files"]
 
@@ -72,13 +72,7 @@ def _without_ext(rel: Path) -> str:
 
 
 def _is_dicom_without_suffix(path: Path) -> bool:
-    if path.suffix:
-        return False
-    try:
-        with open(path, "rb") as fh:
-            return is_dicom(fh.read(132))
-    except OSError:
-        return False
+    return not path.suffix and file_is_dicom(path)
 
 
 def _natural_key(path: Path) -> list:

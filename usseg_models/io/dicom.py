@@ -30,7 +30,7 @@ from monai.utils import ensure_tuple
 
 from usseg_models.io.dicom_pixels import FORMAT as DICOM_FORMAT
 from usseg_models.io.loaders import RegistryReader
-from usseg_models.io.validate import is_dicom
+from usseg_models.io.validate import file_is_dicom
 
 __all__ = ["UltrasoundDicomReader"]
 
@@ -64,13 +64,6 @@ class UltrasoundDicomReader(RegistryReader):
         """True when every file has a DICOM suffix or, for existing files, the ``DICM`` prefix."""
         for name in ensure_tuple(filename):
             p = Path(name)
-            if p.suffix.lower() in DICOM_FORMAT.suffixes:
-                continue
-            try:
-                with open(p, "rb") as fh:
-                    if is_dicom(fh.read(132)):
-                        continue
-            except OSError:
-                pass
-            return False
+            if p.suffix.lower() not in DICOM_FORMAT.suffixes and not file_is_dicom(p):
+                return False
         return True

@@ -49,6 +49,7 @@ __all__ = [
     "DECODER_PACKAGES",
     "SUPPORTED_PHOTOMETRIC",
     "is_dicom",
+    "file_is_dicom",
     "validate_dicom",
     "check_decoder_available",
     "MAX_DECODED_BYTES",
@@ -105,6 +106,15 @@ def _fail(path: str | os.PathLike, problem: str) -> UltrasoundIOError:
 def is_dicom(head: bytes) -> bool:
     """Whether the first bytes of a file carry the DICOM ``DICM`` prefix (at byte 128)."""
     return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def file_is_dicom(path: str | os.PathLike) -> bool:
+    """Whether a file carries the DICOM ``DICM`` prefix; ``False`` when it cannot be read (a name-less DICOM test)."""
+    try:
+        with open(path, "rb") as fh:
+            return is_dicom(fh.read(132))
+    except OSError:
+        return False
 
 
 def check_decoder_available(transfer_syntax: str, path: str | os.PathLike = "<dataset>") -> None:

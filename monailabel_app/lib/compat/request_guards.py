@@ -173,8 +173,8 @@ def _delete_model(model: str) -> dict[str, Any]:
         raise not_found(f"{model} has no checkpoint file to delete (it serves its initial weights)")
     moved = f"{store.trained_path}.{datetime.now().strftime('%Y%m%d_%H%M%S')}.deleted"
     shutil.move(str(store.trained_path), moved)
-    _, version = store.refresh()
-    serving = str(store.pretrained_path.name) if store.pretrained_path.is_file() else "initial weights"
+    _, version = store.refresh()  # report what the store now serves, as the store itself says
+    serving = "initial weights" if version["weights"] == "initial" else version["weights"]
     logger.warning("DELETE /model/%s: %s moved to %s; now serving %s", model, store.trained_path.name, moved, serving)
     return {"deleted": store.trained_path.name, "moved_to": os.path.basename(moved), "now_serving": serving,
             "version": version}
