@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DIS_PRESETS", "ClipFlows", "dis_flow", "warp", "forward_backward_error", "to_uint8_frames"]
+__all__ = ["DIS_PRESETS", "ClipFlows", "dis_flow", "warp", "to_uint8_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +84,6 @@ def warp(values: np.ndarray, flow: np.ndarray, border: float = 0.0) -> np.ndarra
     cols, rows = _grid(tuple(int(v) for v in values.shape[:2]))
     return cv2.remap(np.ascontiguousarray(values, dtype=np.float32), cols + flow[..., 0], rows + flow[..., 1],
                      interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=float(border))
-
-
-def forward_backward_error(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
-    """Per-pixel ``|flow_ab(p) + flow_ba(p + flow_ab(p))|`` in pixels: 0 where the two flows agree.
-
-    ``flow_ab = dis_flow(a, b)`` and ``flow_ba = dis_flow(b, a)``; a pixel of ``a`` whose round trip through ``b``
-    does not come back (occlusion, speckle decorrelation, a wrong match) gets a large error.
-    """
-    back = np.stack([warp(flow_ba[..., i], flow_ab) for i in range(2)], axis=-1)
-    return np.linalg.norm(flow_ab + back, axis=-1)
 
 
 @dataclass
