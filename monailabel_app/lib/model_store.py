@@ -63,10 +63,14 @@ class ModelStore:
         self.pretrained_path = Path(pretrained_path) if pretrained_path else self.model_dir / f"pretrained_{name}.pt"
         self.overrides = dict(overrides or {})
         self.spatial_size = network_spatial_size(name, config)
-        self.network = build_network(name, config, **self.overrides).to(self.device).eval()
         self.lock = threading.RLock()
+        self._initial_weights()
+
+    def _initial_weights(self) -> None:
+        """A freshly built network with its initial weights, and no checkpoint file loaded."""
+        self.network = build_network(self.name, self.config, **self.overrides).to(self.device).eval()
         self._loaded: tuple[str, int] | None = None
-        self._version: dict[str, Any] = {"weights": "initial", "mtime": None, "config": config}
+        self._version: dict[str, Any] = {"weights": "initial", "mtime": None, "config": self.config}
 
     def weights_path(self) -> Path | None:
         """The checkpoint file that should be in use now, or ``None`` when there is none."""
@@ -86,9 +90,7 @@ class ModelStore:
             if path is None and self._loaded is not None:
                 # the file in use was deleted and there is nothing to fall back on: back to initial weights, never
                 # the deleted file's weights still in memory
-                self.network = build_network(self.name, self.config, **self.overrides).to(self.device).eval()
-                self._loaded = None
-                self._version = {"weights": "initial", "mtime": None, "config": self.config}
+                self._initial_weights()
                 logger.warning("%s: its checkpoint file is gone; serving initial weights", self.name)
             if path is not None:
                 stamp = (str(path), path.stat().st_mtime_ns)
