@@ -18,7 +18,7 @@ import numpy as np
 from usseg_models.errors import UltrasoundIOError
 from usseg_models.io.conventions import bt601_luma
 
-__all__ = ["Format", "Reader", "grey_on_request", "read_head", "HEAD_BYTES"]
+__all__ = ["Format", "Reader", "grey_on_request", "read_head", "file_error", "HEAD_BYTES"]
 
 #: bytes read from the start of a file to sniff its format
 HEAD_BYTES = 1024
@@ -69,6 +69,11 @@ def grey_on_request(read: Callable[[str], tuple[np.ndarray, dict[str, Any]]]) ->
     return reader
 
 
+def file_error(path: str | os.PathLike, problem: str) -> UltrasoundIOError:
+    """The one error of a bad input file: ``"<path>: <problem>"``."""
+    return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
+
+
 def read_head(path: str | os.PathLike, size: int = HEAD_BYTES) -> bytes:
     """The first ``size`` bytes of a file to sniff.
 
@@ -79,9 +84,9 @@ def read_head(path: str | os.PathLike, size: int = HEAD_BYTES) -> bytes:
     if not os.path.exists(path):
         raise FileNotFoundError(2, "No such file", os.fspath(path))
     if os.path.isdir(path):
-        raise UltrasoundIOError(f"{os.fspath(path)}: is a directory, not an image file")
+        raise file_error(path, "is a directory, not an image file")
     with open(path, "rb") as fh:
         head = fh.read(size)
     if not head:
-        raise UltrasoundIOError(f"{os.fspath(path)}: file is empty")
+        raise file_error(path, "file is empty")
     return head

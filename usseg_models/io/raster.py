@@ -7,23 +7,18 @@ PNG ``pHYs`` is ignored). The registry entries of the five formats are :data:`FO
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from usseg_models.errors import UltrasoundIOError
-from usseg_models.io.format import Format, grey_on_request
+from usseg_models.io.format import Format, file_error, grey_on_request
 from usseg_models.io.header import probe_raster
 from usseg_models.io.layout import base_meta
 
 __all__ = ["read_raster", "FORMATS"]
 
-
-def _fail(path, problem: str) -> UltrasoundIOError:
-    return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
 
 
 def read_raster(path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -40,11 +35,11 @@ def read_raster(path) -> tuple[np.ndarray, dict[str, Any]]:
             arr = np.asarray(im)
             fmt = (im.format or Path(path).suffix.lstrip(".")).lower()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise _fail(path, f"corrupt or truncated image file ({type(exc).__name__}: {exc})") from exc
+        raise file_error(path, f"corrupt or truncated image file ({type(exc).__name__}: {exc})") from exc
     if arr.ndim == 3 and arr.shape[-1] == 4:
         arr = arr[..., :3]  # alpha dropped
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
-        raise _fail(path, f"unsupported image layout {arr.shape} (mode {mode})")
+        raise file_error(path, f"unsupported image layout {arr.shape} (mode {mode})")
     colour = arr.ndim == 3
     arr = np.ascontiguousarray(arr.transpose((1, 0, 2) if colour else (1, 0)))  # (Y, X) -> (X, Y)
     return arr, base_meta(path, arr, np.eye(4), colour, "jpeg" if fmt in ("jpeg", "jpg", "mpo") else fmt)

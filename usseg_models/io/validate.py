@@ -41,8 +41,8 @@ from pydicom.encaps import generate_pixel_data_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.pixel_data_handlers.util import get_expected_length
 
-from usseg_models.errors import MissingDecoderError, UltrasoundIOError
-from usseg_models.io.format import read_head
+from usseg_models.errors import MissingDecoderError
+from usseg_models.io.format import file_error, read_head
 
 __all__ = [
     "SUPPORTED_TRANSFER_SYNTAXES",
@@ -99,9 +99,6 @@ _ALLOWED_BITS_ALLOCATED = (1, 8, 16, 32)
 MAX_DECODED_BYTES = 4 * 2**30
 
 
-def _fail(path: str | os.PathLike, problem: str) -> UltrasoundIOError:
-    return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
-
 
 def is_dicom(head: bytes) -> bool:
     """Whether the first bytes of a file carry the DICOM ``DICM`` prefix (at byte 128)."""
@@ -130,7 +127,7 @@ def check_decoder_available(transfer_syntax: str, path: str | os.PathLike = "<da
     """
     ts = dcm_uid.UID(str(transfer_syntax))
     if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
-        raise _fail(
+        raise file_error(
             path, f"unsupported transfer syntax {ts} ({ts.name}); supported: native, RLE, JPEG, JPEG-LS, JPEG 2000"
         )
     handlers = [h for h in pydicom_config.pixel_data_handlers if h.supports_transfer_syntax(ts)]
@@ -159,15 +156,15 @@ def validate_dicom(path: str | os.PathLike, check_decoder: bool = True, sniffed:
         MissingDecoderError: no installed decoder for its transfer syntax.
     """
     if not sniffed and not is_dicom(read_head(path)):
-        raise _fail(path, "not a DICOM file (no 'DICM' prefix at byte 128)")
+        raise file_error(path, "not a DICOM file (no 'DICM' prefix at byte 128)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns about vendor quirks it tolerates
             ds = pydicom.dcmread(os.fspath(path), force=False)
     except InvalidDicomError as exc:
-        raise _fail(path, f"not a valid DICOM file ({exc})") from exc
+        raise file_error(path, f"not a valid DICOM file ({exc})") from exc
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, NotImplementedError) as exc:
-        raise _fail(path, f"truncated or corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
+        raise file_error(path, f"truncated or corrupt DICOM header ({type(exc).__name__}: {exc})") from exc
     _check_dataset(ds, path, check_decoder)
     modality = str(ds.get("Modality", "") or "")
     if modality != "US":
@@ -180,75 +177,78 @@ def validate_dicom(path: str | os.PathLike, check_decoder: bool = True, sniffed:
 def _int_element(ds: pydicom.Dataset, keyword: str, path, default: int | None = None) -> int:
     value = ds.get(keyword, default)
     if value is None or value == "":
-        raise _fail(path, f"missing {keyword}")
+        raise file_error(path, f"missing {keyword}")
     try:
         return int(value)
     except (TypeError, ValueError) as exc:
-        raise _fail(path, f"{keyword} is not an integer ({value!r})") from exc
+        raise file_error(path, f"{keyword} is not an integer ({value!r})") from exc
 
 
 def _check_dataset(ds: pydicom.Dataset, path, check_decoder: bool) -> None:
     file_meta = getattr(ds, "file_meta", None)
     ts = getattr(file_meta, "TransferSyntaxUID", None) if file_meta is not None else None
     if not ts:
-        raise _fail(path, "missing TransferSyntaxUID in the file meta information (truncated or corrupt header)")
+        raise file_error(path, "missing TransferSyntaxUID in the file meta information (truncated or corrupt header)")
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            raise _fail(path, "float pixel data is not supported")
+            raise file_error(path, "float pixel data is not supported")
         with open(path, "rb") as fh:
             raw = fh.read()
         if b"\xe0\x7f\x10\x00" in raw or b"\x7f\xe0\x00\x10" in raw:
-            raise _fail(path, f"truncated DICOM file: PixelData element incomplete (file ends at {len(raw)} bytes)")
-        raise _fail(path, "DICOM file has no pixel data (PixelData missing, or the file is truncated before it)")
+            raise file_error(
+                path, f"truncated DICOM file: PixelData element incomplete (file ends at {len(raw)} bytes)")
+        raise file_error(path, "DICOM file has no pixel data (PixelData missing, or the file is truncated before it)")
     if str(ts) not in SUPPORTED_TRANSFER_SYNTAXES:
-        raise _fail(path, f"unsupported transfer syntax {ts} ({dcm_uid.UID(str(ts)).name})")
+        raise file_error(path, f"unsupported transfer syntax {ts} ({dcm_uid.UID(str(ts)).name})")
 
     rows = _int_element(ds, "Rows", path)
     cols = _int_element(ds, "Columns", path)
     if rows < 1 or cols < 1:
-        raise _fail(path, f"image size is {rows}x{cols} (Rows x Columns must be >= 1)")
+        raise file_error(path, f"image size is {rows}x{cols} (Rows x Columns must be >= 1)")
     frames = _int_element(ds, "NumberOfFrames", path, default=1)
     if frames < 1:
-        raise _fail(path, f"NumberOfFrames is {frames}: the file has zero frames")
+        raise file_error(path, f"NumberOfFrames is {frames}: the file has zero frames")
     bits_alloc = _int_element(ds, "BitsAllocated", path)
     if bits_alloc not in _ALLOWED_BITS_ALLOCATED:
         allowed = ", ".join(map(str, _ALLOWED_BITS_ALLOCATED))
-        raise _fail(path, f"invalid BitsAllocated {bits_alloc} (allowed: {allowed})")
+        raise file_error(path, f"invalid BitsAllocated {bits_alloc} (allowed: {allowed})")
     bits_stored = _int_element(ds, "BitsStored", path, default=bits_alloc)
     if not 1 <= bits_stored <= bits_alloc:
-        raise _fail(path, f"BitsStored {bits_stored} is inconsistent with BitsAllocated {bits_alloc}")
+        raise file_error(path, f"BitsStored {bits_stored} is inconsistent with BitsAllocated {bits_alloc}")
     pixel_rep = _int_element(ds, "PixelRepresentation", path, default=0)
     if pixel_rep not in (0, 1):
-        raise _fail(path, f"invalid PixelRepresentation {pixel_rep}")
+        raise file_error(path, f"invalid PixelRepresentation {pixel_rep}")
     samples = _int_element(ds, "SamplesPerPixel", path, default=1)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
     if photometric not in SUPPORTED_PHOTOMETRIC:
-        raise _fail(path, f"unsupported PhotometricInterpretation {photometric or 'missing'!r}")
+        raise file_error(path, f"unsupported PhotometricInterpretation {photometric or 'missing'!r}")
     if samples != SUPPORTED_PHOTOMETRIC[photometric]:
-        raise _fail(path, f"SamplesPerPixel {samples} is inconsistent with PhotometricInterpretation {photometric}")
+        raise file_error(
+            path, f"SamplesPerPixel {samples} is inconsistent with PhotometricInterpretation {photometric}")
     if photometric == "PALETTE COLOR":
         needed = [f"{c}PaletteColorLookupTableDescriptor" for c in ("Red", "Green", "Blue")]
         if any(k not in ds for k in needed) or not (
             all(f"{c}PaletteColorLookupTableData" in ds for c in ("Red", "Green", "Blue"))
             or "SegmentedRedPaletteColorLookupTableData" in ds
         ):
-            raise _fail(path, "PALETTE COLOR image without complete palette colour lookup tables")
+            raise file_error(path, "PALETTE COLOR image without complete palette colour lookup tables")
 
     decoded = rows * cols * frames * samples * max(bits_alloc // 8, 1)
     if decoded > MAX_DECODED_BYTES:
-        raise _fail(path, f"declared image of {rows}x{cols}x{frames} frames would decode to {decoded} bytes, more than"
-                          f" the {MAX_DECODED_BYTES}-byte limit (usseg_models.io.validate.MAX_DECODED_BYTES)")
+        raise file_error(
+            path, f"declared image of {rows}x{cols}x{frames} frames would decode to {decoded} bytes, more than"
+            f" the {MAX_DECODED_BYTES}-byte limit (usseg_models.io.validate.MAX_DECODED_BYTES)")
 
     pixel_data = ds.PixelData
     if pixel_data is None or len(pixel_data) == 0:
-        raise _fail(path, "PixelData element is empty")
+        raise file_error(path, "PixelData element is empty")
     if str(ts) in {str(t) for t in _NATIVE}:
         try:
             expected = get_expected_length(ds, "bytes")
         except Exception as exc:  # noqa: BLE001 - pydicom raises various types on nonsense headers
-            raise _fail(path, f"cannot compute the expected pixel data length ({exc})") from exc
+            raise file_error(path, f"cannot compute the expected pixel data length ({exc})") from exc
         if len(pixel_data) < expected:
-            raise _fail(
+            raise file_error(
                 path,
                 f"pixel data has {len(pixel_data)} bytes but Rows {rows} x Columns {cols} x SamplesPerPixel {samples}"
                 f" x NumberOfFrames {frames} x BitsAllocated {bits_alloc} needs {expected} (truncated file or wrong"
@@ -258,8 +258,8 @@ def _check_dataset(ds: pydicom.Dataset, path, check_decoder: bool) -> None:
         try:
             found = sum(1 for _ in generate_pixel_data_frame(pixel_data, frames))
         except Exception as exc:  # noqa: BLE001 - broken encapsulation raises ValueError/KeyError/struct.error
-            raise _fail(path, f"corrupt or truncated encapsulated pixel data ({exc})") from exc
+            raise file_error(path, f"corrupt or truncated encapsulated pixel data ({exc})") from exc
         if found < frames:
-            raise _fail(path, f"encapsulated pixel data holds {found} frame(s), NumberOfFrames says {frames}")
+            raise file_error(path, f"encapsulated pixel data holds {found} frame(s), NumberOfFrames says {frames}")
     if check_decoder:
         check_decoder_available(str(ts), path)

@@ -53,7 +53,7 @@ import numpy as np
 
 from usseg_models.errors import MissingDecoderError, UltrasoundIOError
 from usseg_models.io.conventions import bt601_luma
-from usseg_models.io.format import Format
+from usseg_models.io.format import Format, file_error
 from usseg_models.io.header import probe_video_header
 from usseg_models.io.layout import base_meta
 from usseg_models.io.video_probe import VIDEO_SUFFIXES, max_video_frames, probe_video, sniff_video
@@ -106,12 +106,13 @@ def read_video(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.nda
     try:
         with av.open(os.fspath(path), mode="r", metadata_errors="ignore") as container:
             if not container.streams.video:
-                raise _fail(path, "video file has no video stream the decoder can read")
+                raise file_error(path, "video file has no video stream the decoder can read")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             for frame in container.decode(stream):
                 if len(grey_frames) >= limit:
-                    raise _fail(path, f"video has more than {limit} frames (the limit; set USSEG_MAX_VIDEO_FRAMES)")
+                    raise file_error(
+                        path, f"video has more than {limit} frames (the limit; set USSEG_MAX_VIDEO_FRAMES)")
                 rgb = frame.to_ndarray(format="rgb24")  # (rows, cols, 3)
                 all_grey = all_grey and _is_grey(rgb)
                 grey_frames.append(bt601_luma(rgb) if all_grey else None)
@@ -121,9 +122,9 @@ def read_video(path: str | os.PathLike, grayscale: bool = False) -> tuple[np.nda
     except UltrasoundIOError:
         raise
     except Exception as exc:  # noqa: BLE001 - PyAV raises av.error.* (FFmpegError), OSError, ValueError...
-        raise _fail(path, f"cannot decode video ({type(exc).__name__}: {exc})") from exc
+        raise file_error(path, f"cannot decode video ({type(exc).__name__}: {exc})") from exc
     if not grey_frames:
-        raise _fail(path, "no frame could be decoded (corrupt or unsupported video stream)")
+        raise file_error(path, "no frame could be decoded (corrupt or unsupported video stream)")
     if len(grey_frames) != info.num_frames:
         logger.warning("%s: the container declares %d frames, %d were decoded", path, info.num_frames,
                        len(grey_frames))
@@ -210,9 +211,6 @@ def write_video(
             container.mux(packet)
     return path
 
-
-def _fail(path, problem: str) -> UltrasoundIOError:
-    return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
 
 
 #: the registry entry (:mod:`usseg_models.io.formats`)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from usseg_models.errors import UltrasoundIOError
+from usseg_models.io.format import file_error
 from usseg_models.io.validate import MAX_DECODED_BYTES
 
 __all__ = ["VIDEO_SUFFIXES", "MAX_VIDEO_FRAMES", "VideoInfo", "sniff_video", "probe_video", "max_video_frames"]
@@ -49,9 +49,6 @@ def max_video_frames() -> int:
     except ValueError:
         return MAX_VIDEO_FRAMES
 
-
-def _fail(path, problem: str) -> UltrasoundIOError:
-    return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -86,21 +83,21 @@ def _iso_boxes(fh, start: int, end: int, path, where: str) -> Iterator[tuple[byt
         fh.seek(pos)
         raw = fh.read(8)
         if len(raw) < 8:
-            raise _fail(path, f"truncated video file: box header at byte {pos} is cut off")
+            raise file_error(path, f"truncated video file: box header at byte {pos} is cut off")
         size, kind = struct.unpack(">I4s", raw)
         header = 8
         if size == 1:
             ext = fh.read(8)
             if len(ext) < 8:
-                raise _fail(path, f"truncated video file: box {kind!r} at byte {pos} is cut off")
+                raise file_error(path, f"truncated video file: box {kind!r} at byte {pos} is cut off")
             size, header = struct.unpack(">Q", ext)[0], 16
         elif size == 0:
             size = end - pos
         if size < header:
-            raise _fail(path, f"corrupt video file: box {kind!r} at byte {pos} has size {size}")
+            raise file_error(path, f"corrupt video file: box {kind!r} at byte {pos} has size {size}")
         if pos + size > end:
             what = "file" if where == "file" else f"box {where!r}"
-            raise _fail(path, f"truncated video file: box {kind.decode('latin-1')!r} at byte {pos} declares "
+            raise file_error(path, f"truncated video file: box {kind.decode('latin-1')!r} at byte {pos} declares "
                               f"{size} bytes but the {what} ends at byte {end}")
         yield kind, pos, size, header
         pos += size
@@ -110,13 +107,13 @@ def _read_at(fh, offset: int, n: int, path, what: str) -> bytes:
     fh.seek(offset)
     data = fh.read(n)
     if len(data) < n:
-        raise _fail(path, f"truncated video file: {what} is cut off")
+        raise file_error(path, f"truncated video file: {what} is cut off")
     return data
 
 
 def _full_box(fh, pos: int, size: int, header: int, path, kind: str) -> bytes:
     if size - header > 64 * 2**20:
-        raise _fail(path, f"corrupt video file: {kind} box of {size} bytes")
+        raise file_error(path, f"corrupt video file: {kind} box of {size} bytes")
     return _read_at(fh, pos + header, size - header, path, f"{kind} box")
 
 
@@ -127,7 +124,7 @@ def _probe_iso(fh, path, file_size: int) -> VideoInfo:
         top.setdefault(kind, (pos, size, header))
         fragments += kind == b"moof"
     if b"moov" not in top:
-        raise _fail(path, "truncated or incomplete video file: no 'moov' index box (the recording was not "
+        raise file_error(path, "truncated or incomplete video file: no 'moov' index box (the recording was not "
                           "finished, or the file was cut short)")
     pos, size, header = top[b"moov"]
     tracks = [(p, s, h) for k, p, s, h in _iso_boxes(fh, pos + header, pos + size, path, "moov") if k == b"trak"]
@@ -139,7 +136,7 @@ def _probe_iso(fh, path, file_size: int) -> VideoInfo:
         if hdlr[8:12] != b"vide":
             continue
         return _iso_video_track(fh, path, file_size, boxes, fragments)
-    raise _fail(path, "video file has no video track")
+    raise file_error(path, "video file has no video track")
 
 
 def _collect(fh, start: int, end: int, path, where: str) -> dict[bytes, tuple[int, int, int]]:
@@ -156,10 +153,10 @@ def _collect(fh, start: int, end: int, path, where: str) -> dict[bytes, tuple[in
 def _iso_video_track(fh, path, file_size: int, boxes: dict, fragments: int) -> VideoInfo:
     for needed in (b"stsd", b"stsz", b"mdhd"):
         if needed not in boxes:
-            raise _fail(path, f"corrupt video file: the video track has no {needed.decode()!r} box")
+            raise file_error(path, f"corrupt video file: the video track has no {needed.decode()!r} box")
     stsd = _full_box(fh, *boxes[b"stsd"], path, "stsd")
     if len(stsd) < 8 + 36 or struct.unpack(">I", stsd[4:8])[0] < 1:
-        raise _fail(path, "corrupt video file: empty sample description (stsd)")
+        raise file_error(path, "corrupt video file: empty sample description (stsd)")
     codec = stsd[12:16].decode("latin-1")
     width, height = struct.unpack(">HH", stsd[8 + 32 : 8 + 36])
     mdhd = _full_box(fh, *boxes[b"mdhd"], path, "mdhd")
@@ -170,7 +167,7 @@ def _iso_video_track(fh, path, file_size: int, boxes: dict, fragments: int) -> V
     stsz = _full_box(fh, *boxes[b"stsz"], path, "stsz")
     sample_size, count = struct.unpack(">II", stsz[4:12])
     if sample_size == 0 and len(stsz) < 12 + 4 * count:
-        raise _fail(path, f"corrupt video file: sample size table lists {(len(stsz) - 12) // 4} of {count} frames")
+        raise file_error(path, f"corrupt video file: sample size table lists {(len(stsz) - 12) // 4} of {count} frames")
     sizes = np.full(count, sample_size, np.int64) if sample_size else np.frombuffer(
         stsz[12 : 12 + 4 * count], ">u4").astype(np.int64)
     if count == 0 and fragments:
@@ -178,7 +175,7 @@ def _iso_video_track(fh, path, file_size: int, boxes: dict, fragments: int) -> V
     elif count:
         _check_sample_ranges(fh, path, file_size, boxes, sizes)
     if count == 0:
-        raise _fail(path, "video file has zero frames")
+        raise file_error(path, "video file has zero frames")
     frame_ms = 1000.0 * duration / timescale / count if timescale and duration else None
     return VideoInfo("mp4", codec, int(width), int(height), int(count), frame_ms, file_size)
 
@@ -194,14 +191,14 @@ def _check_sample_ranges(fh, path, file_size: int, boxes: dict, sizes: np.ndarra
         n = struct.unpack(">I", co64[4:8])[0]
         offsets = np.frombuffer(co64[8 : 8 + 8 * n], ">u8").astype(np.int64)
     else:
-        raise _fail(path, "corrupt video file: the video track has no chunk offsets (stco/co64)")
+        raise file_error(path, "corrupt video file: the video track has no chunk offsets (stco/co64)")
     if b"stsc" not in boxes or offsets.size == 0:
-        raise _fail(path, "corrupt video file: the video track has no sample-to-chunk table (stsc)")
+        raise file_error(path, "corrupt video file: the video track has no sample-to-chunk table (stsc)")
     stsc = _full_box(fh, *boxes[b"stsc"], path, "stsc")
     n = struct.unpack(">I", stsc[4:8])[0]
     entries = np.frombuffer(stsc[8 : 8 + 12 * n], ">u4").reshape(-1, 3).astype(np.int64)
     if entries.size == 0:
-        raise _fail(path, "corrupt video file: empty sample-to-chunk table (stsc)")
+        raise file_error(path, "corrupt video file: empty sample-to-chunk table (stsc)")
     sample = 0
     for i, (first, per_chunk, _) in enumerate(entries):
         last = entries[i + 1][0] - 1 if i + 1 < len(entries) else offsets.size
@@ -209,14 +206,16 @@ def _check_sample_ranges(fh, path, file_size: int, boxes: dict, sizes: np.ndarra
             if sample >= sizes.size:
                 return
             if not 1 <= chunk <= offsets.size:
-                raise _fail(path, f"corrupt video file: sample-to-chunk table names chunk {chunk} of {offsets.size}")
+                raise file_error(
+                    path, f"corrupt video file: sample-to-chunk table names chunk {chunk} of {offsets.size}")
             end = int(offsets[chunk - 1] + sizes[sample : sample + per_chunk].sum())
             if end > file_size:
-                raise _fail(path, f"truncated video file: frame {sample} onwards needs bytes up to {end}, the file "
-                                  f"has {file_size}")
+                raise file_error(
+                    path, f"truncated video file: frame {sample} onwards needs bytes up to {end}, the file "
+                    f"has {file_size}")
             sample += int(per_chunk)
     if sample < sizes.size:
-        raise _fail(path, f"corrupt video file: chunks hold {sample} of {sizes.size} frames")
+        raise file_error(path, f"corrupt video file: chunks hold {sample} of {sizes.size} frames")
 
 
 def _count_fragment_samples(fh, path, file_size: int) -> int:
@@ -241,7 +240,7 @@ def _riff_chunks(fh, start: int, end: int, path, where: str) -> Iterator[tuple[b
         raw = _read_at(fh, pos, 8, path, f"chunk header at byte {pos}")
         kind, size = struct.unpack("<4sI", raw)
         if pos + 8 + size > end:
-            raise _fail(path, f"truncated video file: chunk {kind.decode('latin-1')!r} at byte {pos} declares "
+            raise file_error(path, f"truncated video file: chunk {kind.decode('latin-1')!r} at byte {pos} declares "
                               f"{size} bytes but {where} ends at byte {end}")
         yield kind, pos + 8, size
         pos += 8 + size + (size & 1)
@@ -250,7 +249,7 @@ def _riff_chunks(fh, start: int, end: int, path, where: str) -> Iterator[tuple[b
 def _probe_avi(fh, path, file_size: int) -> VideoInfo:
     riff_size = struct.unpack("<I", _read_at(fh, 4, 4, path, "RIFF header"))[0]
     if 8 + riff_size > file_size:
-        raise _fail(path, f"truncated video file: the RIFF header declares {8 + riff_size} bytes, the file has "
+        raise file_error(path, f"truncated video file: the RIFF header declares {8 + riff_size} bytes, the file has "
                           f"{file_size}")
     hdrl = movi = None
     for kind, off, size in _riff_chunks(fh, 12, 8 + riff_size, path, "the RIFF AVI chunk"):
@@ -261,7 +260,8 @@ def _probe_avi(fh, path, file_size: int) -> VideoInfo:
             elif sub == b"movi":
                 movi = (off + 4, off + size)
     if hdrl is None or movi is None:
-        raise _fail(path, "corrupt AVI file: missing " + ("'hdrl' header list" if hdrl is None else "'movi' data list"))
+        raise file_error(
+            path, "corrupt AVI file: missing " + ("'hdrl' header list" if hdrl is None else "'movi' data list"))
     avih = None
     streams, dmlh_frames = [], None
     for kind, off, size in _riff_chunks(fh, *hdrl, path, "the 'hdrl' list"):
@@ -282,10 +282,10 @@ def _probe_avi(fh, path, file_size: int) -> VideoInfo:
                     if k == b"dmlh" and s >= 4:
                         dmlh_frames = struct.unpack("<I", _read_at(fh, o, 4, path, "dmlh"))[0]
     if avih is None:
-        raise _fail(path, "corrupt AVI file: no main header (avih)")
+        raise file_error(path, "corrupt AVI file: no main header (avih)")
     video = next(((h, f) for h, f in streams if h is not None and h[:4] == b"vids"), None)
     if video is None:
-        raise _fail(path, "AVI file has no video stream")
+        raise file_error(path, "AVI file has no video stream")
     strh, strf = video
     handler = strh[4:8]
     scale, rate, _start, length = struct.unpack("<IIII", strh[20:36])
@@ -295,7 +295,7 @@ def _probe_avi(fh, path, file_size: int) -> VideoInfo:
         width, height, codec = abs(w), abs(h), strf[16:20]
     frames = int(dmlh_frames or length or avih[4])
     if frames <= 0:
-        raise _fail(path, "AVI file has zero frames")
+        raise file_error(path, "AVI file has zero frames")
     frame_ms = 1000.0 * scale / rate if scale and rate else (avih[0] / 1000.0 if avih[0] else None)
     codec_name = codec.decode("latin-1") if codec.strip(b"\x00") else "raw"
     return VideoInfo("avi", codec_name, int(width), int(height), frames, frame_ms, file_size)
@@ -314,24 +314,25 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if not p.is_file():
         if not p.exists():
             raise FileNotFoundError(2, "No such file", os.fspath(path))
-        raise _fail(path, "is not a file")
+        raise file_error(path, "is not a file")
     file_size = p.stat().st_size
     with open(p, "rb") as fh:
         kind = sniff_video(fh.read(16))
         if kind is None:
-            raise _fail(path, "not an MP4/MOV or AVI video file")
+            raise file_error(path, "not an MP4/MOV or AVI video file")
         try:
             info = _probe_iso(fh, path, file_size) if kind == "mp4" else _probe_avi(fh, path, file_size)
         except struct.error as exc:
-            raise _fail(path, f"corrupt video header ({exc})") from exc
+            raise file_error(path, f"corrupt video header ({exc})") from exc
     if info.width < 1 or info.height < 1:
-        raise _fail(path, f"video frame size is {info.width}x{info.height}")
+        raise file_error(path, f"video frame size is {info.width}x{info.height}")
     limit = max_video_frames()
     if info.num_frames > limit:
-        raise _fail(path, f"video has {info.num_frames} frames, more than the limit of {limit} "
+        raise file_error(path, f"video has {info.num_frames} frames, more than the limit of {limit} "
                           "(set USSEG_MAX_VIDEO_FRAMES to raise it, or trim the clip)")
     decoded = info.width * info.height * 3 * info.num_frames
     if decoded > MAX_DECODED_BYTES:
-        raise _fail(path, f"video of {info.width}x{info.height}x{info.num_frames} frames would decode to {decoded} "
-                          f"bytes, more than the {MAX_DECODED_BYTES}-byte limit")
+        raise file_error(
+            path, f"video of {info.width}x{info.height}x{info.num_frames} frames would decode to {decoded} "
+            f"bytes, more than the {MAX_DECODED_BYTES}-byte limit")
     return info

@@ -27,7 +27,7 @@ import numpy as np
 
 from usseg_models.errors import UltrasoundIOError
 from usseg_models.io.conventions import LPS_TO_RAS
-from usseg_models.io.format import Format, grey_on_request
+from usseg_models.io.format import Format, file_error, grey_on_request
 from usseg_models.io.header import probe_nifti, probe_nrrd
 from usseg_models.io.layout import base_meta
 
@@ -41,9 +41,6 @@ _CHANNEL_KINDS = ("rgb-color", "vector", "3-vector", "covariant-vector", "normal
 
 
 
-def _fail(path, problem: str) -> UltrasoundIOError:
-    return UltrasoundIOError(f"{os.fspath(path)}: {problem}")
-
 
 def read_nifti(path) -> tuple[np.ndarray, dict[str, Any]]:
     try:
@@ -52,13 +49,14 @@ def read_nifti(path) -> tuple[np.ndarray, dict[str, Any]]:
         if not str(path).endswith(".gz"):
             needed = int(header.get_data_offset()) + int(np.prod(img.shape)) * header.get_data_dtype().itemsize
             if os.path.getsize(path) < needed:
-                raise _fail(path, f"NIfTI file has {os.path.getsize(path)} bytes, header needs {needed} (truncated)")
+                raise file_error(
+                    path, f"NIfTI file has {os.path.getsize(path)} bytes, header needs {needed} (truncated)")
         arr = np.asanyarray(img.dataobj)
         affine = np.asarray(img.affine, dtype=np.float64)
     except UltrasoundIOError:
         raise
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types on corrupt files
-        raise _fail(path, f"corrupt or truncated NIfTI file ({type(exc).__name__}: {exc})") from exc
+        raise file_error(path, f"corrupt or truncated NIfTI file ({type(exc).__name__}: {exc})") from exc
     if arr.dtype.names and set("RGB").issubset(arr.dtype.names):
         arr = np.stack([arr["R"], arr["G"], arr["B"]], axis=-1)
         colour = True
@@ -96,7 +94,7 @@ def read_nrrd(path) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         arr, header = nrrd.read(os.fspath(path))  # index order 'F': axis 0 = fastest = X
     except Exception as exc:  # noqa: BLE001 - pynrrd raises NRRDError, ValueError, OSError, zlib.error, ...
-        raise _fail(path, f"corrupt or truncated NRRD file ({type(exc).__name__}: {exc})") from exc
+        raise file_error(path, f"corrupt or truncated NRRD file ({type(exc).__name__}: {exc})") from exc
     kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * arr.ndim)]
     directions = header.get("space directions")
     spatial_axes = []
@@ -114,7 +112,7 @@ def read_nrrd(path) -> tuple[np.ndarray, dict[str, Any]]:
         elif len(channel_axes) == 1 and arr.shape[channel_axes[0]] == 1:
             arr = np.take(arr, 0, axis=channel_axes[0])
         else:
-            raise _fail(path, f"NRRD with non-spatial axes {channel_axes} of shape {arr.shape} (multi-layer "
+            raise file_error(path, f"NRRD with non-spatial axes {channel_axes} of shape {arr.shape} (multi-layer "
                               "segmentations are not supported)")
     affine = _nrrd_affine(path, header, spatial_axes)
     arr, meta = _finish_volume(path, arr, affine, colour, "nrrd")
@@ -127,12 +125,12 @@ def read_nrrd(path) -> tuple[np.ndarray, dict[str, Any]]:
 def _finish_volume(path, arr: np.ndarray, affine: np.ndarray, colour: bool, fmt: str):
     n_spatial = arr.ndim - int(colour)
     if n_spatial not in (2, 3):
-        raise _fail(path, f"{fmt} image has {n_spatial} spatial dimensions (shape {arr.shape}); expected 2 or 3")
+        raise file_error(path, f"{fmt} image has {n_spatial} spatial dimensions (shape {arr.shape}); expected 2 or 3")
     one_slice = n_spatial == 3 and arr.shape[2] == 1
     if one_slice:
         arr = arr[:, :, 0]
     if arr.size == 0:
-        raise _fail(path, f"{fmt} image is empty (shape {arr.shape})")
+        raise file_error(path, f"{fmt} image is empty (shape {arr.shape})")
     meta = base_meta(path, arr, affine, colour, fmt)
     meta["one_slice"] = one_slice
     if not arr.dtype.isnative:
@@ -155,7 +153,7 @@ def _sniff_nifti(head: bytes, path: str) -> bool:
             with gzip.open(path, "rb") as gz:
                 head = gz.read(544)
         except (OSError, EOFError) as exc:
-            raise _fail(path, f"corrupt gzip stream ({exc})") from exc
+            raise file_error(path, f"corrupt gzip stream ({exc})") from exc
     return _nifti_signature(head)
 
 
