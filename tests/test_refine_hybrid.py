@@ -180,8 +180,9 @@ def test_fusion_is_judged_only_on_frames_the_model_was_not_adapted_on():
     near = prop.distance <= 2
     memorised[..., near & ~np.isin(np.arange(FRAMES), frames)] = prop.probabilities[..., near & ~np.isin(
         np.arange(FRAMES), frames)]  # agrees with propagation next to the corrections: passes the agreement gate
-    biased = choose_fusion(flows, {t: fixes[t] for t in frames if t not in held}, prop, memorised, held=None)
-    assert biased.tau is not None, biased  # scored on what it memorised, the model wins
+    seen = [t for t in frames if t not in held]
+    biased = choose_fusion(flows, {t: fixes[t] for t in seen}, prop, memorised, held=seen)
+    assert biased.tau is not None, biased  # scored on what it memorised (the earlier check), the model wins
     honest = choose_fusion(flows, fixes, prop, memorised, held=held)
     assert honest.tau is None and "held-out" in honest.reason, honest
     assert choose_fusion(flows, fixes, prop, memorised, held=[]).tau is None

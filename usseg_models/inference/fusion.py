@@ -78,16 +78,16 @@ def model_agreement(prop: PropagationResult, model: np.ndarray) -> float | None:
 
 
 def choose_fusion(flows: ClipFlows, corrected: Mapping[int, np.ndarray], prop: PropagationResult,
-                  model: np.ndarray | None, min_agreement: float = DEFAULT_MIN_AGREEMENT,
-                  held: Sequence[int] | None = None) -> FusionChoice:
+                  model: np.ndarray | None, min_agreement: float = DEFAULT_MIN_AGREEMENT, *,
+                  held: Sequence[int]) -> FusionChoice:
     """Pick ``τ`` for :func:`fuse` (see the module docstring).
 
     ``model`` is ``(X, Y, T)`` probabilities, needed on the corrected frames and those 1–2 frames from them.
-    ``held``: the corrected frames the model was *not* adapted on; only they are left out and scored (``None``:
-    every corrected frame, which favours a model adapted on them). No held-out frame (or ``model=None``): the
-    answer is propagation alone whatever the model says.
+    ``held``: the corrected frames the model was *not* adapted on; only they are left out and scored (required:
+    scoring the model on frames it was adapted on favours it). No held-out frame (or ``model=None``): the answer is
+    propagation alone whatever the model says.
     """
-    held = sorted(corrected) if held is None else [int(t) for t in held]
+    held = [int(t) for t in held]
     if model is None or len(corrected) < 2 or not held:
         return FusionChoice(None, f"{len(corrected)} corrected frame(s), none held out of the adaptation: nothing to "
                                   "judge the model on honestly, propagation alone")

@@ -366,7 +366,7 @@ def refine_from_corrections(
     if settings.mode == "propagate" or not held_out_frames(fixes):
         # hybrid from one or two corrected frames: none can be held out of the adaptation to judge the model on
         # honestly (fusion.choose_fusion), so the model would never be fused: no learning
-        choice = None if settings.mode == "propagate" else choose_fusion(flows, fixes, prop, None)
+        choice = None if settings.mode == "propagate" else choose_fusion(flows, fixes, prop, None, held=[])
         out = prop.masks
         _restore(out, fixes)
         return RefineResult(out, 0, 0.0, 0.0, "no-steps", sorted(fixes), [], settings.mode, timings, choice, cached,
