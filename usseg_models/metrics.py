@@ -55,6 +55,7 @@ __all__ = [
     "segmentation_metrics",
     "temporal_stability",
     "consecutive_dice",
+    "per_structure_metrics",
 ]
 
 METRIC_NAMES = ("mae", "iou", "dice", "precision", "recall", "accuracy", "jaccard")
@@ -240,3 +241,31 @@ def temporal_stability(
         "difference": float(d_pred.mean() - d_true.mean()),
         "mean_abs_difference": float(np.abs(d_pred - d_true).mean()),
     }
+
+
+def per_structure_metrics(
+    pred: Any, target: Any, values: Any, frame_axis: int | None = 0
+) -> dict[str, dict[str, float]]:
+    """Metrics of each structure of two label maps, and their mean over structures.
+
+    Each structure ``v`` is scored as the binary pair ``(pred == v, target == v)`` with :func:`segmentation_metrics`
+    (per frame, then averaged over frames; the empty-mask convention above). The ``"mean"`` entry is the unweighted
+    mean over structures (a structure absent from both maps of a frame counts 1.0 there, as everywhere here).
+
+    Args:
+        pred, target: integer label maps of equal shape (label values, not probabilities).
+        values: ``{name: label value}`` (a :class:`~usseg_models.labels.LabelSet`'s ``label_names()``) or a
+            sequence of values (named by their value).
+
+    Returns:
+        ``{name: {metric: value}, ..., "mean": {metric: value}}``.
+    """
+    named = dict(values) if hasattr(values, "items") else {str(int(v)): int(v) for v in values}
+    if not named:
+        raise ValueError("per_structure_metrics needs at least one structure")
+    p, g = np.asarray(_to_numpy(pred)), np.asarray(_to_numpy(target))
+    if p.shape != g.shape:
+        raise ValueError(f"prediction {p.shape} and target {g.shape} must have the same shape")
+    out = {name: segmentation_metrics(p == v, g == v, frame_axis=frame_axis) for name, v in named.items()}
+    out["mean"] = {k: float(np.mean([m[k] for m in out.values()])) for k in METRIC_NAMES}
+    return out

@@ -26,10 +26,13 @@ class DSANetLoss(nn.Module):
         dice_smooth: additive constant in the Dice denominator (``1`` as in the release).
 
     Inputs:
-        outputs: the model's training-mode tuple ``(target, aux_t1, aux_t2)``, each ``(B, 1, H, W)`` logits; a
-            single ``(B, 1, H, W)`` tensor (eval-mode output) is scored on the target term only.
-        masks: ``(B, 3, 1, H, W)`` binary masks in the **same frame order as the input clip**: index 0 = target
-            frame t, 1 = t-1, 2 = t-2 (so ``masks[:, k]`` supervises output ``k``).
+        outputs: the model's training-mode tuple ``(target, aux_t1, aux_t2)``, each ``(B, C, H, W)`` logits; a
+            single ``(B, C, H, W)`` tensor (eval-mode output) is scored on the target term only. ``C = 1`` for one
+            structure; ``C = 1 + n`` for n structures, where every term (the auxiliary ones too) is the softmax
+            generalisation of :mod:`usseg_models.losses.common` (Dice per structure, averaged).
+        masks: ``(B, 3, 1, H, W)`` binary masks (``C = 1``) or class indices (``C = 1 + n``) in the **same frame
+            order as the input clip**: index 0 = target frame t, 1 = t-1, 2 = t-2 (so ``masks[:, k]`` supervises
+            output ``k``).
         valid: optional ``(B, 3)`` weights in {0, 1}: 1 where that window frame has a mask (sparse-frame labels,
             reviewed frames). A term ``k`` of sample ``b`` counts only where ``valid[b, k] = 1``; each term is the
             mean over its valid samples (a term with no valid sample adds 0). ``None`` = every frame labelled,
@@ -53,7 +56,7 @@ class DSANetLoss(nn.Module):
         self.dice_smooth = dice_smooth
 
     def term(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Dice + structure loss of one output ``(B, 1, H, W)`` against its mask."""
+        """Dice + structure loss of one output ``(B, C, H, W)`` against its mask ``(B, 1, H, W)``."""
         return soft_dice_loss(logits, mask, smooth=self.dice_smooth) + structure_loss(logits, mask)
 
     def forward(
@@ -72,7 +75,7 @@ class DSANetLoss(nn.Module):
                 raise ValueError(f"valid must be (B, 3), got {tuple(valid.shape)}")
         total = outputs[0].new_zeros((), dtype=torch.float32)
         for k, logits in enumerate(outputs):
-            if logits.shape != masks[:, k].shape:
+            if logits.shape[0] != masks.shape[0] or logits.shape[2:] != masks.shape[3:]:
                 raise ValueError(f"output {k} has shape {tuple(logits.shape)}, mask {tuple(masks[:, k].shape)}")
             if not self.weights[k]:
                 continue

@@ -4,7 +4,8 @@ term ``L_IW = α (rank(F) - rank(F_dec)) + β dist(F, F_dec)`` (paper Eq. 9), su
 Readings of the ambiguous parts (each an option; ``docs/paper-readings.md``, "IntraSense-Net: readings", I10-I15):
 
 * **CE** for one logit channel: ``binary_cross_entropy_with_logits``. **Dice**: soft Dice on the sigmoid
-  probability (:func:`usseg_models.losses.common.soft_dice_loss`).
+  probability (:func:`usseg_models.losses.common.soft_dice_loss`). Several structures (``1 + n`` channels):
+  softmax cross-entropy and the per-structure Dice averaged over structures (:mod:`usseg_models.losses.common`).
 * **rank()** is not differentiable; it is replaced by a surrogate computed per sample on the centred
   ``C × HW`` matrix from its singular values σ (float32 SVD, autocast disabled), normalised to ``(0, 1]`` by the
   largest possible value ``r = min(C, HW)``:
@@ -35,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from usseg_models.losses.common import soft_dice_loss
+from usseg_models.losses.common import cross_entropy, soft_dice_loss
 
 __all__ = [
     "IntraSenseLoss",
@@ -209,18 +210,20 @@ class IntraSenseLoss(nn.Module):
         """Return the weighted total and the unweighted ``ce``, ``dice`` and ``iw`` terms (float32 scalars).
 
         Args:
-            logits: ``(B, 1, H, W)`` raw scores.
-            target: ``(B, 1, H, W)`` binary mask (any numeric dtype, values in {0, 1}).
+            logits: ``(B, C, H, W)`` raw scores (``C = 1``, or ``1 + n`` structures).
+            target: ``(B, 1, H, W)`` binary mask (``C = 1``) or class indices 0..n (any numeric dtype).
             features: ``{"cdr": [(F, F_dec), ...]}`` from ``IntraSenseNet(..., return_features=True)`` or the
                 list of pairs; ``None``/empty gives ``iw = 0``.
         """
-        if logits.ndim != 4 or logits.shape[1] != 1:
-            raise ValueError(f"logits must be (B, 1, H, W), got shape {tuple(logits.shape)}")
-        if target.shape != logits.shape:
-            raise ValueError(f"target {tuple(target.shape)} must have the logits' shape {tuple(logits.shape)}")
+        if logits.ndim != 4 or logits.shape[1] == 2:
+            raise ValueError(f"logits must be (B, 1, H, W) or (B, 1 + n, H, W) with n ≥ 2 structures, got shape "
+                             f"{tuple(logits.shape)}")
+        if target.ndim != 4 or target.shape[1] != 1 or target.shape[0] != logits.shape[0] \
+                or target.shape[2:] != logits.shape[2:]:
+            raise ValueError(f"target {tuple(target.shape)} must be (B, 1, H, W) of logits {tuple(logits.shape)}")
         with torch.autocast(device_type=logits.device.type, enabled=False):
             lg, tg = logits.float(), target.float()
-            ce = F.binary_cross_entropy_with_logits(lg, tg)
+            ce = cross_entropy(lg, tg)
             dice = soft_dice_loss(lg, tg)
             pairs = self._pairs(features)
             iw = (instance_whitening_loss(pairs, self.alpha, self.beta, self.rank_surrogate, self.distance,

@@ -125,8 +125,13 @@ def _spatial_augmentation(aug: Augmentation, keys: tuple[str, str]) -> list[Tran
     return out
 
 
-def _to_original(logits: Any, original_xy: Sequence[int], fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``fn`` (elementwise) on the logits, bilinear resize to ``(X, Y)``, frames last (the label-volume layout)."""
+def _to_original(logits: Any, original_xy: Sequence[int], fn: Callable[[torch.Tensor], torch.Tensor],
+                 multi: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """To the original size, frames last (the label-volume layout).
+
+    One channel: ``fn`` (elementwise) on the logits, then bilinear resize to ``(X, Y)``. Several channels (``1 + n``
+    structures): every channel's logits resized bilinearly, then ``multi`` maps ``(N, C, X, Y)`` to ``(N, X, Y)``.
+    """
     original_xy = tuple(int(v) for v in original_xy)
     if len(original_xy) != 2 or min(original_xy) < 1:
         raise PreprocessingError(f"original_xy must be two positive sizes (X, Y), got {original_xy}")
@@ -136,14 +141,23 @@ def _to_original(logits: Any, original_xy: Sequence[int], fn: Callable[[torch.Te
         return resize_xy(fn(t.reshape(t.shape[-2:])), original_xy, "bilinear")
     if t.ndim == 4 and t.shape[1] == 1:
         return resize_xy(fn(t[:, 0]), original_xy, "bilinear").permute(1, 2, 0)  # (N, X, Y) -> (X, Y, N)
-    raise PreprocessingError(f"logits must be (S, S), (1, S, S) or (N, 1, S, S), got shape {tuple(t.shape)}")
+    if t.ndim in (3, 4) and t.shape[-3] >= 3:  # (C, S, S) one image / (N, C, S, S), C = 1 + n structures
+        batch = t[None] if t.ndim == 3 else t
+        resized = torch.stack([resize_xy(batch[:, c], original_xy, "bilinear") for c in range(batch.shape[1])], 1)
+        out = multi(resized)  # (N, X, Y)
+        return out[0] if t.ndim == 3 else out.permute(1, 2, 0)
+    raise PreprocessingError(f"logits must be (S, S), (C, S, S) or (N, C, S, S) with C = 1 or ≥ 3, "
+                             f"got shape {tuple(t.shape)}")
 
 
 def postprocess_logits(logits: Any, original_xy: Sequence[int]) -> np.ndarray:
-    """Network logits -> uint8 {0, 1} mask at the original size (bilinear resize of the logits, then > 0).
+    """Network logits -> uint8 mask at the original size (bilinear resize of the logits, then > 0).
+
+    Several channels (``1 + n`` structures): every channel resized bilinearly, then the class index (argmax;
+    0 = background, ``i`` = the ``i``-th structure of the model's :class:`~usseg_models.labels.LabelSet`).
 
     Args:
-        logits: ``(S, S)``, ``(1, S, S)`` (one image) or ``(N, 1, S, S)`` (N frames or a batch); torch or numpy.
+        logits: ``(S, S)``, ``(C, S, S)`` (one image) or ``(N, C, S, S)`` (N frames or a batch); torch or numpy.
         original_xy: the original ``(X, Y)``.
 
     Returns:
@@ -152,13 +166,18 @@ def postprocess_logits(logits: Any, original_xy: Sequence[int]) -> np.ndarray:
     Raises:
         PreprocessingError: another shape or a bad ``original_xy``.
     """
-    return np.ascontiguousarray((_to_original(logits, original_xy, lambda t: t) > 0).numpy().astype(np.uint8))
+    shape = tuple(np.shape(logits.as_tensor() if isinstance(logits, MetaTensor) else logits))
+    several = len(shape) in (3, 4) and shape[-3] >= 3
+    out = _to_original(logits, original_xy, lambda t: t, lambda t: t.argmax(1))
+    return np.ascontiguousarray((out if several else out > 0).numpy().astype(np.uint8))
 
 
 def postprocess_probabilities(logits: Any, original_xy: Sequence[int]) -> np.ndarray:
-    """Network logits -> float32 foreground probability at the original size (sigmoid, then bilinear resize);
-    shapes as :func:`postprocess_logits` (used for MAE and probability outputs)."""
-    return np.ascontiguousarray(_to_original(logits, original_xy, torch.sigmoid).numpy().astype(np.float32))
+    """Network logits -> float32 foreground probability at the original size (sigmoid, then bilinear resize; with
+    several structures the probability of any structure, ``1 − p(background)``); shapes as
+    :func:`postprocess_logits` (used for MAE and probability outputs)."""
+    out = _to_original(logits, original_xy, torch.sigmoid, lambda t: 1 - torch.softmax(t, dim=1)[:, 0])
+    return np.ascontiguousarray(out.numpy().astype(np.float32))
 
 
 class ModelPipeline:
