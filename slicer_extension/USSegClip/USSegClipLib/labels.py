@@ -1,5 +1,9 @@
-"""Label values and names: the server's label table, labelmaps from per-segment masks, and fitting a returned
-label onto the clip it belongs to.
+"""Label values and names: the server's label table and palette, labelmaps ↔ per-structure segments, and fitting a
+returned label onto the clip it belongs to.
+
+A clip may hold several structures (e.g. CAMUS: ``{"LV": 1, "MYO": 2, "LA": 3}``): one segment per structure, named
+and coloured as the server says (``label_names`` / ``label_colors``); a label value without a server name or colour
+gets :data:`FALLBACK_COLORS` of its position in label-value order, as ``usseg_models.palette`` does.
 """
 
 from __future__ import annotations
@@ -14,10 +18,29 @@ import numpy as np
 from .errors import ClipGeometryError, LabelFileError
 from .geometry import Clip
 
-__all__ = ["SegmentStyle", "compose_labelmap", "fit_label_to_clip", "label_palette", "labels_summary", "model_labels",
-           "models_of_dimension", "rename_labels", "split_labelmap"]
+__all__ = ["FALLBACK_COLORS", "SegmentStyle", "compose_labelmap", "fallback_color", "fit_label_to_clip",
+           "label_palette", "label_segments", "labels_summary", "model_labels", "models_of_dimension",
+           "palette_for_label", "rename_labels", "split_labelmap"]
 
 logger = logging.getLogger(__name__)
+
+RGB = tuple[float, float, float]
+
+# Colours (RGB 0..1) for label values without a server colour, by position in label-value order: an equal copy of
+# ``usseg_models.palette.FALLBACK_COLORS`` (this package runs without usseg_models; a test holds the two equal).
+FALLBACK_COLORS: tuple[RGB, ...] = (
+    (0.95, 0.35, 0.2),
+    (0.2, 0.75, 0.3),
+    (0.25, 0.5, 0.95),
+    (0.95, 0.85, 0.2),
+    (0.75, 0.3, 0.85),
+    (0.2, 0.85, 0.85),
+)
+
+
+def fallback_color(index: int) -> RGB:
+    """The ``index``-th colour of :data:`FALLBACK_COLORS` (cycling), as ``usseg_models.palette.fallback_color``."""
+    return FALLBACK_COLORS[index % len(FALLBACK_COLORS)]
 
 
 def model_labels(info: Mapping[str, Any], model: str | None = None) -> dict[str, int]:
@@ -72,6 +95,57 @@ class SegmentStyle:
     name: str
     value: int
     color: tuple[float, float, float] | None = None
+
+
+def palette_for_label(palette: list[SegmentStyle], labelmap: np.ndarray | None = None) -> list[SegmentStyle]:
+    """Every structure a label shows, each with a colour, in label-value order.
+
+    The server's styles come first in value order; a value of ``labelmap`` that no style names becomes a segment
+    ``"Segment_<value>"`` (the name ``usseg_models.io.writers`` gives it); every style without a colour gets
+    :func:`fallback_color` of its position among all values, so no segment is left for Slicer to colour at random.
+
+    Args:
+        palette: the server's segment styles (:func:`label_palette`).
+        labelmap: label values (any shape), or None to complete only the colours.
+
+    Raises:
+        LabelFileError: two styles share a value or a name.
+
+    Examples::
+
+        palette_for_label([SegmentStyle("LV", 1), SegmentStyle("MYO", 2, (0, 1, 0))], labelmap_with_values_1_2_5)
+        # [LV (1, FALLBACK_COLORS[0]), MYO (2, (0, 1, 0)), Segment_5 (5, FALLBACK_COLORS[2])]
+    """
+    values = [s.value for s in palette]
+    names = [s.name for s in palette]
+    if len(set(values)) != len(values) or len(set(names)) != len(names):
+        raise LabelFileError(f"label names and values must be distinct: {[(s.name, s.value) for s in palette]}")
+    styles = list(palette)
+    if labelmap is not None:
+        found = (int(v) for v in np.unique(np.asarray(labelmap)) if int(v) != 0)
+        extra = [v for v in found if v not in set(values)]
+        if extra:
+            logger.warning("label values %s have no server name; shown as Segment_<value>", extra)
+        styles += [SegmentStyle(f"Segment_{v}", v) for v in extra]
+    styles.sort(key=lambda s: s.value)
+    return [s if s.color is not None else SegmentStyle(s.name, s.value, fallback_color(i))
+            for i, s in enumerate(styles)]
+
+
+def label_segments(labelmap: np.ndarray, palette: list[SegmentStyle]) -> list[tuple[SegmentStyle, np.ndarray]]:
+    """A label map as one named, coloured segment per structure: ``(style, boolean mask)`` in label-value order.
+
+    Every structure of ``palette`` is a segment (an empty mask when the label does not hold it), plus one per
+    unnamed value (see :func:`palette_for_label`).
+
+    Examples::
+
+        label_segments(labelmap, label_palette({"label_names": {"LV": 1, "MYO": 2, "LA": 3},
+                                                "label_colors": {"LV": [1, 0, 0], ...}}))
+        # [(SegmentStyle("LV", 1, (1.0, 0.0, 0.0)), labelmap == 1), (SegmentStyle("MYO", 2, ...), ...), ...]
+    """
+    arr = np.asarray(labelmap)
+    return [(style, arr == style.value) for style in palette_for_label(palette, arr)]
 
 
 def _color(value: Any) -> tuple[float, float, float] | None:
@@ -165,12 +239,17 @@ def compose_labelmap(masks: Mapping[str, np.ndarray], label_values: Mapping[str,
         label_values: name → value (from :func:`model_labels`).
         dtype: output type.
 
+    Every structure's segment is painted with its own value, so a label of several structures keeps all of them.
+    An empty segment whose name the server does not know (e.g. an unnamed value's ``Segment_<value>`` the user
+    erased) is left out.
+
     Raises:
-        LabelFileError: a segment name the server does not know, masks of different shapes, overlapping segments,
-            or no masks.
+        LabelFileError: a non-empty segment whose name the server does not know, masks of different shapes,
+            overlapping segments, or no masks.
     """
     if not masks:
         raise LabelFileError("no segments to submit")
+    masks = {n: m for n, m in masks.items() if n in label_values or np.any(m)}
     unknown = [n for n in masks if n not in label_values]
     if unknown:
         raise LabelFileError(f"segment name(s) {unknown} are not server labels {sorted(label_values)}; "
@@ -182,9 +261,14 @@ def compose_labelmap(masks: Mapping[str, np.ndarray], label_values: Mapping[str,
     taken = np.zeros(out.shape, dtype=bool)
     for name, mask in masks.items():
         m = np.asarray(mask).astype(bool)
-        overlap = int(np.count_nonzero(taken & m))
+        both = taken & m
+        overlap = int(np.count_nonzero(both))
         if overlap:
-            raise LabelFileError(f"segment {name!r} overlaps another segment in {overlap} voxels")
+            where = ""
+            if both.ndim == 3:  # a clip (i, j, t): say which frames, so the user can find them
+                where = f" on frame(s) {[int(t) for t in np.flatnonzero(both.any(axis=(0, 1)))]}"
+            raise LabelFileError(f"segment {name!r} overlaps another segment in {overlap} voxels{where}; "
+                                 "a voxel belongs to one structure: erase it from one of them")
         out[m] = label_values[name]
         taken |= m
     return out

@@ -15,20 +15,14 @@ import numpy as np
 
 from .errors import LabelFileError
 from .geometry import Clip
-from .labels import split_labelmap
+from .labels import FALLBACK_COLORS, fallback_color, split_labelmap
 from .volumeio import LPS_TO_RAS
 
 __all__ = ["DEFAULT_COLORS", "read_seg_nrrd", "write_seg_nrrd"]
 
-# Distinct colours (RGB 0..1) for segments, in label-value order.
-DEFAULT_COLORS: tuple[tuple[float, float, float], ...] = (
-    (0.95, 0.35, 0.2),
-    (0.2, 0.75, 0.3),
-    (0.25, 0.5, 0.95),
-    (0.95, 0.85, 0.2),
-    (0.75, 0.3, 0.85),
-    (0.2, 0.85, 0.85),
-)
+# Colours (RGB 0..1) of segments the caller gives none, in label-value order (the Lib's one copy of the fallback
+# colours, kept under its old name here).
+DEFAULT_COLORS: tuple[tuple[float, float, float], ...] = FALLBACK_COLORS
 
 
 def write_seg_nrrd(
@@ -60,7 +54,7 @@ def write_seg_nrrd(
     masks = split_labelmap(labelmap.voxels, label_values)
     segmentation = slicerio.create_segmentation(labelmap.voxels.shape, LPS_TO_RAS @ labelmap.ijk_to_ras)
     for index, (name, value) in enumerate(sorted(label_values.items(), key=lambda kv: kv[1])):
-        color = (colors or {}).get(name, DEFAULT_COLORS[index % len(DEFAULT_COLORS)])
+        color = (colors or {}).get(name, fallback_color(index))
         segment = {"id": f"Segment_{value}", "name": name, "color": [float(c) for c in color]}
         slicerio.add_segment(segmentation, masks[name], segment)
     segmentation["containedRepresentationNames"] = ["Binary labelmap"]

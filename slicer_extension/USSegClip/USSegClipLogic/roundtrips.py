@@ -25,6 +25,7 @@ from USSegClipLib import (
     infer_image,
     matrix_from_text,
     matrix_to_text,
+    palette_for_label,
     refine_clip_in_phases,
     refine_model_name,
     rename_labels,
@@ -139,6 +140,10 @@ def submit_label(logic, volume, segmentation, model: str, reviewed_frames: Itera
     """Save every frame's label on the server with the frames the user reviewed (uploading the clip first when
     it is not there yet). Returns the server's answer.
 
+    The label holds every structure's segment with its server value (``label_names`` sent along); a frame is
+    reviewed as a whole, so on a reviewed frame where the user corrected one structure the others are submitted as
+    they are shown.
+
     Raises:
         USSegClipError: no frame is reviewed (edit frames or mark them reviewed first).
     """
@@ -157,7 +162,7 @@ def submit_label(logic, volume, segmentation, model: str, reviewed_frames: Itera
     matrix = server_geometry(logic, volume)
     directory = tempfile.mkdtemp(prefix="usseg_")
     path = write_nifti(Clip(label.astype(np.uint8), matrix, 2), os.path.join(directory, f"{image_id}.nii.gz"))
-    colors = {s.name: s.color for s in palette if s.color is not None}
+    colors = {s.name: s.color for s in palette_for_label(palette)}
     write_seg_nrrd(os.path.join(directory, f"{image_id}.seg.nrrd"), Clip(label, matrix, 2), labels, colors)
     result = client.save_label(image_id, path, params={"label_names": labels, "reviewed_frames": reviewed})
     logic.review.record(volume, segmentation, reviewed)
@@ -180,8 +185,12 @@ def refine_label(logic, volume, segmentation, model: str,
     before it, nothing is changed). ``progress(seconds, time_budget_s or None, phase)`` as in
     :func:`~USSegClipLib.refine_clip_in_phases`.
 
+    With several structures the label sent holds every structure's value (a reviewed frame is corrected as a
+    whole: the structures the user did not touch there count as checked) and the answer's values are painted into
+    their own segments; with one structure the label sent is binary (0/1), as refinement has always taken it.
+
     Raises:
-        USSegClipError: no reviewed frame, a model with several labels, or a server without refinement.
+        USSegClipError: no reviewed frame, or a server without refinement.
     """
     if volume is None or segmentation is None:
         raise USSegClipError("select the clip and its segmentation first")
@@ -193,20 +202,27 @@ def refine_label(logic, volume, segmentation, model: str,
         raise USSegClipError("draw or correct the target on at least one frame (or mark a frame reviewed) "
                              "before refining")
     palette = logic.palette(model)
-    if len(palette) != 1:
-        raise USSegClipError(f"refinement works on single-label models; {model} has {len(palette)} labels")
-    style = palette[0]
-    label = logic.readLabel(volume, segmentation, {style.name: style.value})
+    label = logic.readLabel(volume, segmentation, {s.name: s.value for s in palette})
     clip = logic.clipFromVolume(volume)
     image_id = volume.GetAttribute(IMAGE_ID_ATTRIBUTE)
-    binary = Clip((label == style.value).astype(np.uint8), server_geometry(logic, volume), 2)
+    if len(palette) == 1:
+        value = np.uint8(palette[0].value)
+        sent = (label == value).astype(np.uint8)
+
+        def to_values(voxels: np.ndarray) -> np.ndarray:
+            return voxels.astype(np.uint8) * value
+    else:
+        sent = label.astype(np.uint8)
+
+        def to_values(voxels: np.ndarray) -> np.ndarray:
+            return voxels.astype(np.uint8)
+    sent_label = Clip(sent, server_geometry(logic, volume), 2)
     shown = [segmentation]
 
     def show(result: Clip):
         """Paint a server label into every frame that is not reviewed (now), as model output."""
         reviewed = logic.reviewedFrames(volume, shown[0])  # ⊇ corrected: also frames edited meanwhile
-        values = Clip(fit_label_to_clip(result, clip).voxels.astype(np.uint8) * np.uint8(style.value),
-                      clip.ijk_to_ras, 2)
+        values = Clip(to_values(fit_label_to_clip(result, clip).voxels), clip.ijk_to_ras, 2)
         others = [t for t in range(clip.num_frames) if t not in set(reviewed)]
         shown[0] = logic.writeLabel(volume, shown[0], values, palette, frames=others)
         logic.review.model_output(volume, shown[0], reviewed)
@@ -217,7 +233,7 @@ def refine_label(logic, volume, segmentation, model: str,
             on_propagated(shown[0])
 
     answer: dict[str, Any] = {}
-    refined = refine_clip_in_phases(client, task, binary, corrected, clip=None if image_id else clip,
+    refined = refine_clip_in_phases(client, task, sent_label, corrected, clip=None if image_id else clip,
                                     image_id=image_id, params=params, on_propagated=propagated, progress=progress,
                                     cancel=cancel, answer=answer, info=info)
     if refined is None:

@@ -1,5 +1,10 @@
 """Label clips ↔ segmentation nodes: a label (IJK order, values = the server's labels) painted into one segment per
-server label, and read back as masks over every frame.
+server label (structure), and read back as masks over every frame.
+
+Each structure is its own segment, named and coloured as the server says (a value the server does not name becomes
+``Segment_<value>``; a structure without a server colour gets the fallback colour of its position, see
+:func:`USSegClipLib.palette_for_label`). Writing a label replaces every structure's voxels on the frames written and
+leaves other frames alone; reading gives every segment's mask, so an edit of one segment leaves the others as they are.
 
 A volume clip's label is one segmentation on the volume's grid. A cine sequence's label is one segmentation per
 frame, in a segmentation sequence synchronized with the clip's browser; the caller then holds its proxy node, and the
@@ -12,7 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import slicer
-from USSegClipLib import Clip, SegmentStyle, USSegClipError
+from USSegClipLib import Clip, SegmentStyle, USSegClipError, palette_for_label
 
 from .frames import browser_for_volume, frame_nodes
 from .mrml import segment_masks, write_segment_mask
@@ -22,19 +27,18 @@ __all__ = ["ensure_segmentation", "label_node", "read_masks", "write_label"]
 
 def ensure_segmentation(scene, volume, segmentation, palette: list[SegmentStyle]):
     """A segmentation on ``volume``'s grid holding one segment per server label (names and colours from the
-    server; Slicer picks a colour where the server gives none); a new node in ``scene`` when ``segmentation`` is
-    None."""
+    server; the fallback colour of its position where the server gives none); a new node in ``scene`` when
+    ``segmentation`` is None. Segments already there keep their colour (the user may have changed it)."""
     if segmentation is None:
         segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume.GetName()} label")
     if segmentation.GetScene() is not None and segmentation.GetDisplayNode() is None:
         segmentation.CreateDefaultDisplayNodes()
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
     seg = segmentation.GetSegmentation()
-    for style in palette:
+    for style in palette_for_label(palette):
         if not seg.GetSegmentIdBySegmentName(style.name):
             segment_id = seg.AddEmptySegment(style.name, style.name)
-            if style.color is not None:
-                seg.GetSegment(segment_id).SetColor(*style.color)
+            seg.GetSegment(segment_id).SetColor(*style.color)
     return segmentation
 
 
@@ -70,11 +74,13 @@ def label_node(sequences_logic, volume, segmentation):
 
 def write_label(scene, sequences_logic, volume, segmentation, label: Clip, palette: list[SegmentStyle],
                 frames: Iterable[int] | None = None):
-    """Paint a label clip (IJK order, values = server labels) into the segments; only ``frames`` when given.
+    """Paint a label clip (IJK order, values = server labels) into the segments, one per structure; only ``frames``
+    when given (every structure of those frames is replaced; other frames keep what they hold).
 
     Returns the segmentation (for a cine sequence: the proxy of its per-frame segmentation sequence).
     """
     frames = list(range(label.num_frames)) if frames is None else sorted({int(f) for f in frames})
+    palette = palette_for_label(palette, label.voxels)
     browser = browser_for_volume(sequences_logic, volume)
     if browser is not None:
         return _write_sequence_label(scene, sequences_logic, browser, volume, segmentation, label, palette, frames)

@@ -13,16 +13,18 @@ import os
 import tempfile
 
 import numpy as np
-from USSegClipLib import Clip, SegmentStyle, compose_matrix, read_volume, write_seg_nrrd
+from USSegClipLib import FALLBACK_COLORS, Clip, SegmentStyle, compose_matrix, read_volume, write_seg_nrrd
 
 from .clipnodes import add_sequence_clip, add_volume_clip
 from .logic import USSegClipLogic
 from .mrml import read_segment_mask, segment_world_points, write_segment_mask
 
 __all__ = ["CHECKS", "assert_covers", "check_seg_nrrd_storage", "check_sequence_clip", "check_server_flow",
-           "check_volume_clip", "oblique_matrix", "moving_label"]
+           "check_several_structures", "check_volume_clip", "layered_label", "oblique_matrix", "moving_label"]
 
 PALETTE = [SegmentStyle("lesion", 1, (1.0, 0.2, 0.2))]
+# Three structures as an echo server names them (CAMUS values); LA without a colour gets the fallback colour.
+STRUCTURES = [SegmentStyle("LV", 1, (1.0, 0.2, 0.2)), SegmentStyle("MYO", 2, (0.2, 0.8, 0.2)), SegmentStyle("LA", 3)]
 
 
 def oblique_matrix(spacing, origin=(12.0, -7.0, 30.0), degrees: float = 30.0) -> np.ndarray:
@@ -37,6 +39,16 @@ def moving_label(shape) -> np.ndarray:
     label = np.zeros(shape, np.uint8)
     for t in range(shape[2]):
         label[2 + t : 8 + t, 3 : 9 + t % 3, t] = 1
+    return label
+
+
+def layered_label(shape) -> np.ndarray:
+    """A (i, j, t) label of three structures (1 cavity, 2 a wall around it, 3 a chamber below) moving with t."""
+    label = np.zeros(shape, np.uint8)
+    for t in range(shape[2]):
+        label[1 + t % 2 : 9 + t % 2, 1:8, t] = 2
+        label[3 + t % 2 : 7 + t % 2, 3:6, t] = 1
+        label[2 : shape[0] - 2, 9 : 9 + 2 + t % 3, t] = 3
     return label
 
 
@@ -142,6 +154,11 @@ def check_server_flow(scene, sequences_logic, url: str, strategy: str | None = N
     mask[:, :, frame] = False
     mask[: mask.shape[0] // 3, : mask.shape[1] // 3, frame] = True
     write_segment_mask(seg, name, volume, mask)
+    for other in logic.palette(model)[1:]:  # several structures: the new voxels belong to the first one only
+        other_mask = read_segment_mask(seg, other.name, volume)
+        if np.any(other_mask & mask):
+            other_mask[mask] = False
+            write_segment_mask(seg, other.name, volume, other_mask)
     assert logic.reviewedFrames(volume, seg) == [frame]
     result = logic.submitLabel(volume, seg, model)
     stored = read_volume(logic.client.download_label(result["label"], "final", tempfile.mkdtemp()))
@@ -154,8 +171,44 @@ def check_server_flow(scene, sequences_logic, url: str, strategy: str | None = N
         assert logic.reviewedFrames(volume, seg) == [frame]
 
 
+def check_several_structures(scene, sequences_logic) -> None:
+    """Cine sequence with three structures: one segment per structure (server names, colours, fallback colour where
+    the server gives none), drawn where its value lies; an edit of LV on the shown frame leaves MYO and LA as they
+    were, is that frame's review, and the exported label keeps every structure's value."""
+    logic = USSegClipLogic(scene, sequencesLogic=sequences_logic)
+    matrix = oblique_matrix([0.2, 0.25, 1.0])
+    browser, proxy = add_sequence_clip(scene, sequences_logic, np.zeros((4, 14, 16), np.uint8), matrix)
+    label = layered_label((16, 14, 4))
+    seg = logic.writeLabel(proxy, None, Clip(label, matrix, 2), STRUCTURES)
+    logic._setBaseline(proxy, seg)
+    values = {s.name: s.value for s in STRUCTURES}
+    sequence = browser.GetSequenceNode(seg)
+    for t in range(4):
+        logic.showFrame(proxy, t)
+        shown = browser.GetProxyNode(sequence).GetSegmentation()
+        names = [shown.GetNthSegment(i).GetName() for i in range(shown.GetNumberOfSegments())]
+        assert names == ["LV", "MYO", "LA"], names
+        for style, color in zip(STRUCTURES, [(1.0, 0.2, 0.2), (0.2, 0.8, 0.2), FALLBACK_COLORS[2]]):
+            np.testing.assert_allclose(shown.GetSegment(style.name).GetColor(), color, atol=1e-6)
+            assert_covers(browser.GetProxyNode(sequence), style.name, label[:, :, t : t + 1] == style.value, matrix)
+    np.testing.assert_array_equal(logic.readLabel(proxy, seg, values), label)
+    logic.showFrame(proxy, 1)
+    shown = browser.GetProxyNode(sequence)
+    lv = read_segment_mask(shown, "LV", proxy)
+    lv[4:6, 3:6, 0] = False  # the user shrinks the cavity on frame 1 (the freed voxels become background)
+    write_segment_mask(shown, "LV", proxy, lv)
+    assert logic.editedFrames(proxy, shown) == [1], logic.editedFrames(proxy, shown)
+    expected = label.copy()
+    expected[4:6, 3:6, 1] = 0
+    exported = logic.readLabel(proxy, shown, values)
+    np.testing.assert_array_equal(exported, expected)
+    for name in ("MYO", "LA"):
+        np.testing.assert_array_equal(exported == values[name], label == values[name])
+
+
 CHECKS = [
     ("volume clip: frame t of the segmentation covers frame t in RAS; edits are reviewed frames", check_volume_clip),
     ("sequence clip: one segmentation per frame, synchronized with the browser", check_sequence_clip),
     (".seg.nrrd from USSegClipLib through Slicer's segmentation storage node", check_seg_nrrd_storage),
+    ("several structures: one named, coloured segment each; editing one leaves the others", check_several_structures),
 ]
