@@ -18,7 +18,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from usseg_models.data.records import ClipRecord, DataLayoutError, ImageRecord, binarize_label
+from usseg_models.data.records import (
+    ClipRecord,
+    DataLayoutError,
+    ImageRecord,
+    MaskLabelError,
+    binarize_label,
+    label_values_of,
+)
+from usseg_models.labels import LabelSet, LabelSetError
 from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "ImageSegDataset",
     "load_clip_arrays",
     "load_image_arrays",
+    "mask_values",
     "training_pipeline",
     "worker_init_fn",
 ]
@@ -44,14 +53,43 @@ def _is_colour(meta: dict) -> bool:
     return meta.get("original_channel_dim") == -1
 
 
-def _load_label(paths: Path | Sequence[Path], label_value: int | None) -> np.ndarray:
+def _check_label_args(label_value: int | None, labels: LabelSet | None) -> None:
+    if labels is not None and label_value is not None:
+        raise ValueError("give either label_value (one class of a multi-class mask) or labels (a label set), not both")
+    if labels is not None and not isinstance(labels, LabelSet):
+        raise TypeError(f"labels must be a LabelSet, got {type(labels).__name__}")
+
+
+def _load_label(paths: Path | Sequence[Path], label_value: int | None, labels: LabelSet | None = None) -> np.ndarray:
+    """One label file (or several merged): 0/1 foreground (no ``labels``), else class indices of ``labels``."""
     paths = [paths] if isinstance(paths, Path) else list(paths)
     out = None
     for p in paths:
         arr, meta = _load(p)
-        lab = binarize_label(arr, label_value, colour=_is_colour(meta))
+        if labels is None:
+            lab = binarize_label(arr, label_value, colour=_is_colour(meta))
+        else:
+            try:
+                lab = labels.to_indices(label_values_of(arr, colour=_is_colour(meta)), unknown="error")
+            except LabelSetError as exc:
+                raise MaskLabelError(f"{p}: {exc}") from exc
         out = lab if out is None else np.maximum(out, lab)
     return out
+
+
+def mask_values(records: Sequence[ClipRecord | ImageRecord]) -> list[int]:
+    """Sorted non-zero label values found in the mask files of ``records`` (for ``--labels auto``).
+
+    Only the labelled frames' files of frame-folder clips are read (the others are ``None``).
+    """
+    found: set[int] = set()
+    for r in records:
+        label = r.label
+        paths = [label] if isinstance(label, Path) else [p for p in label if p is not None]
+        for p in paths:
+            arr, meta = _load(p)
+            found.update(int(v) for v in np.unique(label_values_of(arr, colour=_is_colour(meta))))
+    return sorted(found - {0})
 
 
 def _load_frames(frames: Sequence[Path]) -> np.ndarray:
@@ -66,15 +104,22 @@ def _load_frames(frames: Sequence[Path]) -> np.ndarray:
     return np.stack(arrays, axis=2)
 
 
-def load_clip_arrays(record: ClipRecord, label_value: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Reader arrays of one clip: ``(cine (X, Y, T[, 3]) stored dtype, label (X, Y, T) uint8 0/1)``.
+def load_clip_arrays(record: ClipRecord, label_value: int | None = None,
+                     labels: LabelSet | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reader arrays of one clip: ``(cine (X, Y, T[, 3]) stored dtype, label (X, Y, T) uint8)``.
+
+    The label is 0/1 foreground (:func:`binarize_label` with ``label_value``), or with ``labels`` the class indices
+    of its structures (``labels.to_indices``: 0 = background, ``i`` = ``labels.values[i - 1]``). Frames without a
+    mask (sparse-frame labels) are 0 either way; :attr:`ClipRecord.labelled` says which are real.
 
     Raises:
         DataLayoutError: when the cine and its mask volume disagree in size or frame count.
+        MaskLabelError: a mask holds values outside ``labels``.
     """
+    _check_label_args(label_value, labels)
     if isinstance(record.image, tuple):
         cine = _load_frames(record.image)
-        frames = [None if p is None else _load_label(p, label_value) for p in record.label]
+        frames = [None if p is None else _load_label(p, label_value, labels) for p in record.label]
         known = next((f for f in frames if f is not None), None)
         if known is None:
             raise DataLayoutError(f"clip {record.id} has no mask at all")
@@ -83,7 +128,7 @@ def load_clip_arrays(record: ClipRecord, label_value: int | None = None) -> tupl
         cine, meta = _load(record.image)
         if meta.get("num_frames") is None:  # a single-frame file: one-frame cine
             cine = cine[:, :, None]
-        label = _load_label(record.label, label_value)
+        label = _load_label(record.label, label_value, labels)
     if label.ndim == 2:
         label = label[..., None]
     if tuple(cine.shape[:3]) != tuple(label.shape[:3]):
@@ -94,14 +139,18 @@ def load_clip_arrays(record: ClipRecord, label_value: int | None = None) -> tupl
     return cine, label
 
 
-def load_image_arrays(record: ImageRecord, label_value: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Reader arrays of one image: ``(image (X, Y[, 3]) stored dtype, label (X, Y) uint8 0/1)``.
+def load_image_arrays(record: ImageRecord, label_value: int | None = None,
+                      labels: LabelSet | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reader arrays of one image: ``(image (X, Y[, 3]) stored dtype, label (X, Y) uint8)``: 0/1 foreground, or the
+    class indices of ``labels`` (as :func:`load_clip_arrays`).
 
     Raises:
         DataLayoutError: when image and mask sizes differ.
+        MaskLabelError: a mask holds values outside ``labels``.
     """
+    _check_label_args(label_value, labels)
     image, _ = _load(record.image)
-    label = _load_label(record.label, label_value)
+    label = _load_label(record.label, label_value, labels)
     if label.ndim == 3 and label.shape[-1] == 1:
         label = label[..., 0]
     if image.ndim == 3 and image.shape[-1] == 1:
@@ -132,9 +181,20 @@ class _PipelineMixin:
 
     def _base(self, image, label) -> tuple[torch.Tensor, torch.Tensor]:
         """Reader arrays through the pipeline's deterministic stage (what the dataset caches): grey ``[0, 1]``
-        image and ``{0, 1}`` label at the network size, ``(T, 1, S, S)`` per clip, ``(1, S, S)`` per image."""
-        d = self.pipeline.base(image, label)
-        return d["image"], d["label"]
+        image and ``{0, 1}`` label at the network size, ``(T, 1, S, S)`` per clip, ``(1, S, S)`` per image.
+
+        Class indices (several structures): the pipeline's label stage keeps foreground only, so each class ``k``
+        goes through it as the mask ``label == k`` and the resized masks are put back together as ``k`` — exact,
+        since labels are resized with nearest neighbour."""
+        n = int(np.max(label)) if np.size(label) else 0
+        if n <= 1:
+            d = self.pipeline.base(image, label)
+            return d["image"], d["label"]
+        d = self.pipeline.base(image, (label == 1).astype(np.uint8))
+        out = d["label"].clone()
+        for k in range(2, n + 1):
+            out += k * self.pipeline.labels((label == k).astype(np.uint8))
+        return d["image"], out
 
 
 class ClipWindowDataset(_PipelineMixin, Dataset):
@@ -153,11 +213,14 @@ class ClipWindowDataset(_PipelineMixin, Dataset):
         augment: ``True`` = :meth:`Augmentation.training` for clips (flips, the same for all frames and masks of a
             window), an :class:`Augmentation` (e.g. with speckle), or ``False``.
         label_value: class kept as foreground (see :func:`binarize_label`).
+        labels: a :class:`~usseg_models.labels.LabelSet` of several structures: labels become class indices
+            (``labels.to_indices``; values outside the set are an error). Not with ``label_value``.
         window: frames per sample (3 for DSANet).
         seed: augmentation seed.
 
     Item:
-        ``{"image": (T, 3, S, S), "label": (T, 1, S, S), "valid": (T,) float, "id": str, "frame": int}``.
+        ``{"image": (T, 3, S, S), "label": (T, 1, S, S), "valid": (T,) float, "id": str, "frame": int}`` (label:
+        0/1, or class indices with ``labels``).
 
     Examples::
 
@@ -174,14 +237,16 @@ class ClipWindowDataset(_PipelineMixin, Dataset):
         label_value: int | None = None,
         window: int = 3,
         seed: int = 0,
+        labels: LabelSet | None = None,
     ) -> None:
         if not records:
             raise ValueError("ClipWindowDataset needs at least one clip record")
+        _check_label_args(label_value, labels)
         self.records = list(records)
         self.spatial_size, self.window = _check_size(spatial_size), int(window)
-        self.augment, self.label_value = bool(augment), label_value
+        self.augment, self.label_value, self.labels = bool(augment), label_value, labels
         self.pipeline = training_pipeline("cine", self.spatial_size, augment, seed)
-        self.clips = [self._base(*load_clip_arrays(r, label_value)) for r in self.records]
+        self.clips = [self._base(*load_clip_arrays(r, label_value, labels)) for r in self.records]
         self.labelled = [set(r.labelled_frames(frames.shape[0])) for r, (frames, _) in zip(self.records, self.clips)]
         self.index = [(c, t) for c, (frames, _) in enumerate(self.clips) for t in range(frames.shape[0])
                       if t in self.labelled[c]]
@@ -212,9 +277,10 @@ class ImageSegDataset(_PipelineMixin, Dataset):
             trains with flips and rotations), an :class:`Augmentation`, or ``False``.
         label_value: class kept as foreground (see :func:`binarize_label`).
         seed: augmentation seed.
+        labels: a label set of several structures (labels become class indices; see :class:`ClipWindowDataset`).
 
     Item:
-        ``{"image": (3, S, S), "label": (1, S, S), "id": str}``.
+        ``{"image": (3, S, S), "label": (1, S, S), "id": str}`` (label: 0/1, or class indices with ``labels``).
     """
 
     def __init__(
@@ -224,13 +290,16 @@ class ImageSegDataset(_PipelineMixin, Dataset):
         augment: bool | Augmentation = False,
         label_value: int | None = None,
         seed: int = 0,
+        labels: LabelSet | None = None,
     ) -> None:
         if not records:
             raise ValueError("ImageSegDataset needs at least one image record")
+        _check_label_args(label_value, labels)
         self.records = list(records)
         self.spatial_size, self.augment, self.label_value = _check_size(spatial_size), bool(augment), label_value
+        self.labels = labels
         self.pipeline = training_pipeline("image", self.spatial_size, augment, seed)
-        self.items = [self._base(*load_image_arrays(r, label_value)) for r in self.records]
+        self.items = [self._base(*load_image_arrays(r, label_value, labels)) for r in self.records]
 
     def __len__(self) -> int:
         return len(self.items)

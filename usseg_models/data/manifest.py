@@ -5,6 +5,10 @@ relative to the CSV's folder. ``image`` is an image/cine file or a folder of fra
 (several for one image separated by ``;``, merged) or, for a frame folder, a folder of masks paired by stem.
 ``frames`` (clips only) lists the labelled frames (0-based, separated by spaces or ``;``): a sparse-frame clip.
 
+**Label map** (several structures): an optional first line ``# labels: 1:LV,2:MYO,3:LA`` names the label values the
+masks hold (the format of :func:`usseg_models.labels.parse_labels`); :func:`read_manifest_labels` reads it and
+training uses it when no ``--labels``/``--label-value`` is given. Other lines starting with ``#`` are comments.
+
 :func:`write_manifest` writes rows, e.g. those of :func:`usseg_models.data.pairing.pair_folders`, in that format.
 """
 
@@ -18,8 +22,38 @@ from pathlib import Path
 
 from usseg_models.data.pairing import _ident, pair_frame_masks
 from usseg_models.data.records import ClipRecord, DataLayoutError, ImageRecord, _stem, subject_of
+from usseg_models.labels import LabelSet, LabelSetError, parse_labels
 
-__all__ = ["read_manifest", "write_manifest", "MANIFEST_COLUMNS"]
+__all__ = ["read_manifest", "write_manifest", "read_manifest_labels", "MANIFEST_COLUMNS"]
+
+_LABELS_LINE = re.compile(r"^#\s*labels\s*:\s*(.*)$", re.IGNORECASE)
+
+
+def _split_comments(path: Path) -> tuple[list[str], list[str]]:
+    """``(comment lines, CSV lines)`` of a manifest file."""
+    text = path.read_text(encoding="utf-8-sig")
+    lines = text.splitlines(keepends=True)
+    return [ln.strip() for ln in lines if ln.lstrip().startswith("#")], \
+        [ln for ln in lines if not ln.lstrip().startswith("#")]
+
+
+def read_manifest_labels(path: str | os.PathLike) -> LabelSet | None:
+    """The label map of a manifest's ``# labels: ...`` line (``None`` when it has none).
+
+    Raises:
+        DataLayoutError: the file is missing, or the line is not a valid label set (message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataLayoutError(f"manifest not found: {path}")
+    for line in _split_comments(path)[0]:
+        m = _LABELS_LINE.match(line)
+        if m:
+            try:
+                return parse_labels(m.group(1))
+            except LabelSetError as exc:
+                raise DataLayoutError(f"{path}: labels line {line!r}: {exc}") from exc
+    return None
 
 MANIFEST_COLUMNS = ("image", "mask", "subject", "split", "frames")
 
@@ -69,13 +103,12 @@ def read_manifest(
     if not path.is_file():
         raise DataLayoutError(f"manifest not found: {path}")
     base = path.parent
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip().lower() for c in reader.fieldnames or []]
-        if "image" not in cols or "mask" not in cols:
-            raise DataLayoutError(f"{path}: a manifest needs the columns image,mask[,subject][,split][,frames]; "
-                                  f"found {cols}")
-        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
+    reader = csv.DictReader(_split_comments(path)[1])
+    cols = [c.strip().lower() for c in reader.fieldnames or []]
+    if "image" not in cols or "mask" not in cols:
+        raise DataLayoutError(f"{path}: a manifest needs the columns image,mask[,subject][,split][,frames]; "
+                              f"found {cols}")
+    rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
     images, entries = [], []
     for n, row in enumerate(rows, start=2):
         where = f"{path}, line {n}"
@@ -126,13 +159,16 @@ def read_manifest(
     return out
 
 
-def write_manifest(rows: Iterable[dict], path: str | os.PathLike) -> Path:
-    """Write manifest rows (dicts with keys of :data:`MANIFEST_COLUMNS`; lists are joined) as CSV."""
+def write_manifest(rows: Iterable[dict], path: str | os.PathLike, labels: LabelSet | None = None) -> Path:
+    """Write manifest rows (dicts with keys of :data:`MANIFEST_COLUMNS`; lists are joined) as CSV, with the label
+    map line ``# labels: ...`` first when ``labels`` is given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
     cols = [c for c in MANIFEST_COLUMNS if c in ("image", "mask") or any(r.get(c) not in (None, "") for r in rows)]
     with open(path, "w", newline="") as fh:
+        if labels is not None:
+            fh.write(f"# labels: {labels.describe()}\n")
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
         for r in rows:

@@ -16,6 +16,7 @@ import numpy as np
 
 from usseg_models.errors import UssegError
 from usseg_models.io.formats import suffixes_of
+from usseg_models.labels import LabelSetError
 
 __all__ = [
     "FRAME_DIR_NAMES",
@@ -30,6 +31,8 @@ __all__ = [
     "ImageRecord",
     "subject_of",
     "binarize_label",
+    "label_values_of",
+    "MaskLabelError",
 ]
 
 FRAME_DIR_NAMES = ("image", "images", "img", "imgs", "frame", "frames", "Frame", "Frames", "JPEGImages")
@@ -128,6 +131,29 @@ def binarize_label(label: np.ndarray, label_value: int | None = None, colour: bo
         return (arr == label_value).astype(np.uint8)
     cut = 127 if arr.size and arr.max() > 127 else 0
     return (arr > cut).astype(np.uint8)
+
+
+def label_values_of(label: np.ndarray, colour: bool | None = None) -> np.ndarray:
+    """Label values of a mask as stored (uint8 ``(X, Y[, T])``): a colour mask ``(..., 3|4)`` is reduced by max over
+    its channels (as :func:`binarize_label` does), everything else is kept value for value (CAMUS 0/1/2/3).
+
+    Raises:
+        MaskLabelError: values that are not whole numbers in 0..255.
+    """
+    arr = np.asarray(label)
+    if colour is None:
+        colour = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+    if colour:
+        arr = arr[..., :3].max(axis=-1)
+    if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
+        raise MaskLabelError("a multi-structure mask must hold whole label values")
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise MaskLabelError(f"label values must be in 0..255, found {arr.min()}..{arr.max()}")
+    return arr.astype(np.uint8)
+
+
+class MaskLabelError(DataLayoutError, LabelSetError):
+    """A mask holds label values outside the label set of the run (message names the file and the values)."""
 
 
 SPLIT_NAME = re.compile(r"^(train|training|val|valid|validation|test|testing|dev)(dataset|set|_\w+)?$", re.IGNORECASE)

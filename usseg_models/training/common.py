@@ -11,10 +11,19 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from usseg_models.errors import CheckpointError, UssegError
+from usseg_models.labels import LabelSet, LabelSetError, parse_labels
 from usseg_models.training.splits import holdout_split, split_by_folder, subject_groups
 from usseg_models.transforms.pipeline import Augmentation
 
-__all__ = ["resolve_datasets", "apply_pretrained", "is_usseg_checkpoint", "training_augmentation"]
+__all__ = [
+    "resolve_datasets",
+    "apply_pretrained",
+    "is_usseg_checkpoint",
+    "training_augmentation",
+    "check_label_options",
+    "LabelChoice",
+    "label_overrides",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,3 +114,80 @@ def training_augmentation(kind: str, augment: bool, speckle_L: float | None = No
     """The random stage of a training set: ``False`` for validation sets, else :meth:`Augmentation.training` of the
     model kind (``"cine"`` or ``"image"``) with optional Gamma speckle of ``speckle_L`` looks."""
     return Augmentation.training(kind, speckle_L=speckle_L) if augment else False
+
+
+class LabelOptionError(UssegError, LabelSetError):
+    """Conflicting or malformed label options of a training run (``labels`` / ``label_value``)."""
+
+
+def check_label_options(labels: LabelSet | str | None, label_value: int | None) -> LabelSet | str | None:
+    """Validate a run's label options: ``labels`` is a :class:`LabelSet`, a ``"1:LV,2:MYO"`` string, ``"auto"``
+    (the non-zero values found in the training masks) or ``None`` (binary, as before label sets).
+
+    Raises:
+        LabelOptionError: both ``labels`` and ``label_value`` given, or a malformed ``labels`` string.
+    """
+    if labels is not None and label_value is not None:
+        raise LabelOptionError("give either --labels (several structures) or --label-value (one class), not both")
+    if isinstance(labels, str):
+        if labels.strip().lower() == "auto":
+            return "auto"
+        try:
+            return parse_labels(labels)
+        except LabelSetError as exc:
+            raise LabelOptionError(f"--labels {labels!r}: {exc}") from exc
+    if labels is not None and not isinstance(labels, LabelSet):
+        raise LabelOptionError(f"labels must be a LabelSet, a 'value:name,...' string or 'auto', got {labels!r}")
+    return labels
+
+
+class LabelChoice:
+    """The label set of one training run, settled when the first (training) records are seen.
+
+    ``"auto"`` becomes :meth:`LabelSet.from_values` of the non-zero values in the training masks; ``None`` with a
+    manifest that has a ``# labels:`` line (and no ``label_value``) becomes that line's set; otherwise as given.
+    """
+
+    def __init__(self, labels: LabelSet | str | None, label_value: int | None, data: Any = None) -> None:
+        self.labels = check_label_options(labels, label_value)
+        self.label_value = label_value
+        if self.labels is None and label_value is None and isinstance(data, (str, Path)) \
+                and Path(data).is_file() and Path(data).suffix.lower() == ".csv":
+            from usseg_models.data.manifest import read_manifest_labels
+
+            self.labels = read_manifest_labels(data)
+            if self.labels is not None:
+                logger.info("%s: label map from the manifest: %s", data, self.labels.describe())
+
+    def resolve(self, records: Sequence[Any]) -> LabelSet | None:
+        """The label set for ``records`` (the first call, with the training records, settles ``"auto"``)."""
+        if self.labels == "auto":
+            from usseg_models.data.datasets import mask_values
+
+            values = mask_values(records)
+            if not values:
+                raise LabelOptionError("--labels auto: the training masks hold no non-zero value")
+            self.labels = LabelSet.from_values(values)
+            logger.info("--labels auto: %s", self.labels.describe())
+        return self.labels
+
+    def final(self, train_ds: Dataset) -> LabelSet:
+        """The settled set after the datasets exist (datasets given directly carry theirs as ``.labels``);
+        one-structure runs without a set get :meth:`LabelSet.binary` (what their checkpoints store)."""
+        if self.labels == "auto":
+            found = getattr(train_ds, "labels", None)
+            if found is None:
+                raise LabelOptionError("--labels auto needs a data folder or manifest (masks to read), not datasets")
+            self.labels = found
+        if self.labels is None:
+            self.labels = getattr(train_ds, "labels", None)
+        return self.labels if self.labels is not None else LabelSet.binary()
+
+
+def label_overrides(labels: LabelSet, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Network overrides for ``labels``: ``out_channels = 1 + n`` for several structures (one structure keeps the
+    configuration's single channel, so its checkpoints stay as before)."""
+    out = dict(overrides)
+    if not labels.is_binary:
+        out["out_channels"] = labels.out_channels
+    return out

@@ -5,6 +5,10 @@ Adam lr 1e-4, weight decay 5e-4, batch 2, one warm-up epoch then cosine to 1e-6,
 :class:`usseg_models.transforms.pipeline.ModelPipeline`; optional Gamma speckle), bf16 autocast on CUDA (fp32 on
 CPU). Loss: Dice + F3Net structure loss on the target and both auxiliary outputs
 (:class:`usseg_models.losses.dsanet_loss.DSANetLoss`).
+
+Several structures (``labels``, a :class:`~usseg_models.labels.LabelSet` of ``n >= 2``): the network gets
+``1 + n`` output channels, masks become class indices, the loss terms are the softmax generalisation and the
+validation Dice is the mean over structures. One structure keeps every number of the binary path.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from usseg_models.labels import LabelSet
 from usseg_models.networks.factory import build_network, network_spatial_size
 from usseg_models.training.common import (
+    LabelChoice,
     apply_pretrained,
     is_usseg_checkpoint,
+    label_overrides,
     resolve_datasets,
     training_augmentation,
 )
@@ -41,7 +48,8 @@ def dsanet_train_step(loss_fn):
 
 
 def dsanet_predict(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode target logits ``(B, 1, H, W)`` and the target frame's mask (window index 0)."""
+    """Eval-mode target logits ``(B, C, H, W)`` and the target frame's mask ``(B, 1, H, W)`` (window index 0;
+    0/1, or class indices for ``C = 1 + n`` structures)."""
     return model(batch["image"]), batch["label"][:, 0]
 
 
@@ -67,6 +75,7 @@ def train_dsanet(
     progress: bool = True,
     amp: bool | None = None,
     overrides: dict[str, Any] | None = None,
+    labels: LabelSet | str | None = None,
 ) -> dict[str, Any]:
     """Train DSANet on clips and write checkpoints/curves to ``out_dir`` (rank 0 only).
 
@@ -88,6 +97,10 @@ def train_dsanet(
             trains without it).
         seed, num_workers, progress, amp: see :class:`TrainSettings`.
         overrides: DSANet constructor overrides (ablation switches ``use_afsa``, ``use_lgsa``...).
+        labels: the structures to segment: a :class:`LabelSet`, ``"1:LV,2:MYO,3:LA"``, or ``"auto"`` (the non-zero
+            values of the training masks, named ``label_<v>``); ``None`` = one structure (``label_value``, else
+            any non-zero), or a manifest's ``# labels:`` line. Not with ``label_value``. Stored in the
+            checkpoints' ``extra["labels"]``.
 
     Returns:
         The :func:`usseg_models.training.engine.fit` result dict plus ``data`` (split description).
@@ -102,13 +115,15 @@ def train_dsanet(
     from usseg_models.losses.dsanet_loss import DSANetLoss
 
     size = network_spatial_size("dsanet", config)
+    choice = LabelChoice(labels, label_value, data)
     train_ds, val_ds, info = resolve_datasets(
         data, lambda d: discover_clips(d, subject_pattern=subject_pattern),
         lambda recs, aug: ClipWindowDataset(recs, size, augment=training_augmentation("cine", aug, speckle_L),
-                                             label_value=label_value, seed=seed),
+                                             label_value=label_value, seed=seed, labels=choice.resolve(recs)),
         val_fraction, by_subject=True, seed=seed, val_split=val_split,
     )
-    overrides = dict(overrides or {})
+    label_set = choice.final(train_ds)
+    overrides = label_overrides(label_set, overrides or {})
     backbone_weights = pretrained is not None and not is_usseg_checkpoint(pretrained)
     if backbone_weights:
         overrides["pretrained_path"] = str(pretrained)
@@ -121,6 +136,8 @@ def train_dsanet(
                              grad_clip_value=grad_clip_value, amp=amp, num_workers=num_workers, seed=seed,
                              progress=progress)
     result = fit(model, train_ds, val_ds, dsanet_train_step(DSANetLoss()), dsanet_predict, settings, out_dir,
-                 "dsanet", config, overrides, device, extra={"data": info, "label_value": label_value})
+                 "dsanet", config, overrides, device, extra={"data": info, "label_value": label_value,
+                                                           "labels": label_set.to_json()})
     result["data"] = info
+    result["labels"] = label_set
     return result

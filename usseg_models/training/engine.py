@@ -1,10 +1,12 @@
 """Shared training engine: one loop for DSANet, IntraSense-Net and the UNet baseline.
 
 What differs between models is passed in as two callables: ``train_step(model, batch) -> loss`` and
-``predict(model, batch) -> (logits (B, 1, H, W), target (B, 1, H, W))``. The engine does the rest the same way
+``predict(model, batch) -> (logits (B, C, H, W), target (B, 1, H, W))`` (``C = 1``: binary target; ``C = 1 + n``:
+target of class indices). The engine does the rest the same way
 for all of them: optimiser (Adam or RMSprop), per-step warm-up + cosine schedule, gradient clipping by value,
 bf16 autocast on CUDA (fp32 on CPU), DistributedDataParallel with a ``DistributedSampler``, validation Dice each
-epoch (per image, :mod:`usseg_models.metrics`), best/last checkpoints, ``history.json`` and a curves PNG.
+epoch (per image, :mod:`usseg_models.metrics`; the mean over structures for several, :func:`sample_dice`),
+best/last checkpoints, ``history.json`` and a curves PNG.
 Only rank 0 writes files and shows the tqdm bar.
 """
 
@@ -31,7 +33,7 @@ from usseg_models.training.distributed import DistContext, all_reduce_mean, init
 from usseg_models.training.schedule import build_scheduler
 from usseg_models.training.step import NonFiniteLoss, autocast_context, optimizer_step
 
-__all__ = ["TrainSettings", "fit", "build_optimizer", "autocast_context", "validation_dice"]
+__all__ = ["TrainSettings", "fit", "build_optimizer", "autocast_context", "validation_dice", "sample_dice"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,22 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
+def sample_dice(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """Dice per sample of logits ``(B, C, H, W)`` against their target ``(B, 1, H, W)``.
+
+    ``C = 1``: foreground = logit > 0 against target > 0.5 (the binary score, unchanged). ``C = 1 + n``: class =
+    argmax against the target's class indices, each structure ``k = 1..n`` scored as a binary pair, then the
+    unweighted mean over structures (a structure absent from both prediction and target scores 1.0, the metrics'
+    empty-mask convention).
+    """
+    if logits.shape[1] == 1:
+        return per_frame_metrics(logits.float() > 0, target > 0.5)["dice"]
+    pred = logits.float().argmax(1)
+    truth = target[:, 0].round().long()
+    per_class = [per_frame_metrics(pred == k, truth == k)["dice"] for k in range(1, logits.shape[1])]
+    return np.mean(per_class, axis=0)
+
+
 @torch.no_grad()
 def _validate(model: nn.Module, loader: DataLoader, predict: Predict, device: torch.device, amp: bool,
               channels_last: bool) -> float:
@@ -116,14 +134,15 @@ def _validate(model: nn.Module, loader: DataLoader, predict: Predict, device: to
         batch = _to_device(batch, device, channels_last)
         with autocast_context(device, amp):
             logits, target = predict(model, batch)
-        scores.append(per_frame_metrics(logits.float() > 0, target > 0.5)["dice"])
+        scores.append(sample_dice(logits, target))
     model.train()
     return float(np.concatenate(scores).mean()) if scores else float("nan")
 
 
 def validation_dice(model: nn.Module, dataset: Dataset, predict: Predict, device: str | torch.device = "cpu",
                     batch_size: int = 4, amp: bool = False) -> float:
-    """Mean per-sample Dice of ``model`` on ``dataset`` — the same score :func:`fit` reports as ``val_dice``.
+    """Mean per-sample Dice of ``model`` on ``dataset`` — the same score :func:`fit` reports as ``val_dice`` (for
+    several structures the per-sample mean over structures, :func:`sample_dice`).
 
     Used to compare two models (a retrained candidate and the live model) on one fixed validation set.
     """
@@ -157,7 +176,7 @@ def fit(
         train_ds: training dataset yielding dicts of tensors.
         val_ds: validation dataset (``None`` = no validation; the last epoch is then "best").
         train_step: ``(model, batch) -> scalar loss`` (runs under autocast).
-        predict: ``(model, batch) -> (logits, target)`` in eval mode, both ``(B, 1, H, W)``.
+        predict: ``(model, batch) -> (logits (B, C, H, W), target (B, 1, H, W))`` in eval mode.
         settings: recipe and budget.
         out_dir: where rank 0 writes ``best.pt``, ``last.pt``, ``history.json``, ``curves.png`` (``None`` = nowhere).
         network, config, overrides: stored in checkpoints so :func:`load_checkpoint` can rebuild the model.

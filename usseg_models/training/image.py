@@ -5,6 +5,9 @@ Recipe (IntraSense-Net paper): 256 px, flips and rotations, batch 4, RMSprop lr 
 (:class:`usseg_models.losses.intrasense_loss.IntraSenseLoss`). The UNet baseline trains under the identical
 budget (same data, epochs, batch, optimiser, schedule) with CE + Dice (L_IW needs CDR features it does not have).
 No warm-up and no gradient clipping by default (the paper names neither); the schedule is cosine to 1e-6.
+
+Several structures (``labels`` with ``n >= 2``): ``1 + n`` output channels, class-index masks, softmax CE + Dice
+per structure (and L_IW on the same features), validation Dice = mean over structures (as for DSANet).
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from usseg_models.labels import LabelSet
 from usseg_models.networks.factory import build_network, network_spatial_size
 from usseg_models.training.common import (
+    LabelChoice,
     apply_pretrained,
     is_usseg_checkpoint,
+    label_overrides,
     resolve_datasets,
     training_augmentation,
 )
@@ -46,7 +52,7 @@ def image_train_step(loss_fn, with_features: bool):
 
 
 def image_predict(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode logits ``(B, 1, H, W)`` and the mask."""
+    """Eval-mode logits ``(B, C, H, W)`` and the mask ``(B, 1, H, W)`` (0/1, or class indices for several)."""
     return model(batch["image"]), batch["label"]
 
 
@@ -77,6 +83,7 @@ def train_intrasense(
     amp: bool | None = None,
     overrides: dict[str, Any] | None = None,
     loss_kwargs: dict[str, Any] | None = None,
+    labels: LabelSet | str | None = None,
 ) -> dict[str, Any]:
     """Train IntraSense-Net (or the UNet baseline with ``model="unet"``) on images.
 
@@ -101,6 +108,8 @@ def train_intrasense(
         seed, num_workers, progress, amp: see :class:`TrainSettings`.
         overrides: network constructor overrides (e.g. ``use_gcp=False`` for the ablation rows).
         loss_kwargs: :class:`IntraSenseLoss` arguments.
+        labels: the structures to segment (a :class:`LabelSet`, ``"1:LV,2:MYO,3:LA"`` or ``"auto"``; see
+            :func:`usseg_models.training.dsanet.train_dsanet`). Not with ``label_value``.
 
     Returns:
         For one split, the :func:`fit` result dict (plus ``data``); for k folds, ``{"folds": [...],
@@ -116,6 +125,7 @@ def train_intrasense(
     if model not in ("intrasense", "unet"):
         raise ValueError(f"model must be 'intrasense' or 'unet', got {model!r}")
     size = network_spatial_size(model, config)
+    choice = LabelChoice(labels, label_value, data)
     overrides = dict(overrides or {})
     backbone_weights = pretrained is not None and not is_usseg_checkpoint(pretrained)
     if backbone_weights:
@@ -134,16 +144,20 @@ def train_intrasense(
 
     def make(recs, aug):
         augment = training_augmentation("image", aug, speckle_L)
-        return ImageSegDataset(recs, size, augment=augment, label_value=label_value, seed=seed)
+        return ImageSegDataset(recs, size, augment=augment, label_value=label_value, seed=seed,
+                               labels=choice.resolve(recs))
 
     def run(train_ds, val_ds, out, info):
+        label_set = choice.final(train_ds)
+        net_overrides = label_overrides(label_set, overrides)
         torch.manual_seed(seed)
-        net = build_network(model, config, **overrides)
+        net = build_network(model, config, **net_overrides)
         if pretrained is not None and not backbone_weights:
             apply_pretrained(net, pretrained)
-        res = fit(net, train_ds, val_ds, step, image_predict, settings, out, model, config, overrides, device,
-                  extra={"data": info, "label_value": label_value})
+        res = fit(net, train_ds, val_ds, step, image_predict, settings, out, model, config, net_overrides, device,
+                  extra={"data": info, "label_value": label_value, "labels": label_set.to_json()})
         res["data"] = info
+        res["labels"] = label_set
         return res
 
     if folds <= 1:
@@ -156,6 +170,7 @@ def train_intrasense(
     if not isinstance(data, (str, Path)):
         raise ValueError("k-fold cross-validation needs a data folder (records to split), not datasets")
     records = discover_images(Path(data), subject_pattern=subject_pattern)
+    choice.resolve(records)  # "auto": the values of every image (each is a training image of some fold)
     results = []
     for k, (tr, va) in enumerate(kfold_splits(records, folds, by_subject, seed)):
         info = {"source": str(data), "fold": k, "folds": folds, "n_train": len(tr), "n_val": len(va),
