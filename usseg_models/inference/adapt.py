@@ -14,6 +14,13 @@ by value ±0.5, batch-norm statistics frozen (a handful of frames cannot estimat
 
 Both stop after ``max_steps`` optimiser steps, at ``time_budget_s`` seconds or when ``cancel()`` returns True,
 whichever comes first, and are deterministic for a seed (torch and numpy generators local to the call).
+
+Several structures (a network with ``1 + n`` output channels, softmax): ``class_indices=True`` and ``label`` holds
+**class indices** (0 = background, ``i`` = the ``i``-th structure of the label set), resized to the network size
+with nearest-neighbour (the pipeline's own label step binarises); :class:`~usseg_models.losses.dsanet_loss.DSANetLoss`
+then scores softmax cross-entropy + per-structure Dice. The caller gives only frames on which **every** pixel's class
+is known (:func:`usseg_models.inference.refine.refine_from_corrections` trains on frames corrected for every
+structure, never on a frame where some structures were left uncorrected).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch.nn as nn
 from usseg_models.training.step import NonFiniteLoss, optimizer_step
 from usseg_models.transforms.clip import window_indices
 from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
+from usseg_models.transforms.resize import resize_xy
 
 __all__ = ["AdaptOutcome", "FrameFeatures", "adapt_whole_model", "adapt_heads", "encode_clip", "warm_up"]
 
@@ -97,6 +105,15 @@ def _run_steps(step: Callable[[np.ndarray], torch.Tensor], params: Sequence[nn.P
     return AdaptOutcome(len(losses), time.perf_counter() - start, stopped_by, losses)
 
 
+def _targets(label: np.ndarray, spatial_size: int, class_indices: bool) -> torch.Tensor:
+    """``(X, Y, T)`` label → ``(T, 1, S, S)`` float targets: the pipeline's binary masks, or class indices resized
+    with nearest-neighbour (several structures)."""
+    if not class_indices:
+        return ModelPipeline("cine", spatial_size).labels(label)
+    frames = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(label, np.uint8), 2, 0)[:, None]))
+    return resize_xy(frames, int(spatial_size), "nearest").float()
+
+
 def _windows(num_frames: int, targets: Sequence[int], known: set[int]) -> tuple[list[list[int]], torch.Tensor]:
     windows = [window_indices(num_frames, t) for t in targets]
     valid = torch.tensor([[1.0 if i in known else 0.0 for i in w] for w in windows])
@@ -105,14 +122,18 @@ def _windows(num_frames: int, targets: Sequence[int], known: set[int]) -> tuple[
 
 def adapt_whole_model(work: nn.Module, cine: np.ndarray, label: np.ndarray, known: Sequence[int], spatial_size: int,
                       settings, device: torch.device, amp: bool = False,
-                      cancel: Callable[[], bool] | None = None) -> AdaptOutcome:
-    """Fine-tune every parameter of ``work`` (modified in place) on the frames ``known`` of ``label`` (X, Y, T)."""
+                      cancel: Callable[[], bool] | None = None, class_indices: bool = False) -> AdaptOutcome:
+    """Fine-tune every parameter of ``work`` (modified in place) on the frames ``known`` of ``label`` (X, Y, T)
+    (0/1 masks, or class indices with ``class_indices``)."""
     from usseg_models.losses.dsanet_loss import DSANetLoss
 
     augmentation = Augmentation.training("cine") if settings.augment else None
     pipeline = ModelPipeline("cine", spatial_size, augmentation=augmentation, seed=int(settings.seed))
-    base = pipeline.base(cine, label)
-    frames, masks = base["image"], base["label"]                                  # (T, 1, S, S) each
+    if class_indices:
+        frames, masks = pipeline.base(cine)["image"], _targets(label, spatial_size, True)
+    else:
+        base = pipeline.base(cine, label)
+        frames, masks = base["image"], base["label"]                              # (T, 1, S, S) each
     windows, valid = _windows(int(cine.shape[2]), list(known), set(known))
     loss_fn = DSANetLoss()
     work.to(device).train()
@@ -146,14 +167,16 @@ def encode_clip(model: nn.Module, cine: np.ndarray, spatial_size: int, device: t
 
 
 def adapt_heads(work: nn.Module, features: FrameFeatures, label: np.ndarray, known: Sequence[int], spatial_size: int,
-                settings, device: torch.device, cancel: Callable[[], bool] | None = None) -> AdaptOutcome:
-    """Train everything after the (frozen) backbone of ``work`` on the frames ``known`` of ``label`` (X, Y, T).
+                settings, device: torch.device, cancel: Callable[[], bool] | None = None,
+                class_indices: bool = False) -> AdaptOutcome:
+    """Train everything after the (frozen) backbone of ``work`` on the frames ``known`` of ``label`` (X, Y, T)
+    (0/1 masks, or class indices with ``class_indices``).
 
     ``features`` must come from ``work``'s own backbone (:func:`encode_clip`).
     """
     from usseg_models.losses.dsanet_loss import DSANetLoss
 
-    masks = ModelPipeline("cine", spatial_size).labels(label).to(device)          # (T, 1, S, S)
+    masks = _targets(label, spatial_size, class_indices).to(device)              # (T, 1, S, S)
     windows, valid = _windows(int(label.shape[2]), list(known), set(known))
     loss_fn = DSANetLoss()
     work.to(device).train()

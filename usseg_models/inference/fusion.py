@@ -37,7 +37,7 @@ import numpy as np
 from usseg_models.propagation.flow import ClipFlows
 from usseg_models.propagation.propagate import PropagationResult, dice_at_half, leave_one_out
 
-__all__ = ["TAUS", "FusionChoice", "fuse", "model_agreement", "choose_fusion"]
+__all__ = ["TAUS", "FusionChoice", "fuse", "model_agreement", "choose_fusion", "choose_fusion_structures"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,22 +87,48 @@ def choose_fusion(flows: ClipFlows, corrected: Mapping[int, np.ndarray], prop: P
     scoring the model on frames it was adapted on favours it). No held-out frame (or ``model=None``): the answer is
     propagation alone whatever the model says.
     """
+    return choose_fusion_structures(flows, [corrected], [prop], None if model is None else [model], min_agreement,
+                                    held=held, num_frames_corrected=len(corrected))
+
+
+def choose_fusion_structures(flows: ClipFlows, corrected: Sequence[Mapping[int, np.ndarray]],
+                             props: Sequence[PropagationResult], models: Sequence[np.ndarray] | None,
+                             min_agreement: float = DEFAULT_MIN_AGREEMENT, *, held: Sequence[int],
+                             num_frames_corrected: int) -> FusionChoice:
+    """:func:`choose_fusion` for several structures: one ``τ`` for all of them.
+
+    ``corrected[i]``, ``props[i]``, ``models[i]``: structure ``i``'s ``{frame: 0/1 mask}`` (the frames that correct
+    it), its propagation and the model's ``(X, Y, T)`` probability of it. The agreement is the mean over structures
+    (those with frames 1–2 from a correction); a held-out frame ``c`` (corrected for every structure) scores each
+    structure that is corrected elsewhere too — propagated from its other corrections, fused with the model for each
+    ``τ`` — by Dice against the drawn mask, averaged over those structures, then over held-out frames. With one
+    structure this is the one-structure rule exactly. ``num_frames_corrected``: corrected frames of the clip (any
+    structure).
+    """
     held = [int(t) for t in held]
-    if model is None or len(corrected) < 2 or not held:
-        return FusionChoice(None, f"{len(corrected)} corrected frame(s), none held out of the adaptation: nothing to "
-                                  "judge the model on honestly, propagation alone")
-    agreement = model_agreement(prop, model)
+    if models is None or num_frames_corrected < 2 or not held:
+        return FusionChoice(None, f"{num_frames_corrected} corrected frame(s), none held out of the adaptation: "
+                                  "nothing to judge the model on honestly, propagation alone")
+    found = [a for a in (model_agreement(p, m) for p, m in zip(props, models)) if a is not None]
+    agreement = float(np.mean(found)) if found else None
     if agreement is not None and agreement < min_agreement:
         return FusionChoice(None, f"model agrees with propagation next to the corrections at Dice {agreement:.3f} "
                                   f"< {min_agreement}: propagation alone", agreement)
-    xy = tuple(model.shape[:2])
-    scores: dict[str, list[float]] = {"propagation": [], **{f"tau={t:g}": [] for t in TAUS}}
-    for c, p, d in leave_one_out(flows, corrected, xy, only=held):
-        truth = corrected[c]
-        scores["propagation"].append(dice_at_half(p, truth))
-        for tau in TAUS:
-            a = math.exp(-d / tau)
-            scores[f"tau={tau:g}"].append(dice_at_half(a * p + (1 - a) * model[..., c], truth))
+    xy = tuple(models[0].shape[:2])
+    names = ["propagation", *(f"tau={t:g}" for t in TAUS)]
+    per_frame: dict[int, dict[str, list[float]]] = {c: {k: [] for k in names} for c in held}
+    for fixes, model in zip(corrected, models):
+        only = [c for c in held if c in fixes and len(fixes) >= 2]
+        for c, p, d in (leave_one_out(flows, fixes, xy, only=only) if only else []):
+            truth = fixes[c]
+            per_frame[c]["propagation"].append(dice_at_half(p, truth))
+            for tau in TAUS:
+                a = math.exp(-d / tau)
+                per_frame[c][f"tau={tau:g}"].append(dice_at_half(a * p + (1 - a) * model[..., c], truth))
+    scores: dict[str, list[float]] = {k: [float(np.mean(v[k])) for v in per_frame.values() if v[k]] for k in names}
+    if not scores["propagation"]:
+        return FusionChoice(None, "no held-out frame has a structure corrected elsewhere: propagation alone",
+                            agreement)
     means = {k: float(np.mean(v)) for k, v in scores.items()}
     best = max(means, key=lambda k: means[k])
     if means[best] < means["propagation"] + LOO_MARGIN:  # the model must earn its place (it saw these frames)

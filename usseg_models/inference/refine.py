@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,20 +47,26 @@ import torch
 import torch.nn as nn
 
 from usseg_models.errors import UssegError
-from usseg_models.inference.adapt import FrameFeatures, adapt_heads, adapt_whole_model, encode_clip
-from usseg_models.inference.fusion import FusionChoice, choose_fusion, fuse
+from usseg_models.inference.adapt import AdaptOutcome, FrameFeatures, adapt_heads, adapt_whole_model, encode_clip
+from usseg_models.inference.fusion import FusionChoice, choose_fusion, choose_fusion_structures, fuse
+from usseg_models.labels import LabelSet
 from usseg_models.networks.checkpoint import unwrap_model
 from usseg_models.propagation.flow import ClipFlows
 from usseg_models.propagation.propagate import (
     DEFAULT_VARIANT,
     FLOW_VARIANTS,
-    choose_flows,
     clip_flows,
-    propagate_masks,
+)
+from usseg_models.propagation.structures import (
+    StructureCorrections,
+    choose_flows_structures,
+    combine,
+    pin_drawn,
+    propagate_structures,
 )
 
 __all__ = ["REFINE_MODES", "RefineSettings", "RefineResult", "RefinementError", "ClipCache", "check_corrections",
-           "refine_from_corrections"]
+           "check_structures", "held_out_frames", "refine_from_corrections"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +137,8 @@ class RefineResult:
     """What :func:`refine_from_corrections` returns.
 
     Attributes:
-        masks: uint8 {0, 1} label volume ``(X, Y, T)``; the corrected frames equal the user's masks.
+        masks: uint8 label volume ``(X, Y, T)`` of label values ({0, 1} for one structure); the corrected
+            structures of the corrected frames equal the user's masks.
         steps: optimiser steps taken (0 in ``"propagate"`` mode).
         seconds: wall-clock seconds of the adaptation (``predict_seconds`` for the clip prediction).
         stopped_by: ``"steps"``, ``"time"``, ``"cancelled"``, ``"non-finite-loss"`` or ``"no-steps"``.
@@ -141,6 +148,9 @@ class RefineResult:
         flow: the flow variant used and, when chosen by leave-one-out, each variant's score.
         fusion: the fusion chosen in ``"hybrid"`` mode (:class:`~usseg_models.inference.fusion.FusionChoice`).
         losses: training loss of every step.
+        structures: several structures only: ``{name: {"frames": frames correcting it, "source": "propagated" |
+            "model" | "base" | "none"}}`` (where a structure's answer came from; ``"base"``/``"model"``/``"none"``
+            for a structure corrected on no frame).
     """
 
     masks: np.ndarray
@@ -155,6 +165,7 @@ class RefineResult:
     fusion: FusionChoice | None = None
     cached: list[str] = field(default_factory=list)
     flow: dict[str, Any] = field(default_factory=dict)
+    structures: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (for server responses and benchmarks)."""
@@ -174,6 +185,8 @@ class RefineResult:
                            "loo_dice": {k: round(float(v), 4) for k, v in self.flow.get("loo_dice", {}).items()}}
         if self.fusion is not None:
             out["fusion"] = self.fusion.summary()
+        if self.structures:
+            out["structures"] = {k: dict(v) for k, v in self.structures.items()}
         return out
 
 
@@ -225,11 +238,12 @@ class ClipCache:
         self._put(self._features, (key, model_version), features)
 
 
-def check_corrections(corrected: Mapping[int, Any], num_frames: int, xy: tuple[int, int]) -> dict[int, np.ndarray]:
+def check_corrections(corrected: Mapping[int, Any], num_frames: int, xy: tuple[int, int],
+                      labels: LabelSet | None = None) -> dict[int, np.ndarray]:
     """Validate ``{frame index: mask}`` against a cine of ``num_frames`` frames of size ``xy``.
 
-    Masks must be ``(X, Y)`` with only the values 0 and 1 (booleans accepted), finite, and indices must lie in
-    ``[0, num_frames)``; at least one frame is needed.
+    Masks must be ``(X, Y)``, finite, holding only 0 and the label values of ``labels`` (default: one structure,
+    0 and 1; booleans accepted), and indices must lie in ``[0, num_frames)``; at least one frame is needed.
 
     Returns:
         ``{index: uint8 mask}`` sorted by index.
@@ -237,6 +251,7 @@ def check_corrections(corrected: Mapping[int, Any], num_frames: int, xy: tuple[i
     Raises:
         RefinementError: naming the first problem found (expected vs got).
     """
+    allowed = tuple(sorted((labels or LabelSet.binary()).allowed_values))
     if not corrected:
         raise RefinementError("no corrected frames given: refinement needs at least one corrected frame")
     out: dict[int, np.ndarray] = {}
@@ -257,11 +272,67 @@ def check_corrections(corrected: Mapping[int, Any], num_frames: int, xy: tuple[i
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise RefinementError(f"the mask of corrected frame {t} holds NaN or infinite values")
         values = np.unique(arr)
-        if not np.isin(values, (0, 1)).all():
-            bad = [v.item() for v in values if v not in (0, 1)][:5]
-            raise RefinementError(f"the mask of corrected frame {t} must hold only 0 and 1, found {bad}")
+        if not np.isin(values, allowed).all():
+            bad = [v.item() for v in values if v not in allowed][:5]
+            if allowed == (0, 1):
+                raise RefinementError(f"the mask of corrected frame {t} must hold only 0 and 1, found {bad}")
+            raise RefinementError(f"the mask of corrected frame {t} holds label values {bad} outside the label set "
+                                  f"{labels.describe()} (allowed: {list(allowed)})")
         out[t] = arr.astype(np.uint8)
     return dict(sorted(out.items()))
+
+
+def check_structures(structures: Mapping[Any, Any] | None, corrected: Mapping[int, np.ndarray],
+                     labels: LabelSet) -> dict[int, tuple[int, ...]]:
+    """Validate ``{frame: [label value or structure name, ...]}``: which structures each correction covers.
+
+    Frames not named cover every structure of ``labels``; a named frame must be a corrected one and name at least
+    one structure of the set.
+
+    Returns:
+        ``{frame: sorted label values}`` for the named frames.
+
+    Raises:
+        RefinementError: a frame that is not corrected, an empty list, or a value/name outside the label set.
+    """
+    out: dict[int, tuple[int, ...]] = {}
+    by_name = labels.label_names()
+    for key, items in (structures or {}).items():
+        try:
+            t = int(key)
+        except (TypeError, ValueError):
+            raise RefinementError(f"structures: frame {key!r} is not an integer") from None
+        if t not in corrected:
+            raise RefinementError(f"structures are given for frame {t}, which is not a corrected frame "
+                                  f"(corrected: {sorted(corrected)})")
+        if isinstance(items, (str, bytes, int)) or not isinstance(items, Iterable):
+            raise RefinementError(f"structures of frame {t} must be a list of label values or names, got {items!r}")
+        values = set()
+        for item in items:
+            value = by_name.get(item) if isinstance(item, str) else item
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) not in labels.values:
+                raise RefinementError(f"structures of frame {t}: {item!r} is not a structure of the label set "
+                                      f"{labels.describe()}")
+            values.add(int(value))
+        if not values:
+            raise RefinementError(f"structures of frame {t} is empty: name the structures this correction covers")
+        out[t] = tuple(sorted(values))
+    return out
+
+
+def _check_base(base: Any, xy: tuple[int, int], num_frames: int, labels: LabelSet) -> np.ndarray | None:
+    """The base label map ``(X, Y, T)`` as uint8 label values (values outside the set become background)."""
+    if base is None:
+        return None
+    arr = np.asarray(base)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if tuple(arr.shape) != (*xy, num_frames):
+        raise RefinementError(f"the base label is {tuple(arr.shape)}, the cine is {(*xy, num_frames)} (X, Y, T)")
+    try:
+        return labels.to_values(labels.to_indices(arr, unknown="background"))
+    except ValueError as exc:
+        raise RefinementError(f"the base label: {exc}") from None
 
 
 def _cine_array(cine: Any) -> np.ndarray:
@@ -271,10 +342,31 @@ def _cine_array(cine: Any) -> np.ndarray:
     return arr
 
 
+def _structure_probabilities(logits: torch.Tensor, xy: tuple[int, int], num_structures: int) -> np.ndarray:
+    """Logits ``(N, C, S, S)`` → float32 ``(n, X, Y, N)``: each structure's probability at the original size (one
+    channel: sigmoid then bilinear resize, as :func:`~usseg_models.transforms.pipeline.postprocess_probabilities`;
+    ``1 + n`` channels: each channel's logits resized bilinearly, softmax, background dropped)."""
+    from usseg_models.transforms.pipeline import postprocess_probabilities
+    from usseg_models.transforms.resize import resize_xy
+
+    channels = int(logits.shape[1])
+    expected = 1 if num_structures == 1 else 1 + num_structures
+    if channels != expected:
+        raise RefinementError(f"the model gives {channels} output channel(s); refining {num_structures} "
+                              f"structure(s) needs {expected}")
+    if channels == 1:
+        return np.asarray(postprocess_probabilities(logits, xy), np.float32)[None]
+    t = logits.detach().float().cpu()
+    resized = torch.stack([resize_xy(t[:, c], xy, "bilinear") for c in range(channels)], 1)   # (N, C, X, Y)
+    probs = torch.softmax(resized, dim=1)[:, 1:]                                               # (N, n, X, Y)
+    return np.ascontiguousarray(probs.permute(1, 2, 3, 0).numpy().astype(np.float32))
+
+
 def _model_probabilities(work: nn.Module, spatial_size: int, device: torch.device, amp: bool, xy: tuple[int, int],
                          features: FrameFeatures | None = None, cine: np.ndarray | None = None,
-                         targets: list[int] | None = None, out: np.ndarray | None = None) -> np.ndarray:
-    """``(X, Y, T)`` float32 probabilities of the adapted copy (from cached features when given).
+                         targets: list[int] | None = None, out: np.ndarray | None = None,
+                         num_structures: int = 1) -> np.ndarray:
+    """``(n, X, Y, T)`` float32 per-structure probabilities of the adapted copy (from cached features when given).
 
     With ``targets`` (features only) just those frames are decoded and written into ``out`` (created as zeros).
     """
@@ -283,14 +375,14 @@ def _model_probabilities(work: nn.Module, spatial_size: int, device: torch.devic
     predictor = DSANetPredictor(work, spatial_size, device, amp=amp)
     if features is None:
         logits = predictor.predict_logits(predictor.pipeline.inputs(cine))
-        return np.asarray(predictor.pipeline.inverse_probabilities(logits.cpu(), xy), np.float32)
+        return _structure_probabilities(logits.cpu(), xy, num_structures)
     n = len(features.pyramids)
     if out is None:
-        out = np.zeros((*xy, n), np.float32)
+        out = np.zeros((num_structures, *xy, n), np.float32)
     targets = list(range(n)) if targets is None else list(targets)
     if targets:
         logits = predictor.predict_logits_from_features(features.pyramids, targets)
-        out[..., targets] = predictor.pipeline.inverse_probabilities(logits.cpu(), xy).reshape(*xy, len(targets))
+        out[..., targets] = _structure_probabilities(logits.cpu(), xy, num_structures)
     return out
 
 
@@ -307,13 +399,17 @@ def refine_from_corrections(
     cache: ClipCache | None = None,
     cache_key: str | None = None,
     model_version: str | None = None,
+    labels: LabelSet | None = None,
+    structures: Mapping[int, Any] | None = None,
+    base: Any = None,
 ) -> RefineResult:
     """Re-segment ``cine`` from the ``corrected`` frames (see the module docstring for the modes).
 
     Args:
         model: a DSANet (not modified; a deep copy is adapted). May be ``None`` in ``"propagate"`` mode.
         cine: reader cine ``(X, Y, T)`` or ``(X, Y, T, 3)``.
-        corrected: ``{frame index: (X, Y) mask in {0, 1}}`` — any frames, anywhere in the clip, at least one.
+        corrected: ``{frame index: (X, Y) label map}`` — any frames, anywhere in the clip, at least one; values
+            0 and those of ``labels`` ({0, 1} for one structure).
         spatial_size: the network input size of the model's configuration.
         settings: mode, budget and recipe (:class:`RefineSettings`).
         device: torch device; ``amp`` runs bf16 autocast (CUDA).
@@ -323,22 +419,36 @@ def refine_from_corrections(
         cache, cache_key: reuse flows (and, with ``model_version``, backbone features) of this clip between calls;
             ``cache_key`` defaults to :meth:`ClipCache.key_of` the cine.
         model_version: identifies the model's weights for the feature cache (features are cached only when given).
+        labels: the structures (default: one, values 0/1). With several, the model has ``1 + n`` output channels.
+        structures: ``{frame: [label values or names]}``: the structures a correction covers (frames not named:
+            every structure). A structure not covered on a corrected frame is propagated there from the frames that
+            do correct it — never taken as background.
+        base: optional ``(X, Y, T)`` label map (label values; others count as background), e.g. the label the
+            user sees now: a structure corrected on no frame keeps it. Without it such a structure comes from the
+            model (``"hybrid"``/``"adapt"``), or stays empty (``"propagate"``).
 
     Returns:
-        :class:`RefineResult` whose ``masks[..., t]`` equal ``corrected[t]`` exactly.
+        :class:`RefineResult` whose ``masks[..., t]`` equal ``corrected[t]`` exactly on the structures it covers.
 
     Raises:
-        RefinementError: corrections that do not fit the cine (see :func:`check_corrections`).
+        RefinementError: corrections that do not fit the cine or the label set (see :func:`check_corrections`,
+            :func:`check_structures`), or a model whose output channels do not fit the label set.
     """
     settings = settings or RefineSettings()
+    labels = labels or LabelSet.binary()
     arr = _cine_array(cine)
     xy, n = (int(arr.shape[0]), int(arr.shape[1])), int(arr.shape[2])
-    fixes = check_corrections(corrected, n, xy)
+    fixes = check_corrections(corrected, n, xy, labels)
+    corr = StructureCorrections.build(labels, fixes, check_structures(structures, fixes, labels))
+    base_map = _check_base(base, xy, n, labels)
+    values = labels.values
+    if model is not None and settings.mode != "propagate":
+        _check_model_channels(model, labels)
     dev = torch.device(device)
     timings: dict[str, float] = {}
     cached: list[str] = []
     if settings.mode == "adapt":
-        return _refine_adapt(model, arr, fixes, spatial_size, settings, dev, amp, cancel, copy_model)
+        return _refine_adapt(model, arr, corr, spatial_size, settings, dev, amp, cancel, copy_model, base_map)
 
     key = cache_key or (ClipCache.key_of(arr) if cache is not None else None)
 
@@ -352,25 +462,40 @@ def refine_from_corrections(
             cache.put_flows(key, variant, computed)
         return computed
 
+    per_structure = [corr.masks_of(v) for v in values]
     t0 = time.perf_counter()
-    # propagation alone answers fast with the default flow; the hybrid picks the flow per clip (k >= 2)
-    variants = [DEFAULT_VARIANT] if settings.mode == "propagate" or len(fixes) < 2 else list(FLOW_VARIANTS)
+    # propagation alone answers fast with the default flow; the hybrid picks the flow per clip (a structure
+    # corrected on two frames or more)
+    several = max(len(m) for m in per_structure) >= 2
+    variants = [DEFAULT_VARIANT] if settings.mode == "propagate" or not several else list(FLOW_VARIANTS)
     candidates = {v: flows_of(v) for v in variants}
     timings["flow"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    variant, flow_scores = choose_flows(candidates, fixes, xy)
+    variant, flow_scores = choose_flows_structures(candidates, per_structure, xy)
     flows = candidates[variant]
     flow_info = {"variant": variant, "loo_dice": flow_scores}
-    prop = propagate_masks(flows, fixes, xy)
+    props = propagate_structures(flows, corr, xy)
     timings["propagate"] = time.perf_counter() - t0
-    if settings.mode == "propagate" or not held_out_frames(fixes):
-        # hybrid from one or two corrected frames: none can be held out of the adaptation to judge the model on
-        # honestly (fusion.choose_fusion), so the model would never be fused: no learning
-        choice = None if settings.mode == "propagate" else choose_fusion(flows, fixes, prop, None, held=[])
-        out = prop.masks
-        _restore(out, fixes)
-        return RefineResult(out, 0, 0.0, 0.0, "no-steps", sorted(fixes), [], settings.mode, timings, choice, cached,
-                            flow_info)
+    held = held_out_frames(corr)
+    work = None
+    if settings.mode == "propagate" or not held:
+        # hybrid without three frames corrected for every structure: none can be held out of the adaptation to
+        # judge the model on honestly (fusion.choose_fusion), so the model would never be fused: no learning
+        choice = None if settings.mode == "propagate" else choose_fusion(flows, fixes, None, None, held=[])
+        missing = [v for v in values if props[v] is None]
+        model_probs = None
+        if missing and base_map is None and model is not None and settings.mode != "propagate":
+            work = copy.deepcopy(unwrap_model(model)) if copy_model else unwrap_model(model)
+            t0 = time.perf_counter()
+            model_probs = _model_probabilities(work, spatial_size, dev, amp, xy, cine=arr,
+                                               num_structures=len(values))
+            timings["predict"] = time.perf_counter() - t0
+        probs = {v: props[v].probabilities if props[v] is not None
+                 else _fallback(v, i, base_map, model_probs, (*xy, n)) for i, v in enumerate(values)}
+        out = _label_map(probs, corr)
+        return RefineResult(out, 0, 0.0, timings.get("predict", 0.0), "no-steps", sorted(fixes), [], settings.mode,
+                            timings, choice, cached, flow_info,
+                            _sources(corr, props, base_map, model_probs is not None))
 
     if model is None:
         raise ValueError("hybrid refinement needs a model")
@@ -384,73 +509,133 @@ def refine_from_corrections(
     else:
         cached.append("features")
     timings["features"] = time.perf_counter() - t0
-    # the fusion is judged on corrected frames the adaptation never sees (nor the propagated frames next to them)
-    held = held_out_frames(fixes)
-    taught = {t: m for t, m in fixes.items() if t not in held}
+    # the fusion is judged on corrected frames the adaptation never sees (nor the propagated frames next to them);
+    # only frames corrected for every structure are trained on (elsewhere the uncorrected structures' pixels are
+    # unknown, not background)
+    taught = [t for t in corr.full_frames() if t not in held]
+    distance = np.max(np.stack([props[v].distance for v in values]), axis=0)   # every structure has a correction
     label = np.zeros((*xy, n), np.uint8)
     reach = int(settings.pseudo_distance)
-    pseudo = [t for t in range(n) if t not in fixes and prop.distance[t] <= reach
+    pseudo = [t for t in range(n) if t not in fixes and distance[t] <= reach
               and not any(abs(t - h) <= reach for h in held)]
-    for t, m in taught.items():
-        label[..., t] = m
-    for t in pseudo:
-        label[..., t] = prop.masks[..., t]
+    for t in taught:
+        label[..., t] = labels.to_indices(fixes[t])
+    if pseudo:
+        propagated = labels.to_indices(combine([props[v].probabilities[..., pseudo] for v in values], values))
+        label[..., pseudo] = propagated
     known = set(taught) | set(pseudo)
     budget = dataclasses.replace(settings, max_steps=settings.steps_for(len(fixes)))
-    outcome = adapt_heads(work, features, label, sorted(known), spatial_size, budget, dev, cancel)
+    outcome = adapt_heads(work, features, label, sorted(known), spatial_size, budget, dev, cancel,
+                          class_indices=not labels.is_binary)
     timings["adapt"] = outcome.seconds
     # the model is first predicted where the fusion is decided (corrected frames and their neighbours), and on the
     # other frames only when the fusion uses it there
     t0 = time.perf_counter()
-    probe = sorted(t for t in range(n) if prop.distance[t] <= 2)
-    model_probs = _model_probabilities(work, spatial_size, dev, amp, xy, features=features, targets=probe)
+    near = np.min(np.stack([props[v].distance for v in values]), axis=0)
+    probe = sorted(t for t in range(n) if near[t] <= 2)
+    model_probs = _model_probabilities(work, spatial_size, dev, amp, xy, features=features, targets=probe,
+                                       num_structures=len(values))
     timings["predict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    choice = choose_fusion(flows, fixes, prop, model_probs, float(settings.min_agreement), held=held)
+    choice = choose_fusion_structures(flows, per_structure, [props[v] for v in values], list(model_probs),
+                                      float(settings.min_agreement), held=held, num_frames_corrected=len(fixes))
     timings["fuse"] = time.perf_counter() - t0
     if choice.tau is not None:
         t0 = time.perf_counter()
-        rest = [t for t in range(n) if prop.distance[t] > 2]
-        _model_probabilities(work, spatial_size, dev, amp, xy, features=features, targets=rest, out=model_probs)
+        rest = [t for t in range(n) if near[t] > 2]
+        _model_probabilities(work, spatial_size, dev, amp, xy, features=features, targets=rest, out=model_probs,
+                             num_structures=len(values))
         timings["predict"] += time.perf_counter() - t0
-    out = (fuse(prop.probabilities, model_probs, prop.distance, choice.tau) >= 0.5).astype(np.uint8)
-    _restore(out, fixes)
+    probs = {v: fuse(props[v].probabilities, model_probs[i], props[v].distance, choice.tau)
+             for i, v in enumerate(values)}
+    out = _label_map(probs, corr)
     logger.info("hybrid refinement of a %d-frame clip from %d corrected frame(s): %d steps, fusion %s (%s)",
                 n, len(fixes), outcome.steps, choice.tau, choice.reason)
     del work
     return RefineResult(out, outcome.steps, outcome.seconds, timings["predict"], outcome.stopped_by, sorted(fixes),
-                        outcome.losses, "hybrid", timings, choice, cached, flow_info)
+                        outcome.losses, "hybrid", timings, choice, cached, flow_info,
+                        _sources(corr, props, base_map, False))
 
 
-def held_out_frames(fixes: Mapping[int, np.ndarray]) -> list[int]:
+def held_out_frames(fixes: Mapping[int, np.ndarray] | StructureCorrections) -> list[int]:
     """The corrected frames the hybrid's adaptation leaves out, to judge the model on honestly: every other one of
     the interior corrections (k = 3: the middle one; 5: two; 9: four); none with fewer than three (the model is then
-    never fused: :func:`usseg_models.inference.fusion.choose_fusion`)."""
-    frames = sorted(int(t) for t in fixes)
+    never fused: :func:`usseg_models.inference.fusion.choose_fusion`). With several structures, only frames
+    corrected for every structure count (:meth:`StructureCorrections.full_frames`)."""
+    pool = fixes.full_frames() if isinstance(fixes, StructureCorrections) else fixes
+    frames = sorted(int(t) for t in pool)
     return frames[1:-1:2] if len(frames) >= 3 else []
 
 
-def _restore(out: np.ndarray, fixes: Mapping[int, np.ndarray]) -> None:
-    for t, m in fixes.items():
-        out[..., t] = m
+def _check_model_channels(model: nn.Module, labels: LabelSet) -> None:
+    channels = getattr(unwrap_model(model), "out_channels", None)
+    if channels is not None and int(channels) != labels.out_channels:
+        raise RefinementError(f"the model gives {channels} output channel(s); refining {labels.num_structures} "
+                              f"structure(s) ({labels.describe()}) needs {labels.out_channels}")
 
 
-def _refine_adapt(model, arr, fixes, spatial_size, settings, dev, amp, cancel, copy_model) -> RefineResult:
-    """Mode ``"adapt"``: every parameter of a copy fine-tuned on the corrected frames, then the clip predicted."""
+def _fallback(value: int, index: int, base_map: np.ndarray | None, model_probs: np.ndarray | None,
+              shape: tuple[int, int, int]) -> np.ndarray:
+    """A structure corrected nowhere: the base label's, else the model's probability, else nothing."""
+    if base_map is not None:
+        return (base_map == value).astype(np.float32)
+    if model_probs is not None:
+        return np.array(model_probs[index], np.float32)
+    return np.zeros(shape, np.float32)
+
+
+def _sources(corr: StructureCorrections, props: Mapping[int, Any], base_map: np.ndarray | None,
+             model: bool) -> dict[str, dict[str, Any]]:
+    """``{structure name: {"frames": corrected frames, "source": ...}}`` for the result's summary."""
+    out: dict[str, dict[str, Any]] = {}
+    if corr.labels.is_binary:
+        return out
+    for name, value in zip(corr.labels.names, corr.labels.values):
+        frames = sorted(corr.masks_of(value))
+        source = ("propagated" if props.get(value) is not None else "base" if base_map is not None
+                  else "model" if model else "none")
+        out[name] = {"frames": frames, "source": source}
+    return out
+
+
+def _label_map(probs: dict[int, np.ndarray], corr: StructureCorrections) -> np.ndarray:
+    """Corrected structures pinned to their drawn masks, then one label map (:func:`combine`)."""
+    values = corr.labels.values
+    probs = {v: np.array(p, np.float32) for v, p in probs.items()}
+    pin_drawn(probs, corr)
+    return combine([probs[v] for v in values], values)
+
+
+def _refine_adapt(model, arr, corr: StructureCorrections, spatial_size, settings, dev, amp, cancel, copy_model,
+                  base_map) -> RefineResult:
+    """Mode ``"adapt"``: every parameter of a copy fine-tuned on the corrected frames (with several structures:
+    those corrected for every structure), then the clip predicted."""
     if model is None:
         raise ValueError("adapt refinement needs a model")
+    labels, fixes = corr.labels, corr.drawn
     xy, n = (int(arr.shape[0]), int(arr.shape[1])), int(arr.shape[2])
     label = np.zeros((*xy, n), np.uint8)
-    for t, m in fixes.items():
-        label[..., t] = m
+    taught = corr.full_frames()
+    for t in taught:
+        label[..., t] = labels.to_indices(fixes[t])
     work = copy.deepcopy(unwrap_model(model)) if copy_model else unwrap_model(model)
-    outcome = adapt_whole_model(work, arr, label, sorted(fixes), spatial_size, settings, dev, amp, cancel)
+    if taught:
+        outcome = adapt_whole_model(work, arr, label, taught, spatial_size, settings, dev, amp, cancel,
+                                    class_indices=not labels.is_binary)
+    else:
+        outcome = AdaptOutcome(0, 0.0, "no-steps")
     t0 = time.perf_counter()
-    out = (_model_probabilities(work, spatial_size, dev, amp, xy, cine=arr) >= 0.5).astype(np.uint8)
+    model_probs = _model_probabilities(work, spatial_size, dev, amp, xy, cine=arr, num_structures=len(labels.values))
     predict_seconds = time.perf_counter() - t0
-    _restore(out, fixes)
+    probs = {v: (model_probs[i] if corr.masks_of(v) or base_map is None else _fallback(v, i, base_map, None, ()))
+             for i, v in enumerate(labels.values)}
+    out = _label_map(probs, corr)
     logger.info("refined a %d-frame clip from %d corrected frame(s): %d steps in %.1f s (%s)",
                 n, len(fixes), outcome.steps, outcome.seconds, outcome.stopped_by)
     del work
+    sources = {} if labels.is_binary else {
+        name: {"frames": sorted(corr.masks_of(v)), "source": "model" if corr.masks_of(v) or base_map is None
+               else "base"} for name, v in zip(labels.names, labels.values)}
     return RefineResult(out, outcome.steps, outcome.seconds, predict_seconds, outcome.stopped_by, sorted(fixes),
-                        outcome.losses, "adapt", {"adapt": outcome.seconds, "predict": predict_seconds})
+                        outcome.losses, "adapt", {"adapt": outcome.seconds, "predict": predict_seconds}, None, [], {},
+                        sources)
