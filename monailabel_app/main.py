@@ -7,8 +7,11 @@ Start it with ``scripts/serve`` or::
         --conf models dsanet,intrasense --conf config small
 
 Configuration options are listed in :mod:`monailabel_app.lib.configs.base`; ``models`` selects the task
-configs (default: all). Bad client input is answered with HTTP 4xx (never 500, never a crashed server):
-files are validated in Python by :func:`usseg_models.io.load_image` before any native decoder sees them.
+configs (default: all); ``labels "1:LV,2:MYO,3:LA"`` the structures they segment (default: one, from the
+palette; :mod:`monailabel_app.lib.label_config`). A configuration value the app cannot use stops the server at
+start-up with one line naming it (exit status 2), not a traceback. Bad client input is answered with HTTP 4xx
+(never 500, never a crashed server): files are validated in Python by :func:`usseg_models.io.load_image` before
+any native decoder sees them.
 After ``auto_retrain_after`` newly saved labels of one kind (cine or image) the matching model retrains by
 itself; MONAI Label runs at most one training at a time and ``GET /train/`` shows its status. The count is
 kept in the datastore's folder (:mod:`monailabel_app.lib.label_counter`), so it survives a server restart.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
 from typing import Any
@@ -49,6 +53,20 @@ __all__ = ["USSegApp"]
 logger = logging.getLogger(__name__)
 
 
+def _refuse_to_start(app_dir: str, exc: Exception) -> None:
+    """Under ``monailabel start_server`` (which names this app in ``MONAI_LABEL_APP_DIR``), log one line naming the
+    bad configuration value and end the process with status 2: MONAI Label would otherwise print the app's
+    traceback several times over and exit with "Application startup failed". Elsewhere (the app built in a test
+    or a script) the caller gets the exception."""
+    served = os.environ.get("MONAI_LABEL_APP_DIR")
+    if not served or os.path.realpath(served) != os.path.realpath(app_dir):
+        return
+    logger.error("usseg app cannot start: %s", exc)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(2)
+
+
 class USSegApp(MONAILabelApp):
     """MONAI Label app serving the usseg models (see the module docstring)."""
 
@@ -58,13 +76,18 @@ class USSegApp(MONAILabelApp):
         self.model_dir = os.path.join(app_dir, "model")
         names = [m.strip() for m in conf.get("models", ",".join(CONFIGS)).split(",") if m.strip()]
         unknown = [m for m in names if m not in CONFIGS]
-        if unknown or not names:
-            raise ValueError(f"--conf models {conf.get('models')!r}: unknown {unknown}; choose from {list(CONFIGS)}")
         self.models: dict[str, Any] = {}
-        for name in names:
-            config = CONFIGS[name]()
-            config.init(name, self.model_dir, conf, None)
-            self.models[name] = config
+        try:
+            if unknown or not names:
+                raise ValueError(f"--conf models {conf.get('models')!r}: unknown {unknown}; "
+                                 f"choose from {list(CONFIGS)}")
+            for name in names:
+                config = CONFIGS[name]()
+                config.init(name, self.model_dir, conf, None)
+                self.models[name] = config
+        except ValueError as exc:
+            _refuse_to_start(app_dir, exc)
+            raise
         self._label_lock = threading.Lock()
         super().__init__(
             app_dir=app_dir,
@@ -114,6 +137,12 @@ class USSegApp(MONAILabelApp):
             if len(labelled) < minimum:
                 logger.info("%s is untrained; %d labelled %ss, bootstrap needs %d", name, len(labelled),
                             config.kind, minimum)
+                continue
+            missing = [] if config.label_set.is_binary else bootstrap.missing_structures(
+                datastore, config.kind, config.label_set)
+            if missing:
+                logger.info("%s is untrained: no labelled %s shows %s of %s yet; no first training by itself", name,
+                            config.kind, ", ".join(missing), config.label_set.describe())
                 continue
             started = self.async_training(name, params={name: options}, enqueue=True)
             logger.info("%s is untrained: first training on %d labelled %ss started (%s)", name, len(labelled),
@@ -171,6 +200,11 @@ class USSegApp(MONAILabelApp):
                 "config": c.config_name,
                 "device": c.device,
                 "kind": c.kind,
+                "labels": c.label_set.describe(),
+                "label_names": dict(c.labels),
+                "label_colors": {k: list(v) for k, v in c.label_colors.items()},
+                "model_file": c.store.trained_path.name,
+                "refused_checkpoint": c.store.refused,
                 "auto_retrain_after": c.auto_retrain_after,
                 "trained": c.store.weights_path() is not None,
                 "weights": c.store.weights_path().name if c.store.weights_path() else None,
@@ -273,5 +307,8 @@ class USSegApp(MONAILabelApp):
         :mod:`monailabel_app.lib.label_checks`)."""
         datastore = self.datastore()
         if hasattr(datastore, "label_values"):
-            values = {c.kind: frozenset({0, *c.labels.values()}) for c in self.models.values()}
+            values = {c.kind: c.label_set.allowed_values for c in self.models.values()}
             datastore.label_values = {**datastore.label_values, **values}
+            datastore.label_structures = {
+                c.kind: ", ".join(f"{v} {n}" for v, n in zip(c.label_set.values, c.label_set.names))
+                for c in self.models.values()}

@@ -13,14 +13,27 @@ Examples::
     ({'lesion': 1}, {'lesion': (1.0, 0.2, 0.2)})
     >>> palette.segments("intrasense")
     [{'label_value': 1, 'name': 'tumor', 'color': (0.2, 0.8, 0.2)}]
+
+Several structures: :func:`label_set` is a model's default :class:`~usseg_models.labels.LabelSet` (its palette
+entries), :func:`colored` gives any label set its colours — a colour the set carries, else the colour of a
+structure the palette knows by name (:data:`STRUCTURE_COLORS`: the models' own classes and the echocardiography
+structures LV, MYO, LA), else :func:`fallback_color` of its position::
+
+    >>> from usseg_models.labels import parse_labels
+    >>> palette.colored(parse_labels("1:LV,2:MYO,3:LA,4:other")).label_colors()["MYO"]
+    (0.3, 0.55, 1.0)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["PALETTES", "FALLBACK_COLORS", "label_names", "label_colors", "segments", "segments_from", "fallback_color"]
+if TYPE_CHECKING:
+    from usseg_models.labels import LabelSet
+
+__all__ = ["PALETTES", "FALLBACK_COLORS", "STRUCTURE_COLORS", "label_names", "label_colors", "segments",
+           "segments_from", "fallback_color", "label_set", "colored"]
 
 RGB = tuple[float, float, float]
 
@@ -30,6 +43,15 @@ PALETTES: dict[str, dict[str, tuple[int, RGB]]] = {
     "intrasense": {"tumor": (1, (0.2, 0.8, 0.2))},
 }
 PALETTES["unet"] = PALETTES["intrasense"]
+
+# Colours of structures known by name (case-insensitive), whatever their label value: the models' own classes
+# and the echocardiography structures of CAMUS (LV cavity, myocardium, left atrium) under their usual short names.
+STRUCTURE_COLORS: dict[str, RGB] = {
+    **{name.lower(): color for entries in PALETTES.values() for name, (_, color) in entries.items()},
+    "lv": (0.9, 0.25, 0.25),
+    "myo": (0.3, 0.55, 1.0),
+    "la": (0.25, 0.8, 0.35),
+}
 
 # Distinct colours for label values no palette names, in label-value order.
 FALLBACK_COLORS: tuple[RGB, ...] = (
@@ -81,3 +103,22 @@ def segments_from(
 def segments(model: str) -> list[dict[str, Any]]:
     """Segment descriptions of ``model``'s palette for the label writers."""
     return segments_from(label_names(model), label_colors(model))
+
+
+def label_set(model: str) -> LabelSet:
+    """``model``'s default label set: its palette entries, with their colours (one structure for every model)."""
+    from usseg_models.labels import LabelSet
+
+    return LabelSet.from_names(label_names(model), label_colors(model))
+
+
+def colored(labels: LabelSet) -> LabelSet:
+    """``labels`` with a colour for every structure: its own, else :data:`STRUCTURE_COLORS` by name
+    (case-insensitive), else :func:`fallback_color` of its position in label-value order."""
+    from usseg_models.labels import LabelSet
+
+    colors = tuple(
+        color if color is not None else STRUCTURE_COLORS.get(name.lower(), fallback_color(i))
+        for i, (name, color) in enumerate(zip(labels.names, labels.colors))
+    )
+    return LabelSet(labels.values, labels.names, colors)

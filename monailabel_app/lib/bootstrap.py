@@ -8,6 +8,11 @@ mark most of every frame as foreground — an answer that looks like a segmentat
   6 labelled images), the app starts that model's first training by itself, with ``bootstrap_epochs`` epochs
   (default :data:`DEFAULT_BOOTSTRAP_EPOCHS`) at ``bootstrap_lr`` (default :data:`DEFAULT_BOOTSTRAP_LR`: from random
   weights a short run needs a larger step than fine-tuning's 1e-4). ``bootstrap_min_labels 0`` turns it off.
+  A model of several structures (``--conf labels``) bootstraps only when the labelled studies show every one of its
+  structures (:func:`missing_structures`): the bundled sample studies are one-structure (value 1), so a server
+  started on them with ``labels "1:LV,2:MYO,3:LA"`` does not train on them by itself — it starts untrained (409,
+  or untrained output on request) until labels of every structure are saved and a training runs (``POST
+  /train/<model>``, or the auto-retrain after ``auto_retrain_after`` new labels).
 - **409 until trained**: ``POST /infer/<model>`` answers 409 with a sentence saying the model is not trained and
   what its training is doing, unless the request asks for untrained output with ``{"allow_untrained": true}``.
   Refinement (``<model>_refine``) is never refused: it adapts to the user's own corrected frames.
@@ -23,12 +28,14 @@ from typing import Any
 from monailabel.utils.async_tasks.task import AsyncTask
 
 from monailabel_app.lib.trainers.records import datastore_records
+from usseg_models.labels import LabelSet
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_MIN_LABELS",
     "DEFAULT_BOOTSTRAP_EPOCHS",
     "DEFAULT_BOOTSTRAP_LR",
     "labelled_items",
+    "missing_structures",
     "training_status",
     "untrained_message",
     "wants_untrained",
@@ -46,6 +53,19 @@ DEFAULT_BOOTSTRAP_LR = 1e-3
 def labelled_items(datastore: Any, kind: str) -> list[str]:
     """Ids of the datastore's studies of ``kind`` that a training would use (the trainer's own record list)."""
     return sorted(datastore_records(datastore, kind))
+
+
+def missing_structures(datastore: Any, kind: str, labels: LabelSet) -> list[str]:
+    """Names of the structures of ``labels`` that no labelled study of ``kind`` shows (reads the label files)."""
+    from usseg_models.data.datasets import mask_values
+
+    records = list(datastore_records(datastore, kind).values())
+    try:
+        found = set(mask_values(records)) if records else set()
+    except Exception as exc:  # noqa: BLE001 - an unreadable label leaves the question open: nothing counts as shown
+        logger.warning("cannot read the %s labels to check their structures: %s", kind, exc)
+        found = set()
+    return [name for name, value in zip(labels.names, labels.values) if value not in found]
 
 
 def training_status(name: str) -> dict[str, Any] | None:

@@ -4,7 +4,8 @@ MONAI Label 0.8.5 copies any uploaded file over the live model. This app accepts
 
 1. it loads with ``torch.load(..., weights_only=True)`` (no pickled code runs) and is a usseg checkpoint
    (``network``, ``config``, ``state_dict``; :func:`usseg_models.networks.checkpoint.read_checkpoint`);
-2. it is for this model's network and configuration (e.g. ``dsanet``/``small``);
+2. it is for this model's network and configuration (e.g. ``dsanet``/``small``) and its label set (the structures
+   the server segments, :func:`monailabel_app.lib.label_config.check_checkpoint_labels`);
 3. its ``state_dict`` loads into a copy of the live network with ``strict=True`` (same keys, same shapes);
 4. that copy gives finite outputs on a fixed probe input (uniform noise, seed 0: one ``(3, S, S)`` image, or a
    3-frame window for DSANet).
@@ -61,6 +62,7 @@ def validate_checkpoint(path: str | os.PathLike, store: ModelStore) -> dict[str,
         raise CheckpointError(
             f"the checkpoint holds {payload['network']}/{payload['config']}, this model is {store.name}/{store.config}"
         )
+    store.check_labels(payload, "the checkpoint")
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("the checkpoint's state_dict is not a mapping of tensors")
@@ -87,7 +89,7 @@ def publish_checkpoint(path: str | os.PathLike, store: ModelStore) -> dict[str, 
         ModelHistory = None  # noqa: N806
     with store.lock:
         if ModelHistory is not None:
-            record["history"] = ModelHistory(store.model_dir, store.name, store.trained_path).publish(
+            record["history"] = ModelHistory(store.model_dir, store.stem, store.trained_path).publish(
                 path, record, current=store.weights_path())
         else:
             atomic_copy(os.fspath(path), str(store.trained_path))

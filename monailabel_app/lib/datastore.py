@@ -70,9 +70,11 @@ class _SafeLabelsMixin:
     Attributes:
         label_values: the label values (background 0 included) a label may hold, per image kind (``"cine"``,
             ``"image"``); the app sets them from its models' label sets.
+        label_structures: per image kind, the structures as ``"1 LV, 2 MYO, 3 LA"`` (named when a label is refused).
     """
 
     label_values: dict[str, frozenset[int]] = {"cine": BINARY_LABELS, "image": BINARY_LABELS}
+    label_structures: dict[str, str] = {}
     _index_lock = contextlib.nullcontext()  # no in-process index lock unless IndexLockMixin provides one
 
     def _image_header(self, image_id: str) -> ImageHeader:
@@ -92,9 +94,10 @@ class _SafeLabelsMixin:
         """
         image = self._image_header(image_id)
         label, meta, _ = read_checked(label_filename, "label")
-        allowed = self.label_values.get("cine" if image.is_cine else "image", BINARY_LABELS)
+        kind = "cine" if image.is_cine else "image"
+        allowed = self.label_values.get(kind, BINARY_LABELS)
         try:
-            checked = check_label(label, meta, image, allowed)
+            checked = check_label(label, meta, image, allowed, self.label_structures.get(kind))
             check_reviewed_frames(label_info, image)
             return checked
         except LabelMismatch as exc:

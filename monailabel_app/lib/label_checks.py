@@ -6,10 +6,11 @@ A label is accepted only when
    for a 2D image (a one-slice ``(X, Y, 1)`` volume counts as 2D) and ``(X, Y, T)`` for a cine;
 2. **size**: its ``(X, Y)`` equals the image's, and for a cine its frame count ``T`` equals the cine's;
 3. **finite**: no NaN or Inf values;
-4. **values**: every value is an integer of the model's label set (``{0, 1}`` for both models today: background
-   and the one foreground class). A PNG label whose values are exactly within ``{0, 255}`` is accepted too:
-   255 means label 1 (the trainer reads 0/255 masks as 0/1, see ``usseg_models.data.records.binarize_label``),
-   and the file is stored as sent.
+4. **values**: every value is an integer of the model's label set: background 0 and the configured structures'
+   values (``{0, 1}`` for the default one structure; ``{0, 1, 2, 3}`` for ``--conf labels "1:LV,2:MYO,3:LA"``). A
+   value outside it is refused, naming the values and the structures. For one structure of value 1 a PNG label
+   whose values are exactly within ``{0, 255}`` is accepted too: 255 means label 1 (the trainer reads 0/255 masks
+   as 0/1, see ``usseg_models.data.records.binarize_label``), and the file is stored as sent.
 
 :func:`check_label` raises :class:`LabelMismatch` naming what was expected and what was found; the datastore
 turns it into HTTP 422 and stores nothing.
@@ -72,7 +73,8 @@ def _check_layout(shape: tuple[int, ...], image: ImageHeader) -> None:
         raise LabelMismatch(f"label (X, Y) is {_shape_text(shape)}, the image's is {_shape_text((x, y))}")
 
 
-def _check_values(label: np.ndarray, allowed: frozenset[int], fmt: str | None) -> list[int]:
+def _check_values(label: np.ndarray, allowed: frozenset[int], fmt: str | None, structures: str | None = None
+                  ) -> list[int]:
     if np.issubdtype(label.dtype, np.inexact):
         finite = np.isfinite(label)
         if not finite.all():
@@ -92,11 +94,13 @@ def _check_values(label: np.ndarray, allowed: frozenset[int], fmt: str | None) -
     unexpected = [v for v in values if v not in allowed]
     shown = ", ".join(map(str, unexpected[:8])) + (", ..." if len(unexpected) > 8 else "")
     extra = " (or 0/255 for a PNG mask)" if max(allowed) == 1 else ""
-    raise LabelMismatch(f"label values must be in {sorted(allowed)}{extra}, got unexpected value(s) {shown}")
+    named = f" (0 background, {structures})" if structures else ""
+    raise LabelMismatch(f"label values must be in {sorted(allowed)}{named}{extra}, got unexpected value(s) {shown}")
 
 
 def check_label(
-    label: np.ndarray, meta: dict[str, Any], image: ImageHeader, allowed: Iterable[int] = BINARY_LABELS
+    label: np.ndarray, meta: dict[str, Any], image: ImageHeader, allowed: Iterable[int] = BINARY_LABELS,
+    structures: str | None = None,
 ) -> dict[str, Any]:
     """Check a decoded label (:func:`usseg_models.io.load_image` output) against its image's header.
 
@@ -105,6 +109,7 @@ def check_label(
         meta: the reader's metadata of the label (``format``, ``original_channel_dim``).
         image: header of the image the label belongs to (:func:`usseg_models.io.formats.probe_header`).
         allowed: the model's label values, background 0 included.
+        structures: the model's structures as ``"1 LV, 2 MYO, 3 LA"``, named in the refusal (optional).
 
     Returns:
         ``{"shape": [...], "values": [...]}`` of the accepted label.
@@ -115,7 +120,7 @@ def check_label(
     allowed = frozenset(int(v) for v in allowed) | {0}
     shape = _label_layout(np.asarray(label), meta)
     _check_layout(shape, image)
-    values = _check_values(np.asarray(label), allowed, meta.get("format"))
+    values = _check_values(np.asarray(label), allowed, meta.get("format"), structures)
     return {"shape": list(shape), "values": values}
 
 

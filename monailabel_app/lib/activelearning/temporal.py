@@ -1,4 +1,5 @@
-"""Active learning for video: the unlabelled cine whose predicted masks disagree most between frames."""
+"""Active learning for video: the unlabelled cine whose predicted masks disagree most between frames (with several
+structures, the mean over the structures of each one's disagreement: :mod:`monailabel_app.lib.scoring.temporal`)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Options (``monailabel start_server ... --conf KEY VALUE``; ``<name>_KEY`` overrides ``KEY`` for one model):
 
+* ``labels``: the structures the model segments, ``"1:LV,2:MYO,3:LA"`` (default: the palette's one structure);
+  see :mod:`monailabel_app.lib.label_config` (its own model files per label set).
 * ``config``: ``small`` or ``paper`` (default ``paper`` when CUDA is present, else ``small``).
 * ``device``: torch device for inference (default ``cuda`` when present, else ``cpu``).
 * ``pretrained_path``: a usseg checkpoint used until this app has trained its own ``model/<name>.pt``.
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 from monailabel.interfaces.config import TaskConfig
 
+from monailabel_app.lib.label_config import configured_labels
 from monailabel_app.lib.model_store import ModelStore
 from monailabel_app.lib.trainers.options import DEFAULT_MIN_VAL_FRAMES, DEFAULT_TOLERANCE
 
@@ -48,19 +51,19 @@ class UltrasoundTaskConfig(TaskConfig):
     Attributes:
         network_name: name for ``build_network``.
         kind: ``"cine"`` or ``"image"`` (which datastore items the model trains on).
-        LABELS: ``{label name: value}`` (copied to ``self.labels``).
-        LABEL_COLORS: ``{label name: (r, g, b)}`` in 0..1 (copied to ``self.label_colors``).
+
+    After :meth:`init`: ``label_set`` (the configured :class:`~usseg_models.labels.LabelSet`), ``labels``
+    (``{name: value}``, MONAI Label's convention) and ``label_colors`` (``{name: (r, g, b)}`` in 0..1) from it.
     """
 
     network_name: str = ""
     kind: str = ""
-    LABELS: dict[str, int] = {}
-    LABEL_COLORS: dict[str, tuple[float, float, float]] = {}
 
     def init(self, name: str, model_dir: str, conf: dict[str, str], planner: Any, **kwargs: Any) -> None:
         super().init(name, model_dir, conf, planner, **kwargs)
-        self.labels = dict(self.LABELS)
-        self.label_colors = dict(self.LABEL_COLORS)
+        self.label_set = configured_labels(conf, name, self.network_name)
+        self.labels = self.label_set.label_names()
+        self.label_colors = self.label_set.label_colors()
         cuda = torch.cuda.is_available()
         self.config_name = str(conf_value(conf, name, "config", "paper" if cuda else "small"))
         if self.config_name not in ("small", "paper"):
@@ -89,10 +92,12 @@ class UltrasoundTaskConfig(TaskConfig):
             overrides["pretrained_path"] = backbone
         os.makedirs(model_dir, exist_ok=True)
         self.store = ModelStore(
-            self.network_name, self.config_name, model_dir, self.device, pretrained_path=pretrained, overrides=overrides
+            self.network_name, self.config_name, model_dir, self.device, pretrained_path=pretrained,
+            overrides=overrides, labels=self.label_set,
         )
         self.path = [str(self.store.pretrained_path), str(self.store.trained_path)]
-        logger.info("%s: %s/%s on %s (model dir %s)", name, self.network_name, self.config_name, self.device, model_dir)
+        logger.info("%s: %s/%s on %s, labels %s (model files %s*)", name, self.network_name, self.config_name,
+                    self.device, self.label_set.describe(), os.path.join(model_dir, self.store.stem))
 
     def train_defaults(self) -> dict[str, Any]:
         """Training options shown in ``GET /info/`` and used when a request does not set them."""

@@ -10,7 +10,6 @@ from monailabel_app.lib.infers.dsanet import DSANetInfer
 from monailabel_app.lib.infers.refine import DSANetRefineInfer, RefineLimits
 from monailabel_app.lib.scoring.temporal import TemporalDisagreementScoring
 from monailabel_app.lib.trainers.base import UltrasoundTrainTask
-from usseg_models import palette
 
 __all__ = ["DSANetConfig"]
 
@@ -20,8 +19,6 @@ class DSANetConfig(UltrasoundTaskConfig):
 
     network_name = "dsanet"
     kind = "cine"
-    LABELS = palette.label_names("dsanet")
-    LABEL_COLORS = palette.label_colors("dsanet")
 
     @cached_property
     def infer_task(self) -> DSANetInfer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from monailabel_app.lib.configs.base import UltrasoundTaskConfig
 from monailabel_app.lib.infers.intrasense import IntraSenseInfer
 from monailabel_app.lib.trainers.base import UltrasoundTrainTask
-from usseg_models import palette
 
 __all__ = ["IntraSenseConfig"]
 
@@ -15,8 +14,6 @@ class IntraSenseConfig(UltrasoundTaskConfig):
 
     network_name = "intrasense"
     kind = "image"
-    LABELS = palette.label_names("intrasense")
-    LABEL_COLORS = palette.label_colors("intrasense")
 
     def infer(self):
         return {self.name: IntraSenseInfer(self.store, self.labels, self.label_colors)}

@@ -57,7 +57,7 @@ class UltrasoundInferTask(InferTask):
 
     Args:
         store: the model's :class:`ModelStore` (network built once, weights reloaded on change).
-        labels: ``{name: value}`` of the foreground classes (background is 0).
+        labels: ``{name: value}`` of the structures (background is 0; the store's label set, ``store.labels``).
         label_colors: ``{name: (r, g, b)}`` in 0..1 for ``.seg.nrrd`` output.
         dimension: 2 for images, 3 for cines (MONAI Label's ``dimension``).
         description: shown by ``GET /info/``.
@@ -95,8 +95,19 @@ class UltrasoundInferTask(InferTask):
     def info(self) -> dict[str, Any]:
         info = super().info()
         store = self.store
-        info["network"] = {"name": store.name, "config": store.config, "spatial_size": store.spatial_size}
+        info["network"] = {"name": store.name, "config": store.config, "spatial_size": store.spatial_size,
+                           "out_channels": store.labels.out_channels}
+        info["label_names"] = dict(self.labels)
+        info["label_colors"] = {k: list(v) for k, v in self.label_colors.items()}
         return info
+
+    def label_values(self, predictor: Any, mask: np.ndarray) -> np.ndarray:
+        """The predictor's mask as the model's label values (uint8): a predictor that knows the label set
+        (``predictor.labels``) answers label values already; otherwise its class indices are mapped with
+        :meth:`usseg_models.labels.LabelSet.to_values` (for one structure of value 1 the mask is unchanged)."""
+        if getattr(predictor, "labels", None) == self.store.labels:
+            return np.asarray(mask, dtype=np.uint8)
+        return self.store.labels.to_values(mask)
 
     @abstractmethod
     def check_input(self, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
@@ -104,7 +115,7 @@ class UltrasoundInferTask(InferTask):
 
     @abstractmethod
     def predict(self, network: Any, data: np.ndarray) -> np.ndarray:
-        """Return the uint8 label for ``data`` (called under the store's lock)."""
+        """Return the uint8 label for ``data`` in the model's label values (called under the store's lock)."""
 
     @abstractmethod
     def restore_layout(self, label: np.ndarray, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:

@@ -43,7 +43,7 @@ class DSANetInfer(UltrasoundInferTask):
             self._predictor = DSANetPredictor(
                 network, self.store.spatial_size, self.store.device, amp=self.store.device.type == "cuda"
             )
-        return self._predictor.predict_clip(data)
+        return self.label_values(self._predictor, self._predictor.predict_clip(data))
 
     def restore_layout(self, label: np.ndarray, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         expected = tuple(array.shape[:3])

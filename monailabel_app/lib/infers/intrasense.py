@@ -49,7 +49,7 @@ class IntraSenseInfer(UltrasoundInferTask):
             self._predictor = ImagePredictor(
                 network, self.store.spatial_size, self.store.device, amp=self.store.device.type == "cuda"
             )
-        return self._predictor.predict(data)
+        return self.label_values(self._predictor, self._predictor.predict(data))
 
     def restore_layout(self, label: np.ndarray, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         shape = tuple(array.shape[: spatial_ndim(array, meta)])  # (X, Y), or (X, Y, 1) for a one-frame cine

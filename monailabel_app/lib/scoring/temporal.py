@@ -6,14 +6,17 @@ For predicted masks M_1..M_T of an unlabelled cine the score is
 
     U = 1/(T-1) · Σ_t (1 − Dice(M_t, M_{t+1})),   Dice(A, B) = 2|A∩B| / (|A| + |B|),  Dice(∅, ∅) = 1,
 
-in [0, 1]. Frames of an ultrasound cine are a few tens of milliseconds apart, so a confident model gives
-nearly the same mask on neighbouring frames; large frame-to-frame disagreement marks clips the model is
-unsure about — the ones worth labelling next.
+in [0, 1]. With several structures (a label set of ``n`` values) ``U`` is computed for each structure's mask
+(``M_t == v``) and averaged over the structures, so a structure the model is unsure about counts as much as a large
+one; for one structure this is the score above, unchanged. Frames of an ultrasound cine are a few tens of
+milliseconds apart, so a confident model gives nearly the same mask on neighbouring frames; large frame-to-frame
+disagreement marks clips the model is unsure about — the ones worth labelling next.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,21 +35,31 @@ logger = logging.getLogger(__name__)
 SCORE_KEY = "temporal_disagreement"
 
 
-def temporal_disagreement(masks: np.ndarray) -> float:
+def temporal_disagreement(masks: np.ndarray, values: Sequence[int] | None = None) -> float:
     """Mean ``1 − Dice`` between consecutive frames of an ``(X, Y, T)`` mask volume (0 for T < 2).
+
+    Args:
+        masks: ``(X, Y, T)`` label map.
+        values: the label values of the structures; ``None`` (or one value) = one structure, foreground ``> 0``.
+            Several: the mean over the structures of each one's score (mask ``== v``).
 
     Examples::
 
         >>> m = np.zeros((4, 4, 3), np.uint8); m[:2, :, 0] = 1; m[:2, :, 1] = 1
         >>> temporal_disagreement(m)  # frames 0-1 agree, 1-2 disagree fully
         0.5
+        >>> m[2:, :, :] = 2  # a second structure, the same on every frame
+        >>> temporal_disagreement(m, values=(1, 2))  # structure 1: 0.5, structure 2: 0; their mean
+        0.25
     """
-    masks = np.asarray(masks) > 0
+    masks = np.asarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"masks must be (X, Y, T), got shape {masks.shape}")
     if masks.shape[2] < 2:
         return 0.0
-    return float(np.mean(1.0 - consecutive_dice(masks, frame_axis=-1)))
+    if values is None or len(values) <= 1:
+        return float(np.mean(1.0 - consecutive_dice(masks > 0, frame_axis=-1)))
+    return float(np.mean([np.mean(1.0 - consecutive_dice(masks == v, frame_axis=-1)) for v in values]))
 
 
 class UnscorableStudy(Exception):
@@ -93,7 +106,7 @@ class TemporalDisagreementScoring(ScoringMethod):
             with store.lock:
                 network, version = store.refresh()
                 masks = self.task.predict(network, array)
-            return temporal_disagreement(masks), version
+            return temporal_disagreement(masks, store.labels.values), version
         except Exception as exc:  # noqa: BLE001 - a study the network cannot score is skipped, not a 500
             raise UnscorableStudy(f"scoring failed: {_reason(exc)}") from exc
 

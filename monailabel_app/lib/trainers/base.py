@@ -12,10 +12,17 @@ A run, in order:
 2. the datastore's labelled studies of this model's kind become records directly (:mod:`.records`); a cine
    label's ``reviewed_frames`` restricts supervision to those frames;
 3. each study is on the train or validation side of the datastore's **fixed** split (:mod:`.splits`);
-4. training from the weights in use (``model/<name>.pt`` or the pretrained file) when they match;
-5. the candidate and the live model are scored on the same validation studies in this job; the candidate is
-   published only when it is at least as good (:mod:`.publish`), else kept as a candidate with the reason;
+4. training from the weights in use (``model/<name>.pt`` or the pretrained file) when they match (network,
+   configuration and label set);
+5. the candidate and the live model are scored on the same validation studies in this job (Dice; with several
+   structures the mean over the structures of each one's Dice); the candidate is published only when it is at
+   least as good (:mod:`.publish`), else kept as a candidate with the reason;
 6. ``{"rollback": true}`` instead puts back the previously published model.
+
+Several structures (``--conf labels``): the masks become class indices of the label set (a value outside it fails
+the run naming the file), the network has ``1 + n`` output channels and the checkpoint records the set
+(``extra["labels"]``); ``<name>`` in the file names is the store's stem (:mod:`monailabel_app.lib.label_config`).
+One structure trains exactly as before (masks binarised, one output channel).
 
 Intermediate files live in ``model/.work/train_<name>_<pid>/`` (removed at the end; stale ones from a killed
 run are removed when the server starts).
@@ -50,6 +57,7 @@ from monailabel_app.lib.trainers.records import datastore_records
 from monailabel_app.lib.trainers.splits import SPLITS_FILE, FixedSplit
 from usseg_models.data.records import ClipRecord, ImageRecord
 from usseg_models.errors import UssegError
+from usseg_models.labels import LabelSet
 from usseg_models.networks.checkpoint import load_checkpoint, read_checkpoint
 
 __all__ = ["UltrasoundTrainTask", "run_training", "json_safe", "WORK_DIR", "clean_stale_work"]
@@ -102,38 +110,54 @@ def _record_from_json(d: dict[str, Any]) -> ClipRecord | ImageRecord:
     return ImageRecord(d["id"], Path(d["image"]), tuple(Path(p) for p in d["label"]), d["subject"])
 
 
-def _datasets(network: str, config: str, records: list, augment: bool, seed: int):
+def _datasets(network: str, config: str, records: list, augment: bool, seed: int, labels: LabelSet | None = None):
+    """Training or validation dataset of ``records``; ``labels`` (several structures) turns masks into class
+    indices, ``None`` keeps the one-structure 0/1 masks."""
     from usseg_models.data.datasets import ClipWindowDataset, ImageSegDataset
     from usseg_models.networks.factory import network_spatial_size
 
     size = network_spatial_size(network, config)
+    extra = {} if labels is None else {"labels": labels}
     if network == "dsanet":
-        return ClipWindowDataset(records, size, augment=augment, seed=seed)
-    return ImageSegDataset(records, size, augment=augment, seed=seed)
+        return ClipWindowDataset(records, size, augment=augment, seed=seed, **extra)
+    return ImageSegDataset(records, size, augment=augment, seed=seed, **extra)
+
+
+def _training_labels(labels: LabelSet) -> LabelSet | None:
+    """What the datasets and the training function get: the set for several structures, ``None`` for one (the
+    one-structure path binarises masks exactly as before label sets)."""
+    return None if labels.is_binary else labels
 
 
 def run_training(network: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Call the project's training function for ``network`` with ``kwargs`` (``data``, ``out_dir``, ...).
 
     ``kwargs["records"] = {"train": [...], "val": [...]}`` (JSON records, as written for data-parallel runs)
-    is turned into datasets and passed as ``data``.
+    is turned into datasets and passed as ``data``; ``kwargs["labels"]`` (a :meth:`LabelSet.to_json` list, JSON
+    for the same reason) is passed on as a :class:`LabelSet`.
     """
     from usseg_models.training import train_dsanet, train_intrasense
 
     kwargs = dict(kwargs)
+    labels = LabelSet.from_json(kwargs["labels"]) if kwargs.get("labels") is not None else None
+    if labels is not None:
+        kwargs["labels"] = labels
+    else:
+        kwargs.pop("labels", None)
     spec = kwargs.pop("records", None)
     if spec is not None:
         train = [_record_from_json(r) for r in spec["train"]]
         val = [_record_from_json(r) for r in spec["val"]]
         seed = int(kwargs.get("seed", 0))
-        kwargs["data"] = (_datasets(network, kwargs["config"], train, True, seed),
-                          _datasets(network, kwargs["config"], val, False, seed) if val else None)
+        kwargs["data"] = (_datasets(network, kwargs["config"], train, True, seed, labels),
+                          _datasets(network, kwargs["config"], val, False, seed, labels) if val else None)
     fn = {"dsanet": train_dsanet, "intrasense": train_intrasense}[network]
     return fn(**kwargs)
 
 
 def score_model(network: str, model: torch.nn.Module, dataset, device: str) -> float:
-    """Validation Dice of ``model`` on ``dataset`` (the training engine's own score)."""
+    """Validation Dice of ``model`` on ``dataset`` (the training engine's own score; with several structures the
+    mean over the structures)."""
     from usseg_models.training.dsanet import dsanet_predict
     from usseg_models.training.engine import validation_dice
     from usseg_models.training.image import image_predict
@@ -160,8 +184,9 @@ class UltrasoundTrainTask(TrainTask):
         self.store = store
         self.kind = kind
         self.defaults = dict(defaults)
-        self.stats_path = store.model_dir / f"{store.name}_train.json"
-        self.history = ModelHistory(store.model_dir, store.name, store.trained_path)
+        self.stats_path = store.model_dir / f"{store.stem}_train.json"
+        self.history = ModelHistory(store.model_dir, store.stem, store.trained_path)
+        self.labels = store.labels
 
     def config(self) -> dict[str, Any]:
         return dict(self.defaults)
@@ -185,7 +210,26 @@ class UltrasoundTrainTask(TrainTask):
         except UssegError:
             return None
         ok = payload["network"] == self.store.name and payload["config"] == self.store.config
+        try:
+            self.store.check_labels(payload, str(path))
+        except UssegError as exc:
+            logger.warning("%s: training starts from initial weights: %s", self.store.name, exc)
+            return None
         return str(path) if ok else None
+
+    def _fits_labels(self, path: Path) -> bool:
+        """Whether the checkpoint ``path`` is for this model's label set (an unreadable file counts as fitting: the
+        publish gate handles it as before label sets)."""
+        try:
+            payload = read_checkpoint(path)
+        except UssegError:
+            return True
+        try:
+            self.store.check_labels(payload, str(path))
+        except UssegError as exc:
+            logger.warning("%s: %s", self.store.name, exc)
+            return False
+        return True
 
     def _write_stats(self, stats: dict[str, Any]) -> dict[str, Any]:
         stats = json_safe(stats)
@@ -229,6 +273,8 @@ class UltrasoundTrainTask(TrainTask):
                 "progress": False,
                 "seed": seed,
             }
+            if _training_labels(self.labels) is not None:
+                kwargs["labels"] = self.labels.to_json()
             result = self._train(kwargs, opts, work)
             checkpoint = result.get("best_checkpoint") or result.get("last_checkpoint")
             if not checkpoint or not os.path.isfile(checkpoint):
@@ -245,6 +291,7 @@ class UltrasoundTrainTask(TrainTask):
             stats = {
                 "model": self.store.name,
                 "config": self.store.config,
+                "labels": self.labels.describe(),
                 "items": len(records),
                 "train_items": [r.id for r in train],
                 "val_items": [r.id for r in val],
@@ -271,10 +318,12 @@ class UltrasoundTrainTask(TrainTask):
     def _decide(self, checkpoint: str, val: list, opts: dict[str, Any], device: str, seed: int) -> dict[str, Any]:
         """Score the candidate and the live model on the validation studies; decide whether to publish."""
         live_path = self.store.weights_path()
+        if live_path is not None and not self._fits_labels(live_path):
+            live_path = None  # a model of another label set is not a live model of this one (the store refuses it)
         candidate_dice = live_dice = None
         val_frames = 0
         if val:
-            dataset = _datasets(self.store.name, self.store.config, val, False, seed)
+            dataset = _datasets(self.store.name, self.store.config, val, False, seed, _training_labels(self.labels))
             val_frames = len(dataset)
             candidate_dice = score_model(self.store.name, load_checkpoint(checkpoint)[0], dataset, device)
             if live_path is not None:
