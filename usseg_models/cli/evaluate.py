@@ -5,6 +5,9 @@ Examples::
     usseg evaluate dsanet --checkpoint runs/dsanet/best.pt --data clips/ --speckle 25,20 --out eval/dsanet
     usseg evaluate intrasense --checkpoint runs/unet/best.pt --data camus/ --split test --out eval/unet
     usseg evaluate dsanet --checkpoint runs/echo/best.pt --data EchoNet-Dynamic/ --split test   # ED/ES frames only
+
+A checkpoint of several structures (trained with ``--labels``) is scored per structure and on their mean (report.md
+tables, ``dice_<name>`` columns in the CSV, ``structures`` in metrics.json); ``--label-value`` is then ignored.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         cols = ("dice", "jaccard", "accuracy", "recall", "precision")
     for label, m in result["rows"].items():
         print(f"{label}: " + ", ".join(f"{c} {m[c]:.4f}" for c in cols))
+        per = result.get("structures", {}).get(label)
+        if per:
+            print(f"  Dice per structure ({result['labels']}): "
+                  + ", ".join(f"{name} {v['dice']:.4f}" for name, v in per.items()))
     for label, t in result.get("temporal", {}).items():
         print(f"temporal stability ({label}): predictions {t['pred_consecutive_dice']:.4f}, "
               f"truth {t['true_consecutive_dice']:.4f}, difference {t['difference']:+.4f}")

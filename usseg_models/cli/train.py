@@ -8,6 +8,8 @@ Examples::
     usseg train dsanet --data VTUS/ --out runs/vtus                            # Train/ + Train_GT/ as shipped
     usseg train intrasense --images ddti/cropped --masks ddti/mask --out runs/ddti   # any folders, same names
     usseg train dsanet --manifest clips.csv --out runs/keyframes               # image,mask[,subject][,split][,frames]
+    usseg train intrasense --data camus/ --labels "1:LV,2:MYO,3:LA" --out runs/camus3   # three structures
+    usseg train dsanet --manifest clips.csv --labels auto --out runs/auto          # the values found, label_<v>
     torchrun --nproc_per_node 2 -m usseg_models.cli.main train dsanet --data clips/ --device cuda
 """
 
@@ -36,6 +38,10 @@ def _common(p: argparse.ArgumentParser, epochs: int, batch: int) -> None:
                    help="validate on the data's test split folders (e.g. VTUS Test/ + Test_GT/) instead of a hold-out")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--label-value", type=int, default=None, help="foreground class of multi-class masks")
+    p.add_argument("--labels", default=None, metavar="V:NAME,...",
+                   help="segment several structures, e.g. '1:LV,2:MYO,3:LA' (mask values outside it are an error), "
+                        "or 'auto' (the non-zero values in the training masks, named label_<v>); default: one "
+                        "structure (--label-value, else any non-zero), or a manifest's '# labels:' line")
     p.add_argument("--subject-regex", default=None,
                    help="regex with one group extracting the subject/study from a file name (for splits)")
     p.add_argument("--seed", type=int, default=0)
@@ -69,7 +75,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from usseg_models.cli.data_options import resolve_data
     from usseg_models.training import train_dsanet, train_intrasense
+    from usseg_models.training.common import check_label_options
 
+    labels = check_label_options(args.labels, args.label_value)  # a bad --labels: one line, exit 2
     default_out = "runs/dsanet" if args.model_kind == "dsanet" else f"runs/{args.model}"
     args.data = resolve_data(args, "clips" if args.model_kind == "dsanet" else "images", args.out or default_out)
 
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                   lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction, val_split=args.val_split,
                   pretrained=args.pretrained, label_value=args.label_value, seed=args.seed,
                   subject_pattern=args.subject_regex, speckle_L=args.aug_speckle,
-                  num_workers=args.workers, progress=not args.no_progress)
+                  num_workers=args.workers, progress=not args.no_progress, labels=labels)
     if args.model_kind == "dsanet":
         overrides = {k: False for k, flag in (("use_afsa", args.no_afsa), ("use_lgsa", args.no_lgsa)) if flag}
         result = train_dsanet(args.data, args.out or "runs/dsanet", overrides=overrides, **common)
@@ -103,4 +111,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: best validation Dice {result['best_dice']:.4f} at epoch {result['best_epoch']} "
               f"(before training {float('nan') if before is None else before:.4f})")
         print(f"checkpoints: {result['best_checkpoint']}, {result['last_checkpoint']}; curves: {result['curves']}")
+    found = result.get("labels") or (result.get("folds") or [{}])[0].get("labels")
+    if found is not None and not found.is_binary and (result.get("rank", 0) == 0):
+        print(f"{name}: {found.num_structures} structures {found.describe()} (validation Dice = mean over them)")
     return 0

@@ -18,9 +18,20 @@ from typing import Any
 import numpy as np
 
 from usseg_models.errors import CheckpointError
-from usseg_models.metrics import METRIC_NAMES
+from usseg_models.metrics import METRIC_NAMES, per_frame_metrics
 
-__all__ = ["load_model_for", "mean_metrics", "write_csv", "write_json", "parse_speckle", "Overlay", "write_evaluation"]
+__all__ = [
+    "load_model_for",
+    "mean_metrics",
+    "write_csv",
+    "write_json",
+    "parse_speckle",
+    "Overlay",
+    "write_evaluation",
+    "structure_frame_metrics",
+    "structure_rows",
+    "several_structures",
+]
 
 
 def load_model_for(checkpoint: str | Path, allowed: Sequence[str]):
@@ -38,6 +49,28 @@ def load_model_for(checkpoint: str | Path, allowed: Sequence[str]):
 def mean_metrics(per_frame: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
     """Average per-frame metric arrays over all frames of all items (the papers' "per frame, averaged")."""
     return {k: float(np.concatenate([np.atleast_1d(p[k]) for p in per_frame]).mean()) for k in METRIC_NAMES}
+
+
+def several_structures(labels: Any) -> bool:
+    """Whether a checkpoint's label set has several structures (then scoring is per structure)."""
+    return labels is not None and not labels.is_binary
+
+
+def structure_frame_metrics(pred: np.ndarray, truth: np.ndarray, labels: Any, frame_axis: int | None
+                            ) -> dict[str, dict[str, np.ndarray]]:
+    """Per-frame metrics of each structure of class-index maps ``pred``/``truth`` (class ``k`` = the ``k``-th
+    structure of ``labels``), and ``"mean"``: per frame, the unweighted mean over structures (MAE from the hard
+    masks; a structure absent from both scores 1.0, the metrics' empty-mask convention)."""
+    out = {name: per_frame_metrics(pred == k, truth == k, frame_axis=frame_axis)
+           for k, name in enumerate(labels.names, start=1)}
+    out["mean"] = {key: np.mean([out[n][key] for n in labels.names], axis=0) for key in METRIC_NAMES}
+    return out
+
+
+def structure_rows(per_item: Sequence[Mapping[str, Mapping[str, np.ndarray]]]) -> dict[str, dict[str, float]]:
+    """``{structure: mean metrics over every frame/image}`` from :func:`structure_frame_metrics` results."""
+    names = list(per_item[0]) if per_item else []
+    return {name: mean_metrics([item[name] for item in per_item]) for name in names}
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:

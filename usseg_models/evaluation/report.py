@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ["VIDEO_COLUMNS", "IMAGE_COLUMNS", "markdown_table", "noise_label"]
+__all__ = ["VIDEO_COLUMNS", "IMAGE_COLUMNS", "markdown_table", "noise_label", "structure_section"]
 
 # DSANet paper order (MAE, IoU, Dice) then the extra figures; IntraSense-Net paper order (Dice, Jaccard, ...).
 VIDEO_COLUMNS = ("mae", "iou", "dice", "precision", "recall", "accuracy")
@@ -27,3 +27,17 @@ def markdown_table(rows: Sequence[tuple[str, Mapping[str, float]]], columns: Seq
     sep = "|---|" + "---:|" * len(columns)
     body = [f"| {label} | " + " | ".join(f"{m[c]:.{digits}f}" for c in columns) + " |" for label, m in rows]
     return "\n".join([head, sep, *body])
+
+
+def structure_section(structures: Mapping[str, Mapping[str, Mapping[str, float]]], columns: Sequence[str]
+                      ) -> list[str]:
+    """Markdown lines of the per-structure tables (one per noise setting; rows = structures, then their mean);
+    no lines for a one-structure model (``structures`` empty)."""
+    if not structures:
+        return []
+    lines = ["## Per structure", "",
+             "Each structure scored as its own binary mask per frame/image; `mean` = unweighted mean over structures "
+             "(the first table's rows).", ""]
+    for setting, rows in structures.items():
+        lines += [f"### {setting}", "", markdown_table(list(rows.items()), columns, first="structure"), ""]
+    return lines

@@ -12,6 +12,12 @@ Metrics are per frame, averaged over all frames; temporal stability is per clip,
 the frames a user reviewed): every frame is still segmented (the windows need their neighbours), but only the
 labelled frames are scored; the report and ``metrics.json`` say how many frames were scored out of how many.
 Temporal stability compares consecutive frames, so it is computed on fully labelled clips only.
+
+**Several structures** (the checkpoint's ``extra["labels"]`` has ``n >= 2``): masks are class indices (argmax of
+the ``1 + n`` channels against the truth's label values mapped by the label set); every structure is scored as a
+binary pair per frame, the table rows are the mean over structures, a per-structure table follows (``structures``
+in ``metrics.json``, ``dice_<name>`` columns in ``per_clip.csv``), MAE is that of the hard masks, and temporal
+stability is that of the union of structures.
 """
 
 from __future__ import annotations
@@ -25,8 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from usseg_models.evaluation.common import Overlay, load_model_for, mean_metrics, write_evaluation
-from usseg_models.evaluation.report import VIDEO_COLUMNS, markdown_table, noise_label
+from usseg_models.evaluation.common import (
+    Overlay,
+    load_model_for,
+    mean_metrics,
+    several_structures,
+    structure_frame_metrics,
+    structure_rows,
+    write_evaluation,
+)
+from usseg_models.evaluation.report import VIDEO_COLUMNS, markdown_table, noise_label, structure_section
 from usseg_models.metrics import per_frame_metrics, temporal_stability
 
 __all__ = ["evaluate_dsanet", "ClipScores", "score_clips", "dsanet_report"]
@@ -37,7 +51,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ClipScores:
     """What :func:`score_clips` measured: ``rows`` ``[(noise label, mean metrics)]``, ``temporal`` ``{noise label:
-    stability}``, ``per_clip`` CSV rows, the ``overlays`` to draw, and the frame counts."""
+    stability}``, ``per_clip`` CSV rows, the ``overlays`` to draw, the frame counts, and for several structures
+    ``structures`` ``{noise label: {structure: metrics, "mean": metrics}}``."""
 
     rows: list[tuple[str, dict[str, float]]] = field(default_factory=list)
     temporal: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -47,15 +62,18 @@ class ClipScores:
     n_frames: int = 0
     n_frames_total: int = 0
     n_sparse_clips: int = 0
+    structures: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 def score_clips(predictor, size: int, clips: Sequence[tuple[Any, np.ndarray, np.ndarray]],
                 speckle: Sequence[float] = (), seed: int = 0, overlay_clips: int = 2,
-                overlay_frames: int = 4) -> ClipScores:
+                overlay_frames: int = 4, labels=None) -> ClipScores:
     """Metrics of ``predictor`` on ``clips`` (``(record, cine, label)``) for no noise and each speckle ``L``.
 
-    Only each clip's labelled frames are scored (sparse-frame labels); the overlays are the no-noise predictions of
-    ``overlay_frames`` evenly spaced labelled frames of the first ``overlay_clips`` clips.
+    With ``labels`` of several structures the labels are class indices (``load_clip_arrays(..., labels=)``) and
+    every structure is scored (module docstring). Only each clip's labelled frames are scored (sparse-frame
+    labels); the overlays are the no-noise predictions of ``overlay_frames`` evenly spaced labelled frames of the
+    first ``overlay_clips`` clips.
     """
     from usseg_models.transforms.pipeline import (
         Augmentation,
@@ -72,7 +90,8 @@ def score_clips(predictor, size: int, clips: Sequence[tuple[Any, np.ndarray, np.
         noise = None if L is None else Augmentation.speckle_only(L)
         pipeline = ModelPipeline("cine", size).transform(noise)
         pipeline.set_random_state(seed)
-        frames_metrics, stabilities = [], []
+        frames_metrics, stabilities, per_structure = [], [], []
+        multi = several_structures(labels)
         for k, (rec, cine, label) in enumerate(clips):
             x = torch.as_tensor(pipeline({"image": cine})["image"]).float()
             logits = predictor.predict_logits(x).cpu()
@@ -80,17 +99,26 @@ def score_clips(predictor, size: int, clips: Sequence[tuple[Any, np.ndarray, np.
             pred = postprocess_logits(logits, xy)  # (X, Y, T)
             prob = postprocess_probabilities(logits, xy)  # (X, Y, T)
             idx = scored[rec.id]
-            m = per_frame_metrics(pred[..., idx], label[..., idx], prob=prob[..., idx], frame_axis=-1)
+            extra_cols = {}
+            if multi:
+                per = structure_frame_metrics(pred[..., idx], label[..., idx], labels, frame_axis=-1)
+                per_structure.append(per)
+                m = per["mean"]
+                extra_cols = {f"dice_{name}": float(per[name]["dice"].mean()) for name in labels.names}
+            else:
+                m = per_frame_metrics(pred[..., idx], label[..., idx], prob=prob[..., idx], frame_axis=-1)
             frames_metrics.append(m)
             full = len(idx) == label.shape[-1]
-            ts = temporal_stability(pred, label, frame_axis=-1) if full and label.shape[-1] > 1 else None
+            ts = (temporal_stability(pred > 0, label > 0, frame_axis=-1) if full and label.shape[-1] > 1
+                  else None)
             if ts is not None:
                 stabilities.append(ts)
             out.per_clip.append({"clip": rec.id, "noise": noise_label(L), "frames": len(idx),
                                  "frames_total": int(label.shape[-1]),
                                  **{key: float(v.mean()) for key, v in m.items()},
                                  "temporal_pred": ts["pred_consecutive_dice"] if ts else float("nan"),
-                                 "temporal_true": ts["true_consecutive_dice"] if ts else float("nan")})
+                                 "temporal_true": ts["true_consecutive_dice"] if ts else float("nan"),
+                                 **extra_cols})
             if L is None and k < overlay_clips:
                 picks = np.linspace(0, len(idx) - 1, min(overlay_frames, len(idx))).round().astype(int).tolist()
                 for t in sorted({idx[i] for i in picks}):
@@ -98,6 +126,8 @@ def score_clips(predictor, size: int, clips: Sequence[tuple[Any, np.ndarray, np.
                                                 label[:, :, t], pred[:, :, t]))
         agg = mean_metrics(frames_metrics)
         out.rows.append((noise_label(L), agg))
+        if multi:
+            out.structures[noise_label(L)] = structure_rows(per_structure)
         if stabilities:
             out.temporal[noise_label(L)] = {key: float(np.mean([s[key] for s in stabilities]))
                                             for key in stabilities[0]}
@@ -136,6 +166,7 @@ def dsanet_report(scores: ClipScores, source: str, data: str | Path, split: str 
         *[f"| {k} | {v['pred_consecutive_dice']:.4f} | {v['true_consecutive_dice']:.4f} | {v['difference']:+.4f} "
           f"| {v['mean_abs_difference']:.4f} |" for k, v in scores.temporal.items()],
         "",
+        *structure_section(scores.structures, VIDEO_COLUMNS),
         "## Overlays (frame | truth in green | prediction in red)",
         "",
         *[f"![{p.stem}](overlays/{p.name})" for p in overlay_paths],
@@ -166,7 +197,8 @@ def evaluate_dsanet(
         speckle: numbers of looks ``L`` for the robustness rows (paper: 25 mild, 20 heavy); ``()`` = none.
         split: evaluate only this split folder (e.g. ``"test"``); ``None`` = every clip found.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        label_value: foreground class; ``None`` = the value stored in the checkpoint (else any non-zero).
+        label_value: foreground class; ``None`` = the value stored in the checkpoint (else any non-zero). A
+            checkpoint of several structures is scored per structure with its stored label set instead.
         seed: seed of the speckle draws (reproducible tables).
         overlay_clips, overlay_frames: how many clips / evenly spaced frames get overlay PNGs (no-noise row).
         batch_size: target frames decoded together.
@@ -175,27 +207,35 @@ def evaluate_dsanet(
     Returns:
         dict with ``rows`` (``{noise_label: metrics}``), ``temporal`` (``{noise_label: stability}``),
         ``report``, ``overlays``, ``n_clips``, ``n_frames`` (labelled frames scored), ``n_frames_total`` (frames
-        segmented), ``n_sparse_clips`` (clips with sparse-frame labels).
+        segmented), ``n_sparse_clips`` (clips with sparse-frame labels), ``labels`` (the label set, ``"1:LV,..."``),
+        and ``structures`` (``{noise_label: {structure: metrics, "mean": metrics}}``; empty for one structure).
     """
     from usseg_models.data.datasets import load_clip_arrays
     from usseg_models.data.discovery import discover_clips
-    from usseg_models.inference.video import DSANetPredictor
+    from usseg_models.inference.video import DSANetPredictor, checkpoint_labels
     from usseg_models.training.distributed import resolve_device
 
     model, payload = load_model_for(checkpoint, ("dsanet",))
     size = int(payload["spatial_size"])
+    labels = checkpoint_labels(payload, checkpoint)
+    multi = several_structures(labels)
     if label_value is None:
         label_value = (payload.get("extra") or {}).get("label_value")
+    if multi:
+        label_value = None
     dev = resolve_device(device)
     predictor = DSANetPredictor(model, size, device=dev, amp=dev.type == "cuda" if amp is None else amp,
-                                batch_size=batch_size)
-    clips = [(r, *load_clip_arrays(r, label_value)) for r in discover_clips(data, split=split)]
-    scores = score_clips(predictor, size, clips, speckle, seed, overlay_clips, overlay_frames)
+                                batch_size=batch_size, labels=labels)
+    clips = [(r, *load_clip_arrays(r, label_value, labels if multi else None))
+             for r in discover_clips(data, split=split)]
+    scores = score_clips(predictor, size, clips, speckle, seed, overlay_clips, overlay_frames,
+                         labels=labels if multi else None)
     source = (f"`{checkpoint}` ({payload['network']}/{payload['config']}, input {size} px, "
               f"epoch {(payload.get('extra') or {}).get('epoch', '?')})")
     metrics = {"rows": dict(scores.rows), "temporal": scores.temporal, "n_clips": scores.n_clips,
                "n_frames": scores.n_frames, "n_frames_total": scores.n_frames_total,
-               "n_sparse_clips": scores.n_sparse_clips, "checkpoint": str(checkpoint)}
+               "n_sparse_clips": scores.n_sparse_clips, "checkpoint": str(checkpoint),
+               "labels": predictor.labels.describe(), "structures": scores.structures}
     report, csv_path, overlays = write_evaluation(
         out_dir, scores.overlays, lambda paths: dsanet_report(scores, source, data, split, seed, paths),
         "per_clip.csv", scores.per_clip, metrics)

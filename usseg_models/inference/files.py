@@ -11,10 +11,13 @@ Each item is read by :func:`usseg_models.io.load_image` (validated first), segme
 written with :mod:`usseg_models.io.writers` in the input's geometry (affine of the DICOM calibration or NIfTI/NRRD
 header; identity for PNG/JPEG/video) under the output folder, keeping the input's sub-folders:
 
-- ``nii.gz`` (default): ``<name>.nii.gz``, ``uint8`` 0/1, ``(X, Y[, T])`` (a one-slice input keeps ``(X, Y, 1)``);
-- ``seg.nrrd``: ``<name>.seg.nrrd``, a 3D Slicer segmentation with one segment ``foreground``;
+- ``nii.gz`` (default): ``<name>.nii.gz``, ``uint8`` label values (0/1 for one structure), ``(X, Y[, T])`` (a
+  one-slice input keeps ``(X, Y, 1)``);
+- ``seg.nrrd``: ``<name>.seg.nrrd``, a 3D Slicer segmentation with one segment per structure: the model palette's
+  segment for a one-structure checkpoint, else the names and colours of the checkpoint's label set
+  (:attr:`predictor.labels <usseg_models.inference.video.DSANetPredictor.labels>`);
 - ``png``: ``<name>.png`` for an image, ``<name>/<frame>.png`` for a cine (the frame file names of a frame folder,
-  else ``frame_0000.png``...); foreground 255, background 0.
+  else ``frame_0000.png``...); one structure: foreground 255, background 0; several: the label values.
 
 ``overlay="mp4"`` (or ``"gif"``) also writes ``<name>_overlay.mp4``: every frame in grey with the mask outline in red,
 at the clip's frame rate (25 frames/s when unknown), enlarged by a whole factor to at least 256 rows; an image gets
@@ -38,7 +41,8 @@ from usseg_models.io.formats import SUFFIXES, has_readable_name, suffixes_of
 from usseg_models.io.layout import spatial_ndim
 from usseg_models.io.validate import file_is_dicom
 
-__all__ = ["PredictItem", "collect_inputs", "predict_item", "overlay_frames", "OUTPUT_FORMATS", "predict_files"]
+__all__ = ["PredictItem", "collect_inputs", "predict_item", "overlay_frames", "OUTPUT_FORMATS", "predict_files",
+           "output_segments"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,25 +219,36 @@ def overlay_frames(array: np.ndarray, label: np.ndarray, meta: dict[str, Any]) -
     return np.stack(out)
 
 
-def _write_outputs(out_dir: Path, item: PredictItem, label: np.ndarray, array: np.ndarray, meta: dict[str, Any],
-                   fmt: str, overlay: str | None, model: str = "dsanet") -> list[Path]:
+def output_segments(model: str, labels: Any = None) -> list[dict[str, Any]]:
+    """Segments (``label_value``, ``name``, ``color``) of a prediction's label file: the model palette's for the
+    default one-structure label set (as before label sets), else those of ``labels`` (names and colours)."""
     from usseg_models import palette
+    from usseg_models.labels import LabelSet
+
+    if labels is None or labels == LabelSet.binary():
+        return palette.segments(model)
+    return palette.segments_from(labels.label_names(), labels.label_colors())
+
+
+def _write_outputs(out_dir: Path, item: PredictItem, label: np.ndarray, array: np.ndarray, meta: dict[str, Any],
+                   fmt: str, overlay: str | None, model: str = "dsanet", labels: Any = None) -> list[Path]:
     from usseg_models.io import writers
     from usseg_models.io.video import write_video
 
     base = out_dir / item.name
     written = []
+    png_mode = "binary" if labels is None or labels.is_binary else "labels"
     if fmt == "png":
         if label.ndim == 2:
-            written.append(writers.write_png(base.with_name(base.name + ".png"), label, mode="binary"))
+            written.append(writers.write_png(base.with_name(base.name + ".png"), label, mode=png_mode))
         else:
             names = ([p.stem for p in item.paths] if len(item.paths) == label.shape[2]
                      else [f"frame_{t:04d}" for t in range(label.shape[2])])
             for t, stem in enumerate(names):
-                written.append(writers.write_png(base / f"{stem}.png", label[:, :, t], mode="binary"))
+                written.append(writers.write_png(base / f"{stem}.png", label[:, :, t], mode=png_mode))
     elif fmt == "seg.nrrd":
         written.append(writers.write_label(base.with_name(base.name + ".seg.nrrd"), label, meta,
-                                           segments=palette.segments(model)))
+                                           segments=output_segments(model, labels)))
     else:
         written.append(writers.write_label(base.with_name(base.name + ".nii.gz"), label, meta))
     if overlay:
@@ -275,7 +290,8 @@ def predict_files(
         on_error: called with the item and the exception of every failure.
 
     Returns:
-        one row per item: ``input``, ``outputs``, ``shape``, ``foreground_fraction``, ``status``, ``error``.
+        one row per item: ``input``, ``outputs``, ``shape``, ``foreground_fraction`` (any structure), ``status``,
+        ``error``.
     """
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be one of {OUTPUT_FORMATS}, got {fmt!r}")
@@ -286,7 +302,8 @@ def predict_files(
     for item in (progress(items) if progress else items):
         try:
             label, array, meta = predict_item(predictor, model, item)
-            outputs = _write_outputs(out_dir, item, label, array, meta, fmt, overlay, model)
+            outputs = _write_outputs(out_dir, item, label, array, meta, fmt, overlay, model,
+                                     getattr(predictor, "labels", None))
         except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others; reported to the caller
             if on_error:
                 on_error(item, exc)
@@ -294,6 +311,7 @@ def predict_files(
                          "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
             continue
         rows.append({"input": item.describe(), "outputs": ";".join(str(p) for p in outputs),
-                     "shape": "x".join(map(str, label.shape)), "foreground_fraction": f"{float(label.mean()):.4f}",
+                     "shape": "x".join(map(str, label.shape)),
+                     "foreground_fraction": f"{float((label > 0).mean()):.4f}",
                      "status": "ok", "error": ""})
     return rows

@@ -27,6 +27,10 @@ four frames) is completed by ``propagate(state, flush=True)``, which applies the
 Inputs come from the one network-input pipeline (:class:`~usseg_models.transforms.pipeline.ModelPipeline`, kind
 ``"cine"``: the inference stages, defaults: scaling by the stored type, no fan mask) and masks go back through its
 inverse. Streaming runs the pipeline on each frame on its own, which gives the same tensors as the whole cine.
+
+**Structures.** :attr:`DSANetPredictor.labels` is the model's :class:`~usseg_models.labels.LabelSet` (from the
+checkpoint's ``extra["labels"]``; one structure, value 1, by default). Masks hold its **label values**: 0/1 for one
+structure as always, ``0, v_1, ..., v_n`` for several (argmax of the ``1 + n`` logit channels).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from usseg_models.labels import LabelSet, labels_from_checkpoint
 from usseg_models.networks.checkpoint import unwrap_model
 from usseg_models.transforms.clip import window_indices
 from usseg_models.transforms.pipeline import ModelPipeline
@@ -87,6 +92,11 @@ class DSANetPredictor:
         device: torch device for the computation.
         amp: run under bfloat16 autocast (CUDA, or CPUs with bf16 support); logits are returned as float32.
         batch_size: target frames decoded together (and new frames encoded together) in :meth:`predict_clip`.
+        labels: the structures of the model's output channels (default :meth:`LabelSet.binary`); must fit the
+            model's ``out_channels``.
+
+    Raises:
+        ValueError: a bad ``spatial_size``/``batch_size``, or ``labels`` that do not fit the model's channels.
 
     Examples::
 
@@ -105,6 +115,7 @@ class DSANetPredictor:
         device: str | torch.device = "cpu",
         amp: bool = False,
         batch_size: int = 8,
+        labels: LabelSet | None = None,
     ) -> None:
         model = unwrap_model(model)
         for attr in ("encode_frame", "decode_from_features"):
@@ -123,6 +134,7 @@ class DSANetPredictor:
         self.amp = bool(amp)
         self.batch_size = int(batch_size)
         self.in_channels = int(getattr(model, "in_channels", 3))
+        self.labels = _fit_labels(labels, model)
 
     @classmethod
     def from_checkpoint(
@@ -146,7 +158,8 @@ class DSANetPredictor:
             raise CheckpointError(
                 f"{path} holds a {payload['network']} network; DSANetPredictor needs a dsanet checkpoint"
             )
-        return cls(model, int(payload["spatial_size"]), device=device, amp=amp, batch_size=batch_size)
+        labels = checkpoint_labels(payload, path)
+        return cls(model, int(payload["spatial_size"]), device=device, amp=amp, batch_size=batch_size, labels=labels)
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -189,10 +202,12 @@ class DSANetPredictor:
         return self._check_frames(clip), (int(arr.shape[0]), int(arr.shape[1]))
 
     def _masks(self, logits: torch.Tensor, original_xy: tuple[int, int] | None) -> np.ndarray:
-        """``(n, 1, S, S)`` logits → uint8 ``(X, Y, n)`` masks (``(S, S, n)`` for preprocessed input)."""
-        if logits.shape[1] != 1:
-            raise ValueError(f"masks need one logit channel, the model gives {logits.shape[1]}")
-        return self.pipeline.inverse(logits.cpu(), original_xy or (self.spatial_size, self.spatial_size))
+        """``(n, C, S, S)`` logits → uint8 ``(X, Y, n)`` label values (``(S, S, n)`` for preprocessed input)."""
+        if logits.shape[1] != self.labels.out_channels:
+            raise ValueError(f"the label set {self.labels.describe()} needs {self.labels.out_channels} logit "
+                             f"channel(s), the model gives {logits.shape[1]}")
+        indices = self.pipeline.inverse(logits.cpu(), original_xy or (self.spatial_size, self.spatial_size))
+        return indices if self.labels.is_binary and self.labels.values == (1,) else self.labels.to_values(indices)
 
     # ------------------------------------------------------------------ clip level
     @torch.inference_mode()
@@ -245,7 +260,8 @@ class DSANetPredictor:
                 preprocessed ``(T, C, S, S)`` float tensor.
 
         Returns:
-            uint8 {0, 1} label volume ``(X, Y, T)`` (``(S, S, T)`` for preprocessed input).
+            uint8 label volume ``(X, Y, T)`` of :attr:`labels` values (0/1 for one structure; ``(S, S, T)`` for
+            preprocessed input).
         """
         clip, original_xy = self._to_tensor_clip(frames)
         return self._masks(self.predict_logits(clip), original_xy)
@@ -324,7 +340,8 @@ class DSANetPredictor:
             flush: the cine has ended: compute the remaining targets (short-clip rule) and close the stream.
 
         Yields:
-            ``(frame_idx, mask)`` with ``mask`` uint8 ``(X, Y)`` (``(S, S)`` for preprocessed frames).
+            ``(frame_idx, mask)`` with ``mask`` uint8 ``(X, Y)`` of label values (``(S, S)`` for preprocessed
+            frames).
         """
         if flush and not state.finished:
             state.finished = True
@@ -341,3 +358,34 @@ class DSANetPredictor:
             self.add_frame(state, frame)
             yield from self.propagate(state)
         yield from self.propagate(state, flush=True)
+
+
+def checkpoint_labels(payload: dict, source: Any = "checkpoint") -> LabelSet | None:
+    """The label set a checkpoint stores (``extra["labels"]``; ``None`` for older checkpoints: the predictor's
+    default then applies).
+
+    Raises:
+        CheckpointError: a malformed stored label set.
+    """
+    from usseg_models.errors import CheckpointError
+    from usseg_models.labels import LabelSetError
+
+    try:
+        return labels_from_checkpoint(payload, None)
+    except LabelSetError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
+
+
+def _fit_labels(labels: LabelSet | None, model: nn.Module) -> LabelSet:
+    """``labels`` checked against the model's ``out_channels`` when it has one. Default: one structure (value 1),
+    or for a model of ``1 + n >= 3`` channels the values ``1..n`` named ``label_<v>``."""
+    channels = getattr(model, "out_channels", None)
+    if labels is None:
+        several = isinstance(channels, int) and channels >= 3
+        labels = LabelSet.from_values(range(1, channels)) if several else LabelSet.binary()
+    if not isinstance(labels, LabelSet):
+        raise TypeError(f"labels must be a LabelSet, got {type(labels).__name__}")
+    if isinstance(channels, int) and channels != labels.out_channels:
+        raise ValueError(f"the label set {labels.describe()} needs {labels.out_channels} output channel(s); the model "
+                         f"has {channels}")
+    return labels
