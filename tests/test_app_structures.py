@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from monailabel_app.lib.configs import IntraSenseConfig
 from monailabel_app.lib.label_checks import LabelMismatch, check_label
@@ -218,3 +219,54 @@ def test_bad_labels_stop_the_app_with_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert lines == ["usseg app cannot start: --conf labels '1:LV,1:MYO': label values must be distinct, got [1, 1]"]
+
+
+def test_infer_task_predictor_answers_the_configured_values(tmp_path):
+    config = IntraSenseConfig()
+    config.init("intrasense", str(tmp_path / "model"), {"labels": "1:LV,2:MYO,4:LA", "config": "small"}, None)
+    task = config.infer()["intrasense"]
+    image = np.random.default_rng(0).integers(0, 255, (40, 30), dtype=np.uint8)
+    with config.store.lock:
+        network, _ = config.store.refresh()
+        label = task.predict(network, image)
+    assert task._predictor.labels == config.store.labels
+    assert label.shape == (40, 30) and label.dtype == np.uint8 and set(np.unique(label)) <= {0, 1, 2, 4}
+
+
+# ---- training from the datastore with the label set ------------------------------------------------------------
+def _study(folder, name, seed):
+    """A 64 x 64 image whose three bright blobs are labelled 1, 2, 3 (labels/final/<name>.png)."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 40, (64, 64)).astype(np.uint8)
+    label = np.zeros((64, 64), np.uint8)
+    for value, (r, c) in enumerate(((8, 8), (30, 36), (44, 12)), start=1):
+        label[r:r + 14, c:c + 14] = value
+        image[r:r + 14, c:c + 14] += np.uint8(60 * value)
+    Image.fromarray(image).save(folder / f"{name}.png")
+    Image.fromarray(label).save(folder / "labels" / "final" / f"{name}.png")
+
+
+def test_training_from_the_datastore_with_three_structures(tmp_path):
+    from monailabel_app.lib.datastore import SafeLocalDatastore
+    from usseg_models.networks.checkpoint import read_checkpoint
+
+    studies = tmp_path / "studies"
+    (studies / "labels" / "final").mkdir(parents=True)
+    for i in range(4):
+        _study(studies, f"img_{i}", i)
+    datastore = SafeLocalDatastore(str(studies), extensions=["*.png"])
+    config = IntraSenseConfig()
+    config.init("intrasense", str(tmp_path / "model"), {"labels": THREE, "config": "small", "device": "cpu"}, None)
+    trainer = config.trainer()
+    stats = trainer({"max_epochs": 2, "lr": 1e-3, "val_split": 0.5, "min_val_frames": 0}, datastore)
+    assert stats["labels"] == THREE and stats["publish"] is True, stats
+    assert stats["val_items"] and 0.0 <= stats["candidate_dice"] <= 1.0  # mean Dice over the three structures
+    published = config.store.trained_path
+    assert published.name == "intrasense_1-LV_2-MYO_3-LA.pt" and published.is_file()
+    payload = read_checkpoint(published)
+    assert [d["name"] for d in payload["extra"]["labels"]] == ["LV", "MYO", "LA"]
+    assert payload["state_dict"]["head.weight"].shape[0] == 4
+    assert (tmp_path / "model" / "intrasense_1-LV_2-MYO_3-LA_train.json").is_file()
+    assert not (tmp_path / "model" / "intrasense.pt").exists()
+    _, version = config.store.refresh()
+    assert version["weights"] == published.name

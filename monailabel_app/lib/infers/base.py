@@ -102,9 +102,10 @@ class UltrasoundInferTask(InferTask):
         return info
 
     def label_values(self, predictor: Any, mask: np.ndarray) -> np.ndarray:
-        """The predictor's mask as the model's label values (uint8): a predictor that knows the label set
-        (``predictor.labels``) answers label values already; otherwise its class indices are mapped with
-        :meth:`usseg_models.labels.LabelSet.to_values` (for one structure of value 1 the mask is unchanged)."""
+        """The predictor's mask as the model's label values (uint8): the app's predictors are built with the store's
+        label set (``predictor.labels``) and answer label values already; a predictor without it (class indices)
+        is mapped with :meth:`usseg_models.labels.LabelSet.to_values` (for one structure of value 1 the mask is
+        unchanged)."""
         if getattr(predictor, "labels", None) == self.store.labels:
             return np.asarray(mask, dtype=np.uint8)
         return self.store.labels.to_values(mask)

@@ -41,7 +41,8 @@ class DSANetInfer(UltrasoundInferTask):
     def predict(self, network: Any, data: np.ndarray) -> np.ndarray:
         if self._predictor is None:
             self._predictor = DSANetPredictor(
-                network, self.store.spatial_size, self.store.device, amp=self.store.device.type == "cuda"
+                network, self.store.spatial_size, self.store.device, amp=self.store.device.type == "cuda",
+                labels=self.store.labels,
             )
         return self.label_values(self._predictor, self._predictor.predict_clip(data))
 
