@@ -3,10 +3,18 @@
 Request (``POST /infer/dsanet_refine``, MONAI Label's own infer route, so the official client works):
 
 - the cine: ``image=<datastore id>`` or an uploaded ``file``, exactly as for ``/infer/dsanet``;
-- ``label``: the partly corrected label file, ``(X, Y, T)`` like the cine (NIfTI, NRRD or ``.seg.nrrd``); only the
-  frames named in ``corrected_frames`` are read, and they must hold only 0 and 1;
-- ``params``: ``{"corrected_frames": [t, ...], "mode": m, "max_steps": n, "time_budget_s": s, "seed": k}`` (all but
-  the first optional; steps and seconds at most the server's limits).
+- ``label``: the partly corrected label file, ``(X, Y, T)`` like the cine (NIfTI, NRRD or ``.seg.nrrd``), holding
+  label values; the frames named in ``corrected_frames`` must hold only 0 and the values of the model's label set
+  (0 and 1 for a one-structure model; others are refused with 422);
+- ``params``: ``{"corrected_frames": [t, ...], "corrected_structures": {"t": [value or name, ...]}, "mode": m,
+  "max_steps": n, "time_budget_s": s, "seed": k}`` (all but the first optional; steps and seconds at most the
+  server's limits).
+
+Several structures: ``corrected_structures`` says which structures the correction of a frame covers (frames not
+listed: every structure). A structure not covered on a corrected frame is propagated there from the frames that do
+correct it, never taken as background; a structure corrected on no frame keeps what the uploaded label holds for it
+(the label the user sees now; values outside the label set there count as background). See
+:func:`usseg_models.inference.refine.refine_from_corrections`.
 
 ``mode`` (:data:`usseg_models.inference.refine.REFINE_MODES`): ``"hybrid"`` (default: optical-flow propagation of the
 corrected masks, a copy of the served network adapted to the clip with its backbone frozen, fused per frame),
@@ -51,9 +59,11 @@ from usseg_models.inference.refine import (
     RefinementError,
     RefineSettings,
     check_corrections,
+    check_structures,
     refine_from_corrections,
 )
 from usseg_models.io import load_image
+from usseg_models.labels import LabelSet
 
 __all__ = ["DSANetRefineInfer", "RefineLimits"]
 
@@ -120,7 +130,28 @@ class DSANetRefineInfer(DSANetInfer):
         info["refine"] = self.limits.as_dict()
         return info
 
-    def _corrections(self, request: dict[str, Any], num_frames: int, xy: tuple[int, int]) -> dict[int, np.ndarray]:
+    def label_set(self) -> LabelSet | None:
+        """The model's structures; ``None`` for one structure (refinement then takes 0/1 masks, as always)."""
+        if len(self.labels) <= 1:
+            return None
+        return LabelSet.from_names(dict(self.labels))
+
+    def _structures(self, request: dict[str, Any], corrections: dict[int, np.ndarray],
+                    labels: LabelSet | None) -> dict[int, tuple[int, ...]] | None:
+        """``params.corrected_structures`` checked against the corrected frames and the label set (422)."""
+        given = request.get("corrected_structures")
+        if given is None:
+            return None
+        if not isinstance(given, dict):
+            raise unprocessable("corrected_structures must be an object {frame: [label value or name, ...]}, "
+                                f"got {type(given).__name__}")
+        try:
+            return check_structures(given, corrections, labels or LabelSet.binary())
+        except RefinementError as exc:
+            raise unprocessable(f"corrected_structures: {exc}") from exc
+
+    def _corrections(self, request: dict[str, Any], num_frames: int, xy: tuple[int, int]
+                     ) -> tuple[dict[int, np.ndarray], np.ndarray]:
         frames = request.get("corrected_frames")
         if frames is None:
             raise unprocessable("corrected_frames is required: the list of frames you corrected (0-based)")
@@ -147,14 +178,16 @@ class DSANetRefineInfer(DSANetInfer):
                 f"the label is shaped {tuple(label.shape)}, the cine is {(*xy, num_frames)} (X, Y, T): "
                 "send one label frame per cine frame"
             )
-        try:  # the library's own check of each corrected mask (finite, only 0 and 1)
-            return check_corrections({t: label[..., t] for t in frames}, num_frames, xy)
+        try:  # the library's own check of each corrected mask (finite, only 0 and the label set's values)
+            return check_corrections({t: label[..., t] for t in frames}, num_frames, xy, self.label_set()), label
         except RefinementError as exc:
             raise unprocessable(str(exc)) from exc
 
     def run(self, data, request, array, meta):
         num_frames, xy = int(data.shape[2]), (int(data.shape[0]), int(data.shape[1]))
-        corrections = self._corrections(request, num_frames, xy)
+        corrections, uploaded = self._corrections(request, num_frames, xy)
+        labels = self.label_set()
+        structures = self._structures(request, corrections, labels)
         seed = request.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise unprocessable(f"seed must be an integer, got {seed!r}")
@@ -180,7 +213,10 @@ class DSANetRefineInfer(DSANetInfer):
                 snapshot = None if mode == "propagate" else copy.deepcopy(network)
             result = refine_from_corrections(snapshot, data, corrections, self.store.spatial_size, settings,
                                  device=self.store.device, amp=self.store.device.type == "cuda", copy_model=False,
-                                 cache=self.cache, model_version=json.dumps(version, sort_keys=True, default=str))
+                                 cache=self.cache, model_version=json.dumps(version, sort_keys=True, default=str),
+                                 labels=labels, structures=structures, base=None if labels is None else uploaded)
+        except RefinementError as exc:  # e.g. a served network whose channels do not fit the label set
+            raise unprocessable(str(exc)) from exc
         finally:
             self.limits.slots.release()
         extra = {"refinement": result.summary()}

@@ -11,6 +11,12 @@ adaptation only.
   fast answer to show while the user goes on), then the ``hybrid`` request whose label it returns; with a server
   that lists no ``propagate`` mode (an older server) only the second.
 
+Several structures: the label holds label values (those the server's task lists in ``GET /info/``,
+``models[task]["labels"]``), and ``corrected_structures`` (``{frame: [label values]}``) says which structures the
+correction of a frame covers (frames not named: every structure). The server propagates a structure not covered on a
+corrected frame from the frames that do correct it; only the covered structures of a corrected frame are kept as
+drawn.
+
 A request can take several seconds, so the requests go from a worker thread while the caller waits, reports
 progress and honours a cancel flag: cancelling stops the wait and returns ``None`` at once (the server finishes its
 bounded work and the answer is dropped; a second phase not started yet is not sent).
@@ -39,6 +45,7 @@ from .volumeio import read_volume, write_nifti
 
 __all__ = [
     "DEFAULT_REFINE_SUFFIX",
+    "task_label_values",
     "PHASE_PROPAGATE",
     "PHASE_REFINE",
     "refine_clip",
@@ -81,6 +88,15 @@ def refine_modes(info: dict[str, Any], task: str) -> list[str]:
     return [str(m) for m in modes]
 
 
+def task_label_values(info: dict[str, Any], task: str) -> list[int] | None:
+    """The label values of the server's ``task`` (``GET /info/``, ``models[task]["labels"]``) when it segments
+    several structures; ``None`` for one structure (refinement then takes a binary 0/1 label)."""
+    labels = ((info.get("models") or {}).get(task) or {}).get("labels") or {}
+    if isinstance(labels, dict) and len(labels) > 1:
+        return sorted(int(v) for v in labels.values())
+    return None
+
+
 def refine_status(phase: str, seconds: float, propagated: bool = False) -> str:
     """The panel's progress text while a refinement phase runs: ``"propagating… 0 s"``, then (with the propagated
     label shown) ``"propagated — refining… 3 s"``; ``"refining… 3 s"`` for a refinement without a first phase."""
@@ -100,10 +116,29 @@ class _Inputs:
     label_path: str
     clip_path: str | None
     image_id: str | None
+    structures: dict[int, list[int]]  # frames whose correction covers only some structures
+
+
+def _structures(corrected_structures: dict[int, Iterable[int]] | None, frames: list[int],
+                values: set[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for frame, items in (corrected_structures or {}).items():
+        f = int(frame)
+        if f not in frames:
+            raise ValueError(f"corrected_structures names frame {f}, which is not a corrected frame {frames}")
+        chosen = sorted({int(v) for v in items})
+        if not chosen:
+            raise ValueError(f"corrected_structures of frame {f} is empty: name the structures you corrected")
+        bad = [v for v in chosen if v not in values or v == 0]
+        if bad:
+            raise ValueError(f"corrected_structures of frame {f}: {bad} not among the label values {sorted(values)}")
+        out[f] = chosen
+    return out
 
 
 def _inputs(label: Clip, corrected_frames: Iterable[int], clip: Clip | None, image_id: str | None,
-            workdir: str | None) -> _Inputs:
+            workdir: str | None, label_values: Iterable[int] | None = None,
+            corrected_structures: dict[int, Iterable[int]] | None = None) -> _Inputs:
     frames = sorted({int(f) for f in corrected_frames})
     if not frames:
         raise ValueError("refinement needs at least one corrected frame: draw or check a frame first")
@@ -114,12 +149,24 @@ def _inputs(label: Clip, corrected_frames: Iterable[int], clip: Clip | None, ima
     if bad:
         raise ClipGeometryError(f"corrected frames {bad} lie outside the clip's {last.num_frames} frames")
     values = set(np.unique(last.voxels).tolist())
-    if not values <= {0, 1}:
-        raise ClipGeometryError(f"a refinement label must be binary (0/1), it holds values {sorted(values)}")
+    allowed = {0, 1} if label_values is None else {0, *(int(v) for v in label_values)}
+    if not values <= allowed:
+        if label_values is None:
+            raise ClipGeometryError(f"a refinement label must be binary (0/1), it holds values {sorted(values)}")
+        raise ClipGeometryError(f"the refinement label holds values {sorted(values - allowed)} outside the server's "
+                                f"label values {sorted(allowed)}")
+    structures = _structures(corrected_structures, frames, allowed)
     tmp = tempfile.mkdtemp(prefix="usseg_refine_", dir=workdir)
     label_path = write_nifti(Clip(last.voxels.astype(np.uint8), last.ijk_to_ras, 2), os.path.join(tmp, "label.nii.gz"))
     clip_path = write_nifti(clip.with_frames_last(), os.path.join(tmp, "clip.nii.gz")) if clip is not None else None
-    return _Inputs(label, last, frames, tmp, label_path, clip_path, image_id)
+    return _Inputs(label, last, frames, tmp, label_path, clip_path, image_id, structures)
+
+
+def _with_structures(params: dict[str, Any] | None, inputs: _Inputs) -> dict[str, Any] | None:
+    """The request parameters with ``corrected_structures`` when some frame covers only some structures."""
+    if not inputs.structures:
+        return params
+    return {**(params or {}), "corrected_structures": {str(f): v for f, v in inputs.structures.items()}}
 
 
 def _send(client: MonaiLabelClient, model: str, inputs: _Inputs, requests: list[dict[str, Any] | None],
@@ -198,6 +245,8 @@ def refine_clip(
     poll_interval: float = 0.1,
     answer: dict[str, Any] | None = None,
     workdir: str | None = None,
+    label_values: Iterable[int] | None = None,
+    corrected_structures: dict[int, Iterable[int]] | None = None,
 ) -> Clip | None:
     """Refine ``label`` from its corrected frames on the server (one request) and return the refined label of
     every frame.
@@ -205,7 +254,8 @@ def refine_clip(
     Args:
         client: the server client (the request goes through a clone of it, so the caller may keep using it).
         model: the refinement task, e.g. ``"dsanet_refine"`` (see :func:`refine_model_name`).
-        label: the clip's label, binary (0/1), frames last, on the clip's grid; only corrected frames matter.
+        label: the clip's label, frames last, on the clip's grid: binary (0/1), or the server's label values
+            (``label_values``); the corrected frames are the user's, the others the label shown now.
         corrected_frames: frames the user drew or checked (0-based, at least one).
         clip: the clip itself, uploaded with the request; or
         image_id: the clip's datastore id (exactly one of ``clip`` and ``image_id``).
@@ -216,19 +266,25 @@ def refine_clip(
         poll_interval: seconds between progress calls / cancel checks.
         answer: when given, filled with the server's result parameters (``refinement``, ``label_names``, ...).
         workdir: directory for the temporary files.
+        label_values: the task's label values when it segments several structures (:func:`task_label_values`);
+            ``None``: a binary label.
+        corrected_structures: ``{frame: [label values]}``: the structures the correction of a frame covers
+            (frames not named: every structure).
 
     Returns:
         The refined label as a clip on ``label``'s grid and matrix, or ``None`` when cancelled.
 
     Raises:
-        ValueError: no corrected frame, or not exactly one of ``clip`` and ``image_id``.
-        ClipGeometryError: a corrected frame outside the clip, a non-binary label, or a refined label of another shape.
+        ValueError: no corrected frame, not exactly one of ``clip`` and ``image_id``, or ``corrected_structures``
+            naming a frame that is not corrected or a value outside ``label_values``.
+        ClipGeometryError: a corrected frame outside the clip, label values outside the allowed ones, or a refined
+            label of another shape.
         ServerError: the server refused (a 4xx names the problem) or failed.
     """
-    inputs = _inputs(label, corrected_frames, clip, image_id, workdir)
+    inputs = _inputs(label, corrected_frames, clip, image_id, workdir, label_values, corrected_structures)
     budget = (params or {}).get("time_budget_s")
     start = time.monotonic()
-    result = _wait(_send(client, model, inputs, [params], cancel), model,
+    result = _wait(_send(client, model, inputs, [_with_structures(params, inputs)], cancel), model,
                    (lambda s: progress(s, budget)) if progress else None, cancel, poll_interval)
     if result is None:
         return None
@@ -241,12 +297,20 @@ def refine_clip(
 
 
 def _as_drawn(refined: Clip, inputs: _Inputs) -> Clip:
-    """``refined`` with the corrected frames exactly as the user drew them."""
+    """``refined`` with the corrected frames exactly as the user drew them (on a frame that covers only some
+    structures, those structures' pixels; the others keep the answer)."""
     axis = inputs.label.frame_axis
     voxels = np.array(refined.voxels, copy=True)
+    whole = [f for f in inputs.frames if f not in inputs.structures]
     index = [slice(None)] * 3
-    index[axis] = inputs.frames
+    index[axis] = whole
     voxels[tuple(index)] = inputs.label.voxels[tuple(index)]
+    for frame, covered in inputs.structures.items():
+        index[axis] = frame
+        drawn, answer = inputs.label.voxels[tuple(index)], voxels[tuple(index)]
+        mine = np.isin(drawn, covered)
+        answer[np.isin(answer, covered) & ~mine] = 0  # a covered structure only where it was drawn
+        answer[mine] = drawn[mine]
     return Clip(voxels, refined.ijk_to_ras, axis)
 
 
@@ -265,6 +329,8 @@ def refine_clip_in_phases(
     answer: dict[str, Any] | None = None,
     workdir: str | None = None,
     info: dict[str, Any] | None = None,
+    label_values: Iterable[int] | None = None,
+    corrected_structures: dict[int, Iterable[int]] | None = None,
 ) -> Clip | None:
     """Refine ``label`` in two phases: the propagated label first (handed to ``on_propagated``), then the refined one.
 
@@ -288,6 +354,9 @@ def refine_clip_in_phases(
         answer: when given, filled with the second answer's parameters, and the first answer's under
             ``"propagated"``.
         info: the server's ``GET /info/`` (asked for when not given).
+        label_values: as for :func:`refine_clip`; default: the task's label values in ``info`` when it segments
+            several structures (:func:`task_label_values`), else a binary label.
+        corrected_structures: as for :func:`refine_clip`.
 
     Returns:
         The refined label on ``label``'s grid and matrix, or ``None`` when cancelled.
@@ -295,15 +364,18 @@ def refine_clip_in_phases(
     Raises:
         as :func:`refine_clip`; a failure of the second phase comes after ``on_propagated`` was called.
     """
-    modes = refine_modes(client.info() if info is None else info, model)
+    info = client.info() if info is None else info
+    modes = refine_modes(info, model)
+    if label_values is None:
+        label_values = task_label_values(info, model)
     final = dict(params or {})
     if modes and "mode" not in final and "hybrid" in modes:
         final["mode"] = "hybrid"
     phases: list[tuple[str, dict[str, Any]]] = [(PHASE_REFINE, final)]
     if PHASE_PROPAGATE in modes and final.get("mode") != PHASE_PROPAGATE:
         phases.insert(0, (PHASE_PROPAGATE, {**final, "mode": PHASE_PROPAGATE}))
-    inputs = _inputs(label, corrected_frames, clip, image_id, workdir)
-    answers = _send(client, model, inputs, [p for _, p in phases], cancel)
+    inputs = _inputs(label, corrected_frames, clip, image_id, workdir, label_values, corrected_structures)
+    answers = _send(client, model, inputs, [_with_structures(p, inputs) for _, p in phases], cancel)
     start = time.monotonic()
     for phase, request in phases:
         budget = request.get("time_budget_s") if phase == PHASE_REFINE else None
