@@ -137,6 +137,20 @@ def test_model_store_loads_its_label_set_and_refuses_another(tmp_path):
     assert default.trained_path.name == "intrasense.pt" and default.weights_path() is None
 
 
+def test_uploaded_checkpoint_of_another_label_set_is_refused(tmp_path):
+    from monailabel_app.lib.checkpoint_upload import validate_checkpoint
+
+    three = palette.colored(parse_labels(THREE))
+    store = ModelStore("intrasense", "small", tmp_path / "model", "cpu", labels=three)
+    binary = save_checkpoint(tmp_path / "binary.pt", build_network("intrasense", "small"), "intrasense", "small")
+    with pytest.raises(CheckpointError, match="'1:foreground'.*'1:LV,2:MYO,3:LA'"):
+        validate_checkpoint(binary, store)
+    net = build_network("intrasense", "small", out_channels=4)
+    ours = save_checkpoint(tmp_path / "ours.pt", net, "intrasense", "small", overrides={"out_channels": 4},
+                           extra={"labels": three.to_json()})
+    assert validate_checkpoint(ours, store)["probe"] == "finite"
+
+
 # ---- infer answers hold label values --------------------------------------------------------------------------
 class _IndexPredictor:
     """A predictor that answers class indices (no label set of its own)."""
