@@ -22,6 +22,9 @@ clip itself provides, never by ground truth the user did not give:
    0.859 to 0.827. With k ≤ 2 nothing is held out, and agreement next to a correction says nothing about frames far
    from it (a model agreeing at Dice 0.94 next to the one correction scored 0.54 over the clip when fused):
    propagation alone.
+
+Several structures (:func:`choose_fusion_structures`): one ``τ`` for every structure, each fused with its own
+distance to its nearest correction; the agreement and the held-out Dice are averaged over structures.
 """
 
 from __future__ import annotations

@@ -14,7 +14,23 @@ Three modes (:data:`REFINE_MODES`):
   with the training pipeline's flips (:func:`usseg_models.inference.adapt.adapt_whole_model`), then the clip
   predicted by the adapted copy.
 
-In every mode the corrected frames are returned exactly as the user drew them, the model passed in is never
+**Several structures** (``labels``: a :class:`~usseg_models.labels.LabelSet` of ``n ≥ 2``; the model then has
+``1 + n`` output channels, softmax): corrections are label maps (label values), and ``structures`` says which
+structures each corrected frame covers (default: all). Each structure is propagated along the clip's one set of
+flows from the frames that correct it (:mod:`usseg_models.propagation.structures`), so a structure left uncorrected
+on a corrected frame is carried there from elsewhere — never taken as background; a structure corrected nowhere
+keeps ``base`` (the label the user sees now), else the model's answer (none in ``"propagate"`` mode). The
+per-structure maps become one label map by argmax with a background probability ``max(0, 1 − Σ p)``
+(:func:`~usseg_models.propagation.structures.combine`).
+The adaptation trains on class indices and **only on frames corrected for every structure** (elsewhere the
+uncorrected structures' pixels are unknown, so they are neither trained as background nor masked out of a loss that
+has no pixel mask: they are left to propagation); held-out frames, the agreement gate and the fusion's ``τ`` work
+as for one structure with scores averaged over structures
+(:func:`~usseg_models.inference.fusion.choose_fusion_structures`). With one structure every number is what it was
+before label sets.
+
+In every mode the corrected frames are returned exactly as the user drew them (with several structures: the
+structures each covers), the model passed in is never
 modified, and a :class:`ClipCache` lets a caller (the server) reuse what does not change between requests of the
 same clip: its flows and — for one model version — the frozen backbone's features.
 
