@@ -6,19 +6,13 @@ The server round trips (segment, edit, submit, refine, ``.seg.nrrd``) are in ``t
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mrml_support import require_slicer_core
 
-slicer = pytest.importorskip(
-    "slicer", reason="slicer-core is not installed (pip install slicer-core==5.13.31053.0): no MRML to test on"
-)
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the installed 'slicer' package is not slicer-core (no vtkMRMLScene)", allow_module_level=True)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" / "USSegClip"))
+slicer = require_slicer_core()
 
 from USSegClipLib import Clip, SegmentStyle, USSegClipError, label_palette  # noqa: E402
 from USSegClipLogic import (  # noqa: E402
