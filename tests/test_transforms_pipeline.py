@@ -198,3 +198,20 @@ def test_probabilities_come_back_in_the_mask_layout():
     assert ((big > 0.5) == (masks > 0)).mean() > 0.97               # the mask is the thresholded probability
     assert 0 < masks.mean() < 1
     assert postprocess_probabilities(logits[0], (40, 24)).shape == (40, 24)
+
+
+def test_label_classes_keep_class_indices_through_resize_and_augmentation():
+    label = np.zeros((48, 40, 4), np.uint8)
+    label[5:20, 5:20] = 1
+    label[25:40, 5:30] = 2
+    label[10:30, 25:38] = 3
+    binary = ModelPipeline("cine", 32).labels(label)
+    classes = ModelPipeline("cine", 32, label_classes=True).labels(label)
+    assert set(torch.unique(binary).tolist()) == {0.0, 1.0}
+    assert set(torch.unique(classes).tolist()) == {0.0, 1.0, 2.0, 3.0}
+    assert torch.equal(classes > 0, binary > 0)                     # the same pixels, values kept
+    pipe = ModelPipeline("cine", 32, augmentation=Augmentation.training("cine"), seed=3, label_classes=True)
+    base = pipe.base(np.random.default_rng(0).integers(0, 255, (48, 40, 4), np.uint8), label)
+    _, augmented = pipe.train_sample(base["image"], base["label"])
+    assert set(torch.unique(augmented).tolist()) <= {0.0, 1.0, 2.0, 3.0}
+    assert len(torch.unique(augmented)) == 4

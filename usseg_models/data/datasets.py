@@ -160,10 +160,12 @@ def load_image_arrays(record: ImageRecord, label_value: int | None = None,
     return image, label
 
 
-def training_pipeline(kind: str, spatial_size: int, augment: bool | Augmentation, seed: int = 0) -> ModelPipeline:
-    """The pipeline of a training set: ``augment`` True = :meth:`Augmentation.training` of the kind, False = none."""
+def training_pipeline(kind: str, spatial_size: int, augment: bool | Augmentation, seed: int = 0,
+                      label_classes: bool = False) -> ModelPipeline:
+    """The pipeline of a training set: ``augment`` True = :meth:`Augmentation.training` of the kind, False = none;
+    ``label_classes`` keeps class-index labels (a label set) instead of {0, 1} foreground."""
     aug = Augmentation.training(kind) if augment is True else (augment or None)
-    return ModelPipeline(kind, spatial_size, augmentation=aug, seed=seed)
+    return ModelPipeline(kind, spatial_size, augmentation=aug, seed=seed, label_classes=label_classes)
 
 
 def _check_size(spatial_size: int) -> int:
@@ -181,20 +183,10 @@ class _PipelineMixin:
 
     def _base(self, image, label) -> tuple[torch.Tensor, torch.Tensor]:
         """Reader arrays through the pipeline's deterministic stage (what the dataset caches): grey ``[0, 1]``
-        image and ``{0, 1}`` label at the network size, ``(T, 1, S, S)`` per clip, ``(1, S, S)`` per image.
-
-        Class indices (several structures): the pipeline's label stage keeps foreground only, so each class ``k``
-        goes through it as the mask ``label == k`` and the resized masks are put back together as ``k`` — exact,
-        since labels are resized with nearest neighbour."""
-        n = int(np.max(label)) if np.size(label) else 0
-        if n <= 1:
-            d = self.pipeline.base(image, label)
-            return d["image"], d["label"]
-        d = self.pipeline.base(image, (label == 1).astype(np.uint8))
-        out = d["label"].clone()
-        for k in range(2, n + 1):
-            out += k * self.pipeline.labels((label == k).astype(np.uint8))
-        return d["image"], out
+        image and ``{0, 1}`` label (class indices with a label set) at the network size, ``(T, 1, S, S)`` per clip,
+        ``(1, S, S)`` per image."""
+        d = self.pipeline.base(image, label)
+        return d["image"], d["label"]
 
 
 class ClipWindowDataset(_PipelineMixin, Dataset):
@@ -245,7 +237,7 @@ class ClipWindowDataset(_PipelineMixin, Dataset):
         self.records = list(records)
         self.spatial_size, self.window = _check_size(spatial_size), int(window)
         self.augment, self.label_value, self.labels = bool(augment), label_value, labels
-        self.pipeline = training_pipeline("cine", self.spatial_size, augment, seed)
+        self.pipeline = training_pipeline("cine", self.spatial_size, augment, seed, label_classes=labels is not None)
         self.clips = [self._base(*load_clip_arrays(r, label_value, labels)) for r in self.records]
         self.labelled = [set(r.labelled_frames(frames.shape[0])) for r, (frames, _) in zip(self.records, self.clips)]
         self.index = [(c, t) for c, (frames, _) in enumerate(self.clips) for t in range(frames.shape[0])
@@ -298,7 +290,7 @@ class ImageSegDataset(_PipelineMixin, Dataset):
         self.records = list(records)
         self.spatial_size, self.augment, self.label_value = _check_size(spatial_size), bool(augment), label_value
         self.labels = labels
-        self.pipeline = training_pipeline("image", self.spatial_size, augment, seed)
+        self.pipeline = training_pipeline("image", self.spatial_size, augment, seed, label_classes=labels is not None)
         self.items = [self._base(*load_image_arrays(r, label_value, labels)) for r in self.records]
 
     def __len__(self) -> int:

@@ -17,7 +17,7 @@ whichever comes first, and are deterministic for a seed (torch and numpy generat
 
 Several structures (a network with ``1 + n`` output channels, softmax): ``class_indices=True`` and ``label`` holds
 **class indices** (0 = background, ``i`` = the ``i``-th structure of the label set), resized to the network size
-with nearest-neighbour (the pipeline's own label step binarises); :class:`~usseg_models.losses.dsanet_loss.DSANetLoss`
+with nearest-neighbour (the pipeline with ``label_classes=True``); :class:`~usseg_models.losses.dsanet_loss.DSANetLoss`
 then scores softmax cross-entropy + per-structure Dice. The caller gives only frames on which **every** pixel's class
 is known (:func:`usseg_models.inference.refine.refine_from_corrections` trains on frames corrected for every
 structure, never on a frame where some structures were left uncorrected).
@@ -37,7 +37,6 @@ import torch.nn as nn
 from usseg_models.training.step import NonFiniteLoss, optimizer_step
 from usseg_models.transforms.clip import window_indices
 from usseg_models.transforms.pipeline import Augmentation, ModelPipeline
-from usseg_models.transforms.resize import resize_xy
 
 __all__ = ["AdaptOutcome", "FrameFeatures", "adapt_whole_model", "adapt_heads", "encode_clip", "warm_up"]
 
@@ -106,12 +105,9 @@ def _run_steps(step: Callable[[np.ndarray], torch.Tensor], params: Sequence[nn.P
 
 
 def _targets(label: np.ndarray, spatial_size: int, class_indices: bool) -> torch.Tensor:
-    """``(X, Y, T)`` label → ``(T, 1, S, S)`` float targets: the pipeline's binary masks, or class indices resized
-    with nearest-neighbour (several structures)."""
-    if not class_indices:
-        return ModelPipeline("cine", spatial_size).labels(label)
-    frames = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(label, np.uint8), 2, 0)[:, None]))
-    return resize_xy(frames, int(spatial_size), "nearest").float()
+    """``(X, Y, T)`` label → ``(T, 1, S, S)`` float targets through the pipeline's label stage: {0, 1} masks, or
+    class indices (several structures)."""
+    return ModelPipeline("cine", spatial_size, label_classes=class_indices).labels(label)
 
 
 def _windows(num_frames: int, targets: Sequence[int], known: set[int]) -> tuple[list[list[int]], torch.Tensor]:

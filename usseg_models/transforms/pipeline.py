@@ -190,6 +190,8 @@ class ModelPipeline:
         augmentation: the random stage; ``None`` = none (inference).
         seed: seed of the random stage.
         image_key, label_key: dictionary keys.
+        label_classes: keep label values as class indices (several structures; labels are resized with nearest
+            neighbour, so they survive) instead of {0, 1} foreground.
 
     Raises:
         ValueError: an unknown ``kind``.
@@ -203,12 +205,14 @@ class ModelPipeline:
         seed: int = 0,
         image_key: str = "image",
         label_key: str = "label",
+        label_classes: bool = False,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind, self.spatial_size = kind, spatial_size
         self.augmentation = augmentation
         self.image_key, self.label_key = image_key, label_key
+        self.label_classes = bool(label_classes)
         self.keys = (image_key, label_key)
         self.channel_dim = 1 if kind == "cine" else 0
         self._base = UssegCompose(self.base_transforms() + [PlainFloatd(self.keys)])
@@ -224,10 +228,10 @@ class ModelPipeline:
         keys = self.keys
         if self.kind == "cine":
             xforms: list[Transform] = [CineToUnitGreyd(self.image_key, allow_missing_keys=True),
-                                       CineLabelToTensord(self.label_key)]
+                                       CineLabelToTensord(self.label_key, classes=self.label_classes)]
         else:
             xforms = [ImageToUnitGreyd(self.image_key, allow_missing_keys=True),
-                      ImageLabelToTensord(self.label_key)]
+                      ImageLabelToTensord(self.label_key, classes=self.label_classes)]
         xforms.append(SameGeometryd(self.image_key, self.label_key))
         if self.kind == "cine" and window is not None:
             if random_window:

@@ -16,6 +16,7 @@ steps return ``(T, 1, X, Y)`` per cine and ``(1, X, Y)`` per image, X staying th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -120,12 +121,14 @@ def image_to_unit_grey(image: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(grey[None])).float()
 
 
-def _binary(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a > 0)).float()
+def _binary(a: np.ndarray, classes: bool = False) -> torch.Tensor:
+    """``{0, 1}`` foreground (any non-zero), or with ``classes`` the values themselves (class indices)."""
+    return torch.from_numpy(np.ascontiguousarray(a if classes else a > 0)).float()
 
 
-def cine_label_to_tensor(mask: Any) -> torch.Tensor:
-    """Label volume ``(X, Y, T)`` (any non-zero = foreground) -> ``(T, 1, X, Y)`` float32 in {0, 1}.
+def cine_label_to_tensor(mask: Any, classes: bool = False) -> torch.Tensor:
+    """Label volume ``(X, Y, T)`` (any non-zero = foreground) -> ``(T, 1, X, Y)`` float32 in {0, 1}; with
+    ``classes`` the class indices are kept (several structures, :class:`~usseg_models.labels.LabelSet`).
 
     Raises:
         PreprocessingError: not ``(X, Y, T)`` (a trailing size-1 axis is accepted).
@@ -136,11 +139,11 @@ def cine_label_to_tensor(mask: Any) -> torch.Tensor:
     if a.ndim != 3:
         raise PreprocessingError(f"a cine label must be (X, Y, T), got shape {a.shape}")
     _check_size(a.shape, "cine label")
-    return _binary(np.moveaxis(a, 2, 0)[:, None])
+    return _binary(np.moveaxis(a, 2, 0)[:, None], classes)
 
 
-def image_label_to_tensor(mask: Any) -> torch.Tensor:
-    """Image label ``(X, Y)`` or ``(X, Y, 1)`` -> ``(1, X, Y)`` float32 in {0, 1}.
+def image_label_to_tensor(mask: Any, classes: bool = False) -> torch.Tensor:
+    """Image label ``(X, Y)`` or ``(X, Y, 1)`` -> ``(1, X, Y)`` float32 in {0, 1} (class indices with ``classes``).
 
     Raises:
         PreprocessingError: another shape.
@@ -151,7 +154,7 @@ def image_label_to_tensor(mask: Any) -> torch.Tensor:
     if a.ndim != 2:
         raise PreprocessingError(f"an image label must be (X, Y) or (X, Y, 1), got shape {a.shape}")
     _check_size(a.shape, "image label")
-    return _binary(a[None])
+    return _binary(a[None], classes)
 
 
 class CineToUnitGreyd(ArrayMapd):
@@ -175,15 +178,15 @@ class ImageToUnitGreyd(ArrayMapd):
 class CineLabelToTensord(ArrayMapd):
     """Dictionary form of :func:`cine_label_to_tensor` (label keys; absent keys are skipped)."""
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True) -> None:
-        super().__init__(keys, cine_label_to_tensor, allow_missing_keys)
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True, classes: bool = False) -> None:
+        super().__init__(keys, functools.partial(cine_label_to_tensor, classes=classes), allow_missing_keys)
 
 
 class ImageLabelToTensord(ArrayMapd):
     """Dictionary form of :func:`image_label_to_tensor` (label keys; absent keys are skipped)."""
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True) -> None:
-        super().__init__(keys, image_label_to_tensor, allow_missing_keys)
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True, classes: bool = False) -> None:
+        super().__init__(keys, functools.partial(image_label_to_tensor, classes=classes), allow_missing_keys)
 
 
 class SameGeometryd(MapTransform):
