@@ -1,5 +1,8 @@
 """PNG overlays: the frame, the ground truth (green) and the prediction (red) side by side.
 
+Label maps of several structures (values above 1) are drawn with one colour per structure in both panels (the
+palette's fallback colours in label-value order, :func:`usseg_models.palette.fallback_color`).
+
 Arrays are in the reader's ``(X, Y)`` layout (``docs/DESIGN.md``); they are transposed to rows × columns for
 display, so the picture looks like the original image.
 """
@@ -40,8 +43,23 @@ def _tint(grey: np.ndarray, mask: np.ndarray, colour: np.ndarray, alpha: float =
     return rgb.clip(0, 255).astype(np.uint8)
 
 
+def _tint_structures(grey: np.ndarray, label: np.ndarray, values: list[int]) -> np.ndarray:
+    from usseg_models.palette import fallback_color
+
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    for i, v in enumerate(values):
+        colour = np.array(fallback_color(i), np.float32) * 255
+        m = np.asarray(label) == v
+        blended = rgb.astype(np.float32)
+        blended[m] = 0.6 * blended[m] + 0.4 * colour
+        blended[_edge(m)] = colour
+        rgb = blended.clip(0, 255).astype(np.uint8)
+    return rgb
+
+
 def overlay_panel(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """RGB uint8 panel ``(rows=Y, 3·X, 3)``: image | image + truth (green) | image + prediction (red).
+    """RGB uint8 panel ``(rows=Y, 3·X, 3)``: image | image + truth (green) | image + prediction (red); with several
+    structures, each structure in its own colour in both panels.
 
     Args:
         image: ``(X, Y)`` or ``(X, Y, 3)`` frame, any dtype (min/max scaled for display).
@@ -54,7 +72,12 @@ def overlay_panel(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.
     grey = _grey_u8(image)
     if grey.shape != np.shape(truth) or grey.shape != np.shape(pred):
         raise ValueError(f"image {grey.shape}, truth {np.shape(truth)} and prediction {np.shape(pred)} differ")
-    panels = [np.repeat(grey[..., None], 3, axis=-1), _tint(grey, truth, GREEN), _tint(grey, pred, RED)]
+    values = sorted((set(np.unique(truth).tolist()) | set(np.unique(pred).tolist())) - {0})
+    if values and max(values) > 1:
+        panels = [np.repeat(grey[..., None], 3, axis=-1), _tint_structures(grey, truth, values),
+                  _tint_structures(grey, pred, values)]
+    else:
+        panels = [np.repeat(grey[..., None], 3, axis=-1), _tint(grey, truth, GREEN), _tint(grey, pred, RED)]
     return np.concatenate([p.transpose(1, 0, 2) for p in panels], axis=1)
 
 

@@ -40,6 +40,7 @@ from usseg_models.io.conventions import BT601_WEIGHTS
 from usseg_models.io.formats import SUFFIXES, has_readable_name, suffixes_of
 from usseg_models.io.layout import spatial_ndim
 from usseg_models.io.validate import file_is_dicom
+from usseg_models.palette import fallback_color
 
 __all__ = ["PredictItem", "collect_inputs", "predict_item", "overlay_frames", "OUTPUT_FORMATS", "predict_files",
            "output_segments"]
@@ -191,7 +192,8 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 
 def overlay_frames(array: np.ndarray, label: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-    """Display frames ``(T, rows, cols, 3)`` uint8: grey frames with the mask outline in red.
+    """Display frames ``(T, rows, cols, 3)`` uint8: grey frames with the mask outline in red (several structures:
+    one outline per structure, in the palette's fallback colours by label value).
 
     Args:
         array: reader array ``(X, Y[, T][, 3])``.
@@ -206,6 +208,8 @@ def overlay_frames(array: np.ndarray, label: np.ndarray, meta: dict[str, Any]) -
     masks = label if label.ndim == 3 else label[:, :, None]
     rows = cine.shape[1]
     k = max(1, -(-_MIN_ROWS // rows))
+    values = sorted(set(np.unique(masks).tolist()) - {0})
+    several = bool(values) and max(values) > 1  # several structures: one outline colour per label value
     out = []
     for t in range(cine.shape[2]):
         grey = _display_grey(cine[:, :, t]).T  # (X, Y) -> (rows, cols)
@@ -214,7 +218,11 @@ def overlay_frames(array: np.ndarray, label: np.ndarray, meta: dict[str, Any]) -
             grey = grey.repeat(k, 0).repeat(k, 1)
             mask = mask.repeat(k, 0).repeat(k, 1)
         rgb = np.repeat(grey[..., None], 3, axis=-1)
-        rgb[_outline(mask)] = _OUTLINE
+        if several:
+            for i, v in enumerate(values):
+                rgb[_outline(mask == v)] = np.array(fallback_color(i)) * 255
+        else:
+            rgb[_outline(mask)] = _OUTLINE
         out.append(rgb)
     return np.stack(out)
 
