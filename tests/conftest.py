@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest_plugins = ("app_server_fixtures", "app_auth_fixtures")
+pytest_plugins = ("app_server_fixtures", "app_auth_fixtures", "mrml_support")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("USSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

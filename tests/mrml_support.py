@@ -1,4 +1,5 @@
-"""Import Slicer's core libraries (the ``slicer-core`` wheel) for the Logic tests, or skip the calling module.
+"""Import Slicer's core libraries (the ``slicer-core`` wheel) for the Logic tests, or skip the calling module; the
+``scene`` fixture (loaded through ``conftest.pytest_plugins``).
 
 Call :func:`require_slicer_core` at module level before importing ``USSegClipLogic``: it skips the module with the
 reason when ``slicer-core`` is missing (or another ``slicer`` package is installed) and puts the module folder on
@@ -25,3 +26,15 @@ def require_slicer_core():
     if str(MODULE_DIR) not in sys.path:
         sys.path.insert(0, str(MODULE_DIR))
     return slicer
+
+
+@pytest.fixture
+def scene():
+    """A fresh MRML scene with Slicer's Sequences logic: ``(scene, sequences_logic)``; cleared afterwards."""
+    slicer = require_slicer_core()
+    scene = slicer.vtkMRMLScene()
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    yield scene, sequences
+    sequences.SetMRMLScene(None)
+    scene.Clear(1)

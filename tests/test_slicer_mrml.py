@@ -29,16 +29,6 @@ from USSegClipLogic import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def scene():
-    scene = slicer.vtkMRMLScene()
-    sequences = slicer.vtkSlicerSequencesLogic()
-    sequences.SetMRMLScene(scene)
-    yield scene, sequences
-    sequences.SetMRMLScene(None)
-    scene.Clear(1)
-
-
 @pytest.mark.parametrize("check", [c for _, c in selftest.CHECKS], ids=lambda c: c.__name__)
 def test_in_slicer_self_checks_pass_on_slicer_core(scene, check):
     """The steps the module's "Reload and Test" runs inside Slicer, here on slicer-core."""

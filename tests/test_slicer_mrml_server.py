@@ -102,16 +102,6 @@ def client(server):
 
 
 @pytest.fixture
-def scene():
-    scene = slicer.vtkMRMLScene()
-    sequences = slicer.vtkSlicerSequencesLogic()
-    sequences.SetMRMLScene(scene)
-    yield scene, sequences
-    sequences.SetMRMLScene(None)
-    scene.Clear(1)
-
-
-@pytest.fixture
 def logic(scene, client):
     return USSegClipLogic(scene[0], client=client, sequencesLogic=scene[1])
 

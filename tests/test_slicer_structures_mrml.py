@@ -59,16 +59,6 @@ class StubServer:
         return {"image": image_id, "label": image_id}
 
 
-@pytest.fixture
-def scene():
-    scene = slicer.vtkMRMLScene()
-    sequences = slicer.vtkSlicerSequencesLogic()
-    sequences.SetMRMLScene(scene)
-    yield scene, sequences
-    sequences.SetMRMLScene(None)
-    scene.Clear(1)
-
-
 def _clip(scene, kind: str):
     """A volume clip or a cine sequence (one 2-D volume per frame) of SHAPE, oblique; returns the clip's node."""
     mrml_scene, sequences = scene
