@@ -275,6 +275,9 @@ def test_training_from_the_datastore_with_three_structures(tmp_path):
     stats = trainer({"max_epochs": 2, "lr": 1e-3, "val_split": 0.5, "min_val_frames": 0}, datastore)
     assert stats["labels"] == THREE and stats["publish"] is True, stats
     assert stats["val_items"] and 0.0 <= stats["candidate_dice"] <= 1.0  # mean Dice over the three structures
+    by_structure = stats["candidate_dice_by_structure"]                    # and each structure's, for the record
+    assert list(by_structure) == ["LV", "MYO", "LA"]
+    assert abs(sum(by_structure.values()) / 3 - stats["candidate_dice"]) < 1e-6
     published = config.store.trained_path
     assert published.name == "intrasense_1-LV_2-MYO_3-LA.pt" and published.is_file()
     payload = read_checkpoint(published)

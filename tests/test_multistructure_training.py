@@ -148,3 +148,27 @@ def test_image_training_with_labels_auto_stores_the_set(tmp_path):
 def train_unet_like(tmp_path: Path, labels):
     return train_intrasense(tmp_path / "img", tmp_path / "unet", model="unet", config="small", epochs=1,
                             batch_size=2, device="cpu", progress=False, labels=labels, val_fraction=0.5)
+
+
+def test_validation_dice_by_structure_averages_to_validation_dice():
+    import torch
+
+    from usseg_models.training.engine import structure_dice, validation_dice, validation_dice_by_structure
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 4, (6, 1, 16, 16), generator=g).float()
+    logits = torch.randn(6, 4, 16, 16, generator=g)
+    logits[:3] += 8 * torch.nn.functional.one_hot(target[:3, 0].long(), 4).permute(0, 3, 1, 2)  # 3 perfect samples
+    per = structure_dice(logits, target)
+    assert per.shape == (6, 3) and np.allclose(per[:3], 1.0) and (per[3:] < 0.6).all()
+
+    class Lookup(torch.nn.Module):  # "predicts" the stored logits of each sample index
+        def forward(self, idx):
+            return logits[idx]
+
+    data = [{"image": torch.tensor(i), "label": target[i]} for i in range(6)]
+    predict = lambda model, batch: (model(batch["image"]), batch["label"])  # noqa: E731
+    by = validation_dice_by_structure(Lookup(), data, predict)
+    assert len(by) == 3 and np.isclose(np.mean(by), validation_dice(Lookup(), data, predict))
+    one = torch.randn(6, 1, 16, 16, generator=g)
+    assert structure_dice(one, (target > 1).float()).shape == (6, 1)

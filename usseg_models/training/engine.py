@@ -33,7 +33,8 @@ from usseg_models.training.distributed import DistContext, all_reduce_mean, init
 from usseg_models.training.schedule import build_scheduler
 from usseg_models.training.step import NonFiniteLoss, autocast_context, optimizer_step
 
-__all__ = ["TrainSettings", "fit", "build_optimizer", "autocast_context", "validation_dice", "sample_dice"]
+__all__ = ["TrainSettings", "fit", "build_optimizer", "autocast_context", "validation_dice",
+           "validation_dice_by_structure", "sample_dice", "structure_dice"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,33 +110,38 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
-def sample_dice(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    """Dice per sample of logits ``(B, C, H, W)`` against their target ``(B, 1, H, W)``.
+def structure_dice(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """Dice per sample and structure ``(B, n)`` of logits ``(B, C, H, W)`` against their target ``(B, 1, H, W)``.
 
-    ``C = 1``: foreground = logit > 0 against target > 0.5 (the binary score, unchanged). ``C = 1 + n``: class =
-    argmax against the target's class indices, each structure ``k = 1..n`` scored as a binary pair, then the
-    unweighted mean over structures (a structure absent from both prediction and target scores 1.0, the metrics'
-    empty-mask convention).
+    ``C = 1``: one column, foreground = logit > 0 against target > 0.5 (the binary score, unchanged). ``C = 1 + n``:
+    class = argmax against the target's class indices, each structure ``k = 1..n`` scored as a binary pair (a
+    structure absent from both prediction and target scores 1.0, the metrics' empty-mask convention).
     """
     if logits.shape[1] == 1:
-        return per_frame_metrics(logits.float() > 0, target > 0.5)["dice"]
+        return per_frame_metrics(logits.float() > 0, target > 0.5)["dice"][:, None]
     pred = logits.float().argmax(1)
     truth = target[:, 0].round().long()
-    per_class = [per_frame_metrics(pred == k, truth == k)["dice"] for k in range(1, logits.shape[1])]
-    return np.mean(per_class, axis=0)
+    return np.stack([per_frame_metrics(pred == k, truth == k)["dice"] for k in range(1, logits.shape[1])], axis=1)
+
+
+def sample_dice(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """Dice per sample: :func:`structure_dice` averaged over the structures (unweighted; one structure: its Dice)."""
+    return structure_dice(logits, target).mean(axis=1)
 
 
 @torch.no_grad()
 def _validate(model: nn.Module, loader: DataLoader, predict: Predict, device: torch.device, amp: bool,
-              channels_last: bool) -> float:
+              channels_last: bool, by_structure: bool = False) -> float | np.ndarray:
     model.eval()
     scores = []
     for batch in loader:
         batch = _to_device(batch, device, channels_last)
         with autocast_context(device, amp):
             logits, target = predict(model, batch)
-        scores.append(sample_dice(logits, target))
+        scores.append(structure_dice(logits, target) if by_structure else sample_dice(logits, target))
     model.train()
+    if by_structure:
+        return np.concatenate(scores).mean(axis=0) if scores else np.full(1, np.nan)
     return float(np.concatenate(scores).mean()) if scores else float("nan")
 
 
@@ -153,6 +159,20 @@ def validation_dice(model: nn.Module, dataset: Dataset, predict: Predict, device
     score = _validate(model, loader, predict, dev, amp, channels_last=False)
     model.train(was_training)
     return score
+
+
+def validation_dice_by_structure(model: nn.Module, dataset: Dataset, predict: Predict,
+                                 device: str | torch.device = "cpu", batch_size: int = 4,
+                                 amp: bool = False) -> list[float]:
+    """Mean Dice of each structure (label-value order) of ``model`` on ``dataset``; their mean is
+    :func:`validation_dice`'s score (one structure: a one-element list)."""
+    dev = torch.device(device)
+    loader = DataLoader(dataset, batch_size=max(1, int(batch_size)), shuffle=False)
+    model = unwrap_model(model).to(dev)
+    was_training = model.training
+    scores = _validate(model, loader, predict, dev, amp, channels_last=False, by_structure=True)
+    model.train(was_training)
+    return [float(v) for v in scores]
 
 
 def fit(

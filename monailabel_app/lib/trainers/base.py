@@ -166,6 +166,17 @@ def score_model(network: str, model: torch.nn.Module, dataset, device: str) -> f
     return validation_dice(model, dataset, predict, device)
 
 
+def score_structures(network: str, model: torch.nn.Module, dataset, device: str, labels: LabelSet) -> dict[str, float]:
+    """Validation Dice of each structure of ``labels`` (for the training record; the gate uses :func:`score_model`,
+    their mean)."""
+    from usseg_models.training.dsanet import dsanet_predict
+    from usseg_models.training.engine import validation_dice_by_structure
+    from usseg_models.training.image import image_predict
+
+    predict = dsanet_predict if network == "dsanet" else image_predict
+    return dict(zip(labels.names, validation_dice_by_structure(model, dataset, predict, device)))
+
+
 class UltrasoundTrainTask(TrainTask):
     """Fine-tune one model on the datastore's final labels; publish only when better (see the module docstring).
 
@@ -321,11 +332,15 @@ class UltrasoundTrainTask(TrainTask):
         if live_path is not None and not self._fits_labels(live_path):
             live_path = None  # a model of another label set is not a live model of this one (the store refuses it)
         candidate_dice = live_dice = None
+        candidate_structures: dict[str, float] = {}
         val_frames = 0
         if val:
             dataset = _datasets(self.store.name, self.store.config, val, False, seed, _training_labels(self.labels))
             val_frames = len(dataset)
-            candidate_dice = score_model(self.store.name, load_checkpoint(checkpoint)[0], dataset, device)
+            candidate = load_checkpoint(checkpoint)[0]
+            candidate_dice = score_model(self.store.name, candidate, dataset, device)
+            if not self.labels.is_binary:
+                candidate_structures = score_structures(self.store.name, candidate, dataset, device, self.labels)
             if live_path is not None:
                 try:
                     live_dice = score_model(self.store.name, load_checkpoint(live_path)[0], dataset, device)
@@ -340,6 +355,7 @@ class UltrasoundTrainTask(TrainTask):
         if publish and not opts.get("force") and val and candidate_dice is None:
             publish, reason = False, "not published: the candidate's validation Dice is not a number"
         return {"publish": publish, "reason": reason, "candidate_dice": candidate_dice, "live_dice": live_dice,
+                **({"candidate_dice_by_structure": candidate_structures} if candidate_structures else {}),
                 "tolerance": float(opts["tolerance"]), "forced": bool(opts.get("force")), "val_frames": val_frames,
                 "min_val_frames": min_frames}
 
