@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mrml_support import require_slicer_core
+from slicer_server_support import pydicom, server_utils
 
 slicer = require_slicer_core()
 
@@ -54,9 +55,6 @@ from USSegClipLogic import (  # noqa: E402
 from USSegClipLogic.roundtrips import server_geometry  # noqa: E402
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-
-server_utils = pytest.importorskip("server_utils", reason="tests/server_utils.py (real server helper) not present")
-pydicom = pytest.importorskip("pydicom")
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC = REPO / "sample-data" / "studies" / "cine_000.dcm"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from slicer_server_support import pydicom, server_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer_extension" / "USSegClip"))
 
@@ -39,9 +40,7 @@ from USSegClipLib import (  # noqa: E402
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-server_utils = pytest.importorskip("server_utils", reason="tests/server_utils.py (real server helper) not present")
 sample_set = pytest.importorskip("usseg_models.data.sample_set")
-pydicom = pytest.importorskip("pydicom")
 
 CONF = {"models": "dsanet,intrasense", "config": "small", "auto_retrain_after": "0", "max_epochs": "1"}
 FRAMES, SIZE = 6, 64

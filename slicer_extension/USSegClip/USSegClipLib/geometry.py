@@ -86,6 +86,11 @@ def _check_axis(frame_axis: int) -> int:
     return int(frame_axis)
 
 
+def _frames_last_order(frame_axis: int) -> list[int]:
+    """The axis order that moves ``frame_axis`` to k, the other two axes keeping theirs."""
+    return [a for a in range(3) if a != frame_axis] + [frame_axis]
+
+
 def frame_index_from_ras(ijk_to_ras, ras, frame_axis: int = 2, num_frames: int | None = None) -> int:
     """Frame shown at world point ``ras``: the nearest integer of the frame-axis voxel coordinate.
 
@@ -207,10 +212,17 @@ class Clip:
 
     def with_frames_last(self) -> Clip:
         """The same clip with the frame axis moved to k, the matrix's columns permuted to match (same world)."""
-        order = [a for a in range(3) if a != self.frame_axis] + [self.frame_axis]
+        order = _frames_last_order(self.frame_axis)
         m = self.ijk_to_ras.copy()
         m[:3, :3] = self.ijk_to_ras[:3, order]
         return Clip(self.voxels.transpose(order), m, 2)
+
+    def from_frames_last(self, voxels: np.ndarray) -> Clip:
+        """``voxels`` laid out as :meth:`with_frames_last` lays out this clip (frames along k), as a clip on this
+        clip's grid: the frame axis moved back to :attr:`frame_axis`, with a copy of this clip's matrix."""
+        if self.frame_axis != 2:
+            voxels = voxels.transpose(np.argsort(_frames_last_order(self.frame_axis)))
+        return Clip(voxels, self.ijk_to_ras.copy(), self.frame_axis)
 
     def single_frame(self, index: int) -> Clip:
         """Frame ``index`` as a one-frame clip ``(i, j, 1)`` whose matrix places it where it was."""

@@ -123,10 +123,7 @@ def infer_clip(
             logger.info("%s: frames %d-%d of %d segmented", model, first_kept, stop - 1, n)
             if progress:
                 progress(stop, n)
-    if clip.frame_axis != 2:
-        order = [a for a in range(3) if a != clip.frame_axis] + [clip.frame_axis]
-        out = out.transpose(np.argsort(order))
-    return Clip(out, clip.ijk_to_ras.copy(), clip.frame_axis)
+    return clip.from_frames_last(out)
 
 
 def infer_frame(

@@ -224,12 +224,7 @@ def _label_of(result: InferResult, inputs: _Inputs, workdir: str | None) -> Clip
     """The answer's label on the given label's grid, matrix and frame axis."""
     with tempfile.TemporaryDirectory(dir=workdir) as out_dir:
         refined = read_volume(result.save_label(out_dir), 2)
-    out = fit_label_to_clip(refined, inputs.last).voxels
-    label = inputs.label
-    if label.frame_axis != 2:
-        order = [a for a in range(3) if a != label.frame_axis] + [label.frame_axis]
-        out = out.transpose(np.argsort(order))
-    return Clip(out, label.ijk_to_ras.copy(), label.frame_axis)
+    return inputs.label.from_frames_last(fit_label_to_clip(refined, inputs.last).voxels)
 
 
 def refine_clip(

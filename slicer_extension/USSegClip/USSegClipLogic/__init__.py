@@ -7,13 +7,7 @@ It imports only ``slicer`` (MRML nodes, ``slicer.util`` array helpers, module lo
 
 from . import selftest
 from .clipnodes import add_sequence_clip, add_volume_clip
-from .logic import (
-    IMAGE_ID_ATTRIBUTE,
-    MODULE_NAME,
-    REVIEWED_ATTRIBUTE,
-    SERVER_MATRIX_ATTRIBUTE,
-    USSegClipLogic,
-)
+from .logic import MODULE_NAME, USSegClipLogic
 from .mrml import (
     ensure_segmentation_converters,
     ijk_to_ras,
@@ -26,6 +20,8 @@ from .mrml import (
     vtk_matrix,
     write_segment_mask,
 )
+from .reviewstate import REVIEWED_ATTRIBUTE
+from .roundtrips import IMAGE_ID_ATTRIBUTE, SERVER_MATRIX_ATTRIBUTE
 
 __all__ = [
     "IMAGE_ID_ATTRIBUTE",

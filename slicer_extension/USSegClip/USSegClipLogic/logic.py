@@ -33,16 +33,10 @@ from USSegClipLib import (
 
 from . import frames, nodefiles, roundtrips, segmentations
 from .mrml import ensure_segmentation_converters, ijk_to_ras
-from .reviewstate import REVIEWED_ATTRIBUTE, ReviewState
-from .roundtrips import IMAGE_ID_ATTRIBUTE, SERVER_MATRIX_ATTRIBUTE, Progress
+from .reviewstate import ReviewState
+from .roundtrips import Progress
 
-__all__ = [
-    "IMAGE_ID_ATTRIBUTE",
-    "MODULE_NAME",
-    "REVIEWED_ATTRIBUTE",
-    "SERVER_MATRIX_ATTRIBUTE",
-    "USSegClipLogic",
-]
+__all__ = ["MODULE_NAME", "USSegClipLogic"]
 
 MODULE_NAME = "USSegClip"
 REQUIRED_PACKAGES = {"nibabel": "nibabel", "nrrd": "pynrrd", "slicerio": "slicerio"}
