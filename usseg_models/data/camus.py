@@ -60,25 +60,31 @@ def _camus_pairs(root: Path, pattern: re.Pattern) -> list[tuple[Path, Path, re.M
     return pairs
 
 
-def camus_clips(root: Path, subject_pattern: str | None = None) -> list[ClipRecord]:
-    """CAMUS half sequences with their per-frame labels (module docstring)."""
+def _camus_items(
+    root: Path, pattern: re.Pattern, subject_pattern: str | None
+) -> list[tuple[str, Path, Path, str, str | None]]:
+    """``(id, image, gt, subject, split)`` of each CAMUS file named by ``pattern`` (subject = patient by default)."""
     splits = _camus_splits(root)
     out = []
-    for image, gt, m in _camus_pairs(root, _CAMUS_SEQUENCE):
+    for image, gt, m in _camus_pairs(root, pattern):
         patient = m.group(1)
         split = splits.get(patient)
         subject = subject_of(_stem(image), subject_pattern) if subject_pattern else patient
-        out.append(ClipRecord(_ident(_stem(image), split), image, gt, subject, split))
+        out.append((_ident(_stem(image), split), image, gt, subject, split))
     return out
+
+
+def camus_clips(root: Path, subject_pattern: str | None = None) -> list[ClipRecord]:
+    """CAMUS half sequences with their per-frame labels (module docstring)."""
+    return [
+        ClipRecord(ident, image, gt, subject, split)
+        for ident, image, gt, subject, split in _camus_items(root, _CAMUS_SEQUENCE, subject_pattern)
+    ]
 
 
 def camus_images(root: Path, subject_pattern: str | None = None) -> list[ImageRecord]:
     """CAMUS ED/ES frames with their labels (module docstring)."""
-    splits = _camus_splits(root)
-    out = []
-    for image, gt, m in _camus_pairs(root, _CAMUS_INSTANT):
-        patient = m.group(1)
-        split = splits.get(patient)
-        subject = subject_of(_stem(image), subject_pattern) if subject_pattern else patient
-        out.append(ImageRecord(_ident(_stem(image), split), image, (gt,), subject, split))
-    return out
+    return [
+        ImageRecord(ident, image, (gt,), subject, split)
+        for ident, image, gt, subject, split in _camus_items(root, _CAMUS_INSTANT, subject_pattern)
+    ]

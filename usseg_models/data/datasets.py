@@ -181,6 +181,18 @@ class _PipelineMixin:
         """Seed the augmentation (also reseeded per DataLoader worker by :func:`worker_init_fn`)."""
         self.pipeline.set_random_state(int(seed))
 
+    def _keep_args(
+        self, records: Sequence, spatial_size: int, augment: bool | Augmentation, label_value: int | None,
+        labels: LabelSet | None, what: str,
+    ) -> None:
+        """Check and keep the arguments both datasets share (``what`` names a record in the empty-records error)."""
+        if not records:
+            raise ValueError(f"{type(self).__name__} needs at least one {what} record")
+        _check_label_args(label_value, labels)
+        self.records = list(records)
+        self.spatial_size = _check_size(spatial_size)
+        self.augment, self.label_value, self.labels = bool(augment), label_value, labels
+
     def _base(self, image, label) -> tuple[torch.Tensor, torch.Tensor]:
         """Reader arrays through the pipeline's deterministic stage (what the dataset caches): grey ``[0, 1]``
         image and ``{0, 1}`` label (class indices with a label set) at the network size, ``(T, 1, S, S)`` per clip,
@@ -231,12 +243,8 @@ class ClipWindowDataset(_PipelineMixin, Dataset):
         seed: int = 0,
         labels: LabelSet | None = None,
     ) -> None:
-        if not records:
-            raise ValueError("ClipWindowDataset needs at least one clip record")
-        _check_label_args(label_value, labels)
-        self.records = list(records)
-        self.spatial_size, self.window = _check_size(spatial_size), int(window)
-        self.augment, self.label_value, self.labels = bool(augment), label_value, labels
+        self._keep_args(records, spatial_size, augment, label_value, labels, "clip")
+        self.window = int(window)
         self.pipeline = training_pipeline("cine", self.spatial_size, augment, seed, label_classes=labels is not None)
         self.clips = [self._base(*load_clip_arrays(r, label_value, labels)) for r in self.records]
         self.labelled = [set(r.labelled_frames(frames.shape[0])) for r, (frames, _) in zip(self.records, self.clips)]
@@ -284,12 +292,7 @@ class ImageSegDataset(_PipelineMixin, Dataset):
         seed: int = 0,
         labels: LabelSet | None = None,
     ) -> None:
-        if not records:
-            raise ValueError("ImageSegDataset needs at least one image record")
-        _check_label_args(label_value, labels)
-        self.records = list(records)
-        self.spatial_size, self.augment, self.label_value = _check_size(spatial_size), bool(augment), label_value
-        self.labels = labels
+        self._keep_args(records, spatial_size, augment, label_value, labels, "image")
         self.pipeline = training_pipeline("image", self.spatial_size, augment, seed, label_classes=labels is not None)
         self.items = [self._base(*load_image_arrays(r, label_value, labels)) for r in self.records]
 

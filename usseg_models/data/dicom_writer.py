@@ -185,6 +185,29 @@ def _box(pixels: np.ndarray, region_box: tuple[int, int, int, int] | None) -> tu
     return 0, 0, pixels.shape[-1] - 1, pixels.shape[-2] - 1
 
 
+def _dataset(
+    path: Path,
+    sop_class: str,
+    identity: DicomIdentity,
+    pixels: np.ndarray,
+    pixel_mm: float,
+    region_box: tuple[int, int, int, int] | None,
+    transducer_frequency_khz: int | None,
+) -> FileDataset:
+    """The object of ``sop_class`` with its identity, pixels and one ultrasound region (not yet saved)."""
+    ds = _base_dataset(path, sop_class, identity)
+    _set_pixels(ds, pixels)
+    ds.SequenceOfUltrasoundRegions = _region(pixel_mm, _box(pixels, region_box), transducer_frequency_khz)
+    return ds
+
+
+def _save(ds: FileDataset, path: Path) -> Path:
+    """Save ``ds`` to ``path`` (parent folders created) with its file meta group; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(str(path), write_like_original=False)
+    return path
+
+
 def write_us_cine(
     path: str | Path,
     frames: np.ndarray,
@@ -215,8 +238,9 @@ def write_us_cine(
     if not frame_time_ms > 0:
         raise ValueError(f"frame_time_ms must be > 0, got {frame_time_ms}")
     path = Path(path)
-    ds = _base_dataset(path, US_MULTIFRAME_IMAGE_STORAGE, identity)
-    _set_pixels(ds, frames)
+    ds = _dataset(
+        path, US_MULTIFRAME_IMAGE_STORAGE, identity, frames, pixel_mm, region_box, transducer_frequency_khz
+    )
     ds.NumberOfFrames = int(frames.shape[0])
     ds.FrameIncrementPointer = _FRAME_TIME_TAG
     ds.FrameTime = f"{frame_time_ms:.4f}"
@@ -224,10 +248,7 @@ def write_us_cine(
     ds.CineRate = rate
     ds.RecommendedDisplayFrameRate = rate
     ds.PreferredPlaybackSequencing = 0  # looping
-    ds.SequenceOfUltrasoundRegions = _region(pixel_mm, _box(frames, region_box), transducer_frequency_khz)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(str(path), write_like_original=False)
-    return path
+    return _save(ds, path)
 
 
 def write_us_image(
@@ -253,9 +274,5 @@ def write_us_image(
     """
     image = _check(image, 2, pixel_mm, "image")
     path = Path(path)
-    ds = _base_dataset(path, US_IMAGE_STORAGE, identity)
-    _set_pixels(ds, image)
-    ds.SequenceOfUltrasoundRegions = _region(pixel_mm, _box(image, region_box), transducer_frequency_khz)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(str(path), write_like_original=False)
-    return path
+    ds = _dataset(path, US_IMAGE_STORAGE, identity, image, pixel_mm, region_box, transducer_frequency_khz)
+    return _save(ds, path)

@@ -71,6 +71,34 @@ def _check_size(shape: tuple[int, ...], what: str) -> None:
         raise PreprocessingError(f"{what} is empty: shape {shape}")
 
 
+def _has_colour_axis(a: np.ndarray, ndim: int, layouts: str) -> bool:
+    """Whether reader array ``a`` is ``ndim`` axes plus a trailing colour axis (1, 3 or 4 channels), not ``ndim``.
+
+    Raises:
+        PreprocessingError: any other shape (``layouts`` names the accepted ones in the message).
+    """
+    if a.ndim == ndim + 1 and a.shape[-1] in (1, 3, 4):
+        return True
+    if a.ndim == ndim:
+        return False
+    raise PreprocessingError(f"{layouts}, got shape {a.shape}")
+
+
+def _label_array(mask: Any, ndim: int, what: str, layouts: str) -> np.ndarray:
+    """Reader label of ``ndim`` axes (a trailing size-1 axis dropped), checked non-empty.
+
+    Raises:
+        PreprocessingError: any other shape (``layouts`` names the accepted ones in the message).
+    """
+    a = _to_numpy(mask)
+    if a.ndim == ndim + 1 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim != ndim:
+        raise PreprocessingError(f"{layouts}, got shape {a.shape}")
+    _check_size(a.shape, what)
+    return a
+
+
 def cine_to_unit_grey(frames: Any) -> torch.Tensor:
     """Reader cine -> grey ``[0, 1]`` float32 ``(T, 1, X, Y)`` (integers scaled by their dtype's range).
 
@@ -81,22 +109,19 @@ def cine_to_unit_grey(frames: Any) -> torch.Tensor:
         PreprocessingError: any other shape.
     """
     a = _to_numpy(frames)
-    if a.ndim == 4 and a.shape[-1] in (1, 3, 4):
-        _check_size(a.shape, "cine")
-        if np.issubdtype(a.dtype, np.unsignedinteger):
-            # luma is linear, so grey-then-scale equals scale-then-grey; chunks keep a float copy of a long colour
-            # cine out of memory
-            grey = np.empty(a.shape[:3], np.float32)
-            for k in range(0, a.shape[2], _CHUNK):
-                grey[:, :, k : k + _CHUNK] = rgb_to_grey(a[:, :, k : k + _CHUNK], channel_dim=-1)
-            grey /= np.float32(np.iinfo(a.dtype).max)
-        else:
-            grey = rgb_to_grey(scale_to_unit(a), channel_dim=-1)
-    elif a.ndim == 3:
-        _check_size(a.shape, "cine")
+    colour = _has_colour_axis(a, 3, "a cine must be (X, Y, T) or (X, Y, T, 3)")
+    _check_size(a.shape, "cine")
+    if not colour:
         grey = scale_to_unit(a)
+    elif np.issubdtype(a.dtype, np.unsignedinteger):
+        # luma is linear, so grey-then-scale equals scale-then-grey; chunks keep a float copy of a long colour
+        # cine out of memory
+        grey = np.empty(a.shape[:3], np.float32)
+        for k in range(0, a.shape[2], _CHUNK):
+            grey[:, :, k : k + _CHUNK] = rgb_to_grey(a[:, :, k : k + _CHUNK], channel_dim=-1)
+        grey /= np.float32(np.iinfo(a.dtype).max)
     else:
-        raise PreprocessingError(f"a cine must be (X, Y, T) or (X, Y, T, 3), got shape {a.shape}")
+        grey = rgb_to_grey(scale_to_unit(a), channel_dim=-1)
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(grey, 2, 0)[:, None])).float()
 
 
@@ -110,14 +135,9 @@ def image_to_unit_grey(image: Any) -> torch.Tensor:
         PreprocessingError: any other shape.
     """
     a = _to_numpy(image)
-    if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
-        _check_size(a.shape[:2], "image")
-        grey = rgb_to_grey(scale_to_unit(a), channel_dim=-1)
-    elif a.ndim == 2:
-        _check_size(a.shape, "image")
-        grey = scale_to_unit(a)
-    else:
-        raise PreprocessingError(f"an image must be (X, Y), (X, Y, 1) or (X, Y, 3), got shape {a.shape}")
+    colour = _has_colour_axis(a, 2, "an image must be (X, Y), (X, Y, 1) or (X, Y, 3)")
+    _check_size(a.shape[:2], "image")
+    grey = rgb_to_grey(scale_to_unit(a), channel_dim=-1) if colour else scale_to_unit(a)
     return torch.from_numpy(np.ascontiguousarray(grey[None])).float()
 
 
@@ -133,12 +153,7 @@ def cine_label_to_tensor(mask: Any, classes: bool = False) -> torch.Tensor:
     Raises:
         PreprocessingError: not ``(X, Y, T)`` (a trailing size-1 axis is accepted).
     """
-    a = _to_numpy(mask)
-    if a.ndim == 4 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim != 3:
-        raise PreprocessingError(f"a cine label must be (X, Y, T), got shape {a.shape}")
-    _check_size(a.shape, "cine label")
+    a = _label_array(mask, 3, "cine label", "a cine label must be (X, Y, T)")
     return _binary(np.moveaxis(a, 2, 0)[:, None], classes)
 
 
@@ -148,12 +163,7 @@ def image_label_to_tensor(mask: Any, classes: bool = False) -> torch.Tensor:
     Raises:
         PreprocessingError: another shape.
     """
-    a = _to_numpy(mask)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim != 2:
-        raise PreprocessingError(f"an image label must be (X, Y) or (X, Y, 1), got shape {a.shape}")
-    _check_size(a.shape, "image label")
+    a = _label_array(mask, 2, "image label", "an image label must be (X, Y) or (X, Y, 1)")
     return _binary(a[None], classes)
 
 
