@@ -23,15 +23,13 @@ import torch
 
 from usseg_models.evaluation.common import (
     Overlay,
-    load_model_for,
-    mean_metrics,
-    several_structures,
-    structure_frame_metrics,
-    structure_rows,
+    load_predictor,
+    noise_settings,
+    record_setting,
+    score_prediction,
     write_evaluation,
 )
 from usseg_models.evaluation.report import IMAGE_COLUMNS, markdown_table, noise_label, structure_section
-from usseg_models.metrics import per_frame_metrics
 
 __all__ = ["evaluate_image_model", "ImageScores", "score_images", "image_report"]
 
@@ -56,20 +54,11 @@ def score_images(predictor, size: int, items: Sequence[tuple[Any, np.ndarray, np
     """Metrics of ``predictor`` on ``items`` (``(record, image, label)``) for no noise and each speckle ``L``; the
     first ``overlays`` images get an overlay (no noise). With ``labels`` of several structures the labels are class
     indices and each structure is scored."""
-    from usseg_models.transforms.pipeline import (
-        Augmentation,
-        ModelPipeline,
-        postprocess_logits,
-        postprocess_probabilities,
-    )
+    from usseg_models.transforms.pipeline import postprocess_logits, postprocess_probabilities
 
     out = ImageScores(network=network)
-    for L in [None, *speckle]:
-        noise = None if L is None else Augmentation.speckle_only(L)
-        pipeline = ModelPipeline("image", size).transform(noise)
-        pipeline.set_random_state(seed)
+    for L, pipeline in noise_settings("image", size, speckle, seed):
         metrics, per_structure = [], []
-        multi = several_structures(labels)
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             x = torch.stack([torch.as_tensor(pipeline({"image": im})["image"]).float() for _, im, _ in chunk])
@@ -77,23 +66,16 @@ def score_images(predictor, size: int, items: Sequence[tuple[Any, np.ndarray, np
             for (rec, image, label), lg in zip(chunk, logits):
                 xy = (int(label.shape[0]), int(label.shape[1]))
                 pred = postprocess_logits(lg, xy)
-                extra_cols = {}
-                if multi:
-                    per = structure_frame_metrics(pred, label, labels, frame_axis=None)
+                m, per, extra_cols = score_prediction(pred, label, postprocess_probabilities(lg, xy), labels,
+                                                      frame_axis=None)
+                if per is not None:
                     per_structure.append(per)
-                    m = per["mean"]
-                    extra_cols = {f"dice_{name}": float(per[name]["dice"][0]) for name in labels.names}
-                else:
-                    m = per_frame_metrics(pred, label, prob=postprocess_probabilities(lg, xy), frame_axis=None)
                 metrics.append(m)
                 if L is None:
                     out.per_image.append({"id": rec.id, **{k: float(v[0]) for k, v in m.items()}, **extra_cols})
                     if len(out.overlays) < overlays:
                         out.overlays.append(Overlay(rec.id.replace("/", "_"), image, label, pred))
-        agg = mean_metrics(metrics)
-        out.rows.append((noise_label(L), agg))
-        if multi:
-            out.structures[noise_label(L)] = structure_rows(per_structure)
+        agg = record_setting(out, noise_label(L), metrics, per_structure)
         logger.info("%s %s: Dice %.4f Jaccard %.4f", network, noise_label(L), agg["dice"], agg["jaccard"])
     return out
 
@@ -161,29 +143,17 @@ def evaluate_image_model(
     from usseg_models.data.datasets import load_image_arrays
     from usseg_models.data.discovery import discover_images
     from usseg_models.inference.image import ImagePredictor
-    from usseg_models.inference.video import checkpoint_labels
-    from usseg_models.training.distributed import resolve_device
 
-    model, payload = load_model_for(checkpoint, ("intrasense", "unet"))
-    size = int(payload["spatial_size"])
-    labels = checkpoint_labels(payload, checkpoint)
-    multi = several_structures(labels)
-    if label_value is None:
-        label_value = (payload.get("extra") or {}).get("label_value")
-    if multi:
-        label_value = None
-    dev = resolve_device(device)
-    predictor = ImagePredictor(model, size, device=dev, amp=dev.type == "cuda" if amp is None else amp,
-                               batch_size=batch_size, labels=labels)
-    items = [(r, *load_image_arrays(r, label_value, labels if multi else None))
+    loaded = load_predictor(checkpoint, ("intrasense", "unet"), ImagePredictor, label_value, device, batch_size, amp)
+    items = [(r, *load_image_arrays(r, loaded.label_value, loaded.structures))
              for r in discover_images(data, split=split)]
-    scores = score_images(predictor, size, items, payload["network"], speckle, seed, overlays, batch_size,
-                          labels=labels if multi else None)
-    source = (f"`{checkpoint}` ({payload['network']}/{payload['config']}, input {size} px, "
-              f"epoch {(payload.get('extra') or {}).get('epoch', '?')})")
-    metrics = {"rows": dict(scores.rows), "n_images": len(items), "network": payload["network"],
-               "checkpoint": str(checkpoint), "labels": predictor.labels.describe(), "structures": scores.structures}
+    scores = score_images(loaded.predictor, loaded.size, items, loaded.network, speckle, seed, overlays, batch_size,
+                          labels=loaded.structures)
+    metrics = {"rows": dict(scores.rows), "n_images": len(items), "network": loaded.network,
+               "checkpoint": str(checkpoint), "labels": loaded.predictor.labels.describe(),
+               "structures": scores.structures}
     report, csv_path, overlay_paths = write_evaluation(
-        out_dir, scores.overlays, lambda paths: image_report(scores, source, data, split, label_value, paths),
+        out_dir, scores.overlays,
+        lambda paths: image_report(scores, loaded.describe(), data, split, loaded.label_value, paths),
         "per_image.csv", scores.per_image, metrics)
     return {**metrics, "per_image": scores.per_image, "report": report, "csv": csv_path, "overlays": overlay_paths}

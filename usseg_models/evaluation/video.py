@@ -33,15 +33,14 @@ import torch
 
 from usseg_models.evaluation.common import (
     Overlay,
-    load_model_for,
-    mean_metrics,
-    several_structures,
-    structure_frame_metrics,
-    structure_rows,
+    load_predictor,
+    noise_settings,
+    record_setting,
+    score_prediction,
     write_evaluation,
 )
 from usseg_models.evaluation.report import VIDEO_COLUMNS, markdown_table, noise_label, structure_section
-from usseg_models.metrics import per_frame_metrics, temporal_stability
+from usseg_models.metrics import temporal_stability
 
 __all__ = ["evaluate_dsanet", "ClipScores", "score_clips", "dsanet_report"]
 
@@ -75,23 +74,14 @@ def score_clips(predictor, size: int, clips: Sequence[tuple[Any, np.ndarray, np.
     labels); the overlays are the no-noise predictions of ``overlay_frames`` evenly spaced labelled frames of the
     first ``overlay_clips`` clips.
     """
-    from usseg_models.transforms.pipeline import (
-        Augmentation,
-        ModelPipeline,
-        postprocess_logits,
-        postprocess_probabilities,
-    )
+    from usseg_models.transforms.pipeline import postprocess_logits, postprocess_probabilities
 
     scored = {r.id: r.labelled_frames(label.shape[-1]) for r, _, label in clips}
     out = ClipScores(n_clips=len(clips), n_frames=int(sum(len(v) for v in scored.values())),
                      n_frames_total=int(sum(label.shape[-1] for _, _, label in clips)),
                      n_sparse_clips=sum(1 for r, _, label in clips if len(scored[r.id]) < label.shape[-1]))
-    for L in [None, *speckle]:
-        noise = None if L is None else Augmentation.speckle_only(L)
-        pipeline = ModelPipeline("cine", size).transform(noise)
-        pipeline.set_random_state(seed)
+    for L, pipeline in noise_settings("cine", size, speckle, seed):
         frames_metrics, stabilities, per_structure = [], [], []
-        multi = several_structures(labels)
         for k, (rec, cine, label) in enumerate(clips):
             x = torch.as_tensor(pipeline({"image": cine})["image"]).float()
             logits = predictor.predict_logits(x).cpu()
@@ -99,14 +89,10 @@ def score_clips(predictor, size: int, clips: Sequence[tuple[Any, np.ndarray, np.
             pred = postprocess_logits(logits, xy)  # (X, Y, T)
             prob = postprocess_probabilities(logits, xy)  # (X, Y, T)
             idx = scored[rec.id]
-            extra_cols = {}
-            if multi:
-                per = structure_frame_metrics(pred[..., idx], label[..., idx], labels, frame_axis=-1)
+            m, per, extra_cols = score_prediction(pred[..., idx], label[..., idx], prob[..., idx], labels,
+                                                  frame_axis=-1)
+            if per is not None:
                 per_structure.append(per)
-                m = per["mean"]
-                extra_cols = {f"dice_{name}": float(per[name]["dice"].mean()) for name in labels.names}
-            else:
-                m = per_frame_metrics(pred[..., idx], label[..., idx], prob=prob[..., idx], frame_axis=-1)
             frames_metrics.append(m)
             full = len(idx) == label.shape[-1]
             ts = (temporal_stability(pred > 0, label > 0, frame_axis=-1) if full and label.shape[-1] > 1
@@ -124,10 +110,7 @@ def score_clips(predictor, size: int, clips: Sequence[tuple[Any, np.ndarray, np.
                 for t in sorted({idx[i] for i in picks}):
                     out.overlays.append(Overlay(f"{rec.id.replace('/', '_')}__frame{t:04d}", cine[:, :, t],
                                                 label[:, :, t], pred[:, :, t]))
-        agg = mean_metrics(frames_metrics)
-        out.rows.append((noise_label(L), agg))
-        if multi:
-            out.structures[noise_label(L)] = structure_rows(per_structure)
+        agg = record_setting(out, noise_label(L), frames_metrics, per_structure)
         if stabilities:
             out.temporal[noise_label(L)] = {key: float(np.mean([s[key] for s in stabilities]))
                                             for key in stabilities[0]}
@@ -212,31 +195,18 @@ def evaluate_dsanet(
     """
     from usseg_models.data.datasets import load_clip_arrays
     from usseg_models.data.discovery import discover_clips
-    from usseg_models.inference.video import DSANetPredictor, checkpoint_labels
-    from usseg_models.training.distributed import resolve_device
+    from usseg_models.inference.video import DSANetPredictor
 
-    model, payload = load_model_for(checkpoint, ("dsanet",))
-    size = int(payload["spatial_size"])
-    labels = checkpoint_labels(payload, checkpoint)
-    multi = several_structures(labels)
-    if label_value is None:
-        label_value = (payload.get("extra") or {}).get("label_value")
-    if multi:
-        label_value = None
-    dev = resolve_device(device)
-    predictor = DSANetPredictor(model, size, device=dev, amp=dev.type == "cuda" if amp is None else amp,
-                                batch_size=batch_size, labels=labels)
-    clips = [(r, *load_clip_arrays(r, label_value, labels if multi else None))
+    loaded = load_predictor(checkpoint, ("dsanet",), DSANetPredictor, label_value, device, batch_size, amp)
+    clips = [(r, *load_clip_arrays(r, loaded.label_value, loaded.structures))
              for r in discover_clips(data, split=split)]
-    scores = score_clips(predictor, size, clips, speckle, seed, overlay_clips, overlay_frames,
-                         labels=labels if multi else None)
-    source = (f"`{checkpoint}` ({payload['network']}/{payload['config']}, input {size} px, "
-              f"epoch {(payload.get('extra') or {}).get('epoch', '?')})")
+    scores = score_clips(loaded.predictor, loaded.size, clips, speckle, seed, overlay_clips, overlay_frames,
+                         labels=loaded.structures)
     metrics = {"rows": dict(scores.rows), "temporal": scores.temporal, "n_clips": scores.n_clips,
                "n_frames": scores.n_frames, "n_frames_total": scores.n_frames_total,
                "n_sparse_clips": scores.n_sparse_clips, "checkpoint": str(checkpoint),
-               "labels": predictor.labels.describe(), "structures": scores.structures}
+               "labels": loaded.predictor.labels.describe(), "structures": scores.structures}
     report, csv_path, overlays = write_evaluation(
-        out_dir, scores.overlays, lambda paths: dsanet_report(scores, source, data, split, seed, paths),
+        out_dir, scores.overlays, lambda paths: dsanet_report(scores, loaded.describe(), data, split, seed, paths),
         "per_clip.csv", scores.per_clip, metrics)
     return {**metrics, "report": report, "csv": csv_path, "overlays": overlays}

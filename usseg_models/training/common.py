@@ -7,11 +7,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
 from usseg_models.errors import CheckpointError, UssegError
 from usseg_models.labels import LabelSet, LabelSetError, parse_labels
+from usseg_models.networks.factory import build_network
+from usseg_models.training.engine import Predict, TrainSettings, TrainStep, fit
 from usseg_models.training.splits import holdout_split, split_by_folder, subject_groups
 from usseg_models.transforms.pipeline import Augmentation
 
@@ -23,6 +26,8 @@ __all__ = [
     "check_label_options",
     "LabelChoice",
     "label_overrides",
+    "pretrained_overrides",
+    "fit_network",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,6 +115,18 @@ def is_usseg_checkpoint(path: str | Path) -> bool:
     return True
 
 
+def pretrained_overrides(pretrained: str | Path | None, overrides: dict[str, Any] | None
+                         ) -> tuple[dict[str, Any], str | Path | None]:
+    """Where a run's ``pretrained`` weights go: backbone ImageNet weights (any file that is not a usseg checkpoint)
+    into a copy of the network ``overrides`` as ``pretrained_path``; a usseg checkpoint is returned, to fine-tune
+    the built network from (:func:`fit_network`). Returns ``(overrides, usseg checkpoint or None)``."""
+    overrides = dict(overrides or {})
+    if pretrained is None or is_usseg_checkpoint(pretrained):
+        return overrides, pretrained
+    overrides["pretrained_path"] = str(pretrained)
+    return overrides, None
+
+
 def training_augmentation(kind: str, augment: bool, speckle_L: float | None = None) -> Augmentation | bool:
     """The random stage of a training set: ``False`` for validation sets, else :meth:`Augmentation.training` of the
     model kind (``"cine"`` or ``"image"``) with optional Gamma speckle of ``speckle_L`` looks."""
@@ -191,3 +208,30 @@ def label_overrides(labels: LabelSet, overrides: dict[str, Any]) -> dict[str, An
     if not labels.is_binary:
         out["out_channels"] = labels.out_channels
     return out
+
+
+def fit_network(network: str, config: str, choice: LabelChoice, overrides: dict[str, Any],
+                init_from: str | Path | None, train_ds: Dataset, val_ds: Dataset | None, info: dict[str, Any],
+                train_step: TrainStep, predict: Predict, settings: TrainSettings, out_dir: str | Path | None,
+                device: str | torch.device | None) -> dict[str, Any]:
+    """Build ``network`` for the run's label set and train it with :func:`usseg_models.training.engine.fit`.
+
+    The label set (``choice.final(train_ds)``) sets the output channels (:func:`label_overrides`) and goes, with
+    the data description ``info`` and the label value, into the checkpoints' ``extra``. The weights are seeded
+    with ``settings.seed``, then loaded from the usseg checkpoint ``init_from`` when given
+    (:func:`pretrained_overrides`).
+
+    Returns:
+        The :func:`~usseg_models.training.engine.fit` result plus ``data`` (``info``) and ``labels`` (the set).
+    """
+    label_set = choice.final(train_ds)
+    net_overrides = label_overrides(label_set, overrides)
+    torch.manual_seed(settings.seed)
+    model = build_network(network, config, **net_overrides)
+    if init_from is not None:
+        apply_pretrained(model, init_from)
+    result = fit(model, train_ds, val_ds, train_step, predict, settings, out_dir, network, config, net_overrides,
+                 device, extra={"data": info, "label_value": choice.label_value, "labels": label_set.to_json()})
+    result["data"] = info
+    result["labels"] = label_set
+    return result

@@ -20,16 +20,15 @@ import torch
 from torch.utils.data import Dataset
 
 from usseg_models.labels import LabelSet
-from usseg_models.networks.factory import build_network, network_spatial_size
+from usseg_models.networks.factory import network_spatial_size
 from usseg_models.training.common import (
     LabelChoice,
-    apply_pretrained,
-    is_usseg_checkpoint,
-    label_overrides,
+    fit_network,
+    pretrained_overrides,
     resolve_datasets,
     training_augmentation,
 )
-from usseg_models.training.engine import TrainSettings, fit
+from usseg_models.training.engine import TrainSettings
 
 __all__ = ["train_dsanet", "dsanet_train_step", "dsanet_predict"]
 
@@ -122,22 +121,10 @@ def train_dsanet(
                                              label_value=label_value, seed=seed, labels=choice.resolve(recs)),
         val_fraction, by_subject=True, seed=seed, val_split=val_split,
     )
-    label_set = choice.final(train_ds)
-    overrides = label_overrides(label_set, overrides or {})
-    backbone_weights = pretrained is not None and not is_usseg_checkpoint(pretrained)
-    if backbone_weights:
-        overrides["pretrained_path"] = str(pretrained)
-    torch.manual_seed(seed)
-    model = build_network("dsanet", config, **overrides)
-    if pretrained is not None and not backbone_weights:
-        apply_pretrained(model, pretrained)
+    overrides, init_from = pretrained_overrides(pretrained, overrides)
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                              optimizer="adam", warmup_epochs=warmup_epochs, min_lr=min(1e-6, lr),
                              grad_clip_value=grad_clip_value, amp=amp, num_workers=num_workers, seed=seed,
                              progress=progress)
-    result = fit(model, train_ds, val_ds, dsanet_train_step(DSANetLoss()), dsanet_predict, settings, out_dir,
-                 "dsanet", config, overrides, device, extra={"data": info, "label_value": label_value,
-                                                           "labels": label_set.to_json()})
-    result["data"] = info
-    result["labels"] = label_set
-    return result
+    return fit_network("dsanet", config, choice, overrides, init_from, train_ds, val_ds, info,
+                       dsanet_train_step(DSANetLoss()), dsanet_predict, settings, out_dir, device)

@@ -22,16 +22,15 @@ import torch
 from torch.utils.data import Dataset
 
 from usseg_models.labels import LabelSet
-from usseg_models.networks.factory import build_network, network_spatial_size
+from usseg_models.networks.factory import network_spatial_size
 from usseg_models.training.common import (
     LabelChoice,
-    apply_pretrained,
-    is_usseg_checkpoint,
-    label_overrides,
+    fit_network,
+    pretrained_overrides,
     resolve_datasets,
     training_augmentation,
 )
-from usseg_models.training.engine import TrainSettings, fit
+from usseg_models.training.engine import TrainSettings
 from usseg_models.training.splits import kfold_splits
 
 __all__ = ["train_intrasense", "train_unet", "image_train_step", "image_predict"]
@@ -126,12 +125,9 @@ def train_intrasense(
         raise ValueError(f"model must be 'intrasense' or 'unet', got {model!r}")
     size = network_spatial_size(model, config)
     choice = LabelChoice(labels, label_value, data)
-    overrides = dict(overrides or {})
-    backbone_weights = pretrained is not None and not is_usseg_checkpoint(pretrained)
-    if backbone_weights:
-        if model == "unet":
-            raise ValueError("the UNet baseline has no ImageNet backbone: --pretrained must be a usseg checkpoint")
-        overrides["pretrained_path"] = str(pretrained)
+    overrides, init_from = pretrained_overrides(pretrained, overrides)
+    if model == "unet" and pretrained is not None and init_from is None:  # backbone weights
+        raise ValueError("the UNet baseline has no ImageNet backbone: --pretrained must be a usseg checkpoint")
     loss_kwargs = dict(loss_kwargs or {})
     if model == "unet":
         loss_kwargs["iw_weight"] = 0.0
@@ -148,17 +144,8 @@ def train_intrasense(
                                labels=choice.resolve(recs))
 
     def run(train_ds, val_ds, out, info):
-        label_set = choice.final(train_ds)
-        net_overrides = label_overrides(label_set, overrides)
-        torch.manual_seed(seed)
-        net = build_network(model, config, **net_overrides)
-        if pretrained is not None and not backbone_weights:
-            apply_pretrained(net, pretrained)
-        res = fit(net, train_ds, val_ds, step, image_predict, settings, out, model, config, net_overrides, device,
-                  extra={"data": info, "label_value": label_value, "labels": label_set.to_json()})
-        res["data"] = info
-        res["labels"] = label_set
-        return res
+        return fit_network(model, config, choice, overrides, init_from, train_ds, val_ds, info, step, image_predict,
+                           settings, out, device)
 
     if folds <= 1:
         train_ds, val_ds, info = resolve_datasets(
