@@ -82,20 +82,27 @@ def make_volume_nifti(src_dcm: Path, dest: Path, one_slice: bool = False) -> np.
     return affine
 
 
+def start_app_server(tmp: Path, conf, env=None, prepare=None) -> MonaiLabelServer:
+    """Start the app (copied into ``tmp/app``) on a copy of the sample studies (``tmp/studies``); ``prepare(studies)``
+    runs before the start. The server carries ``studies_dir`` and ``tmp``; the caller stops it."""
+    app = copy_app(tmp / "app")
+    studies = copy_studies(tmp / "studies")
+    if prepare is not None:
+        prepare(studies)
+    srv = MonaiLabelServer(app, studies, conf=conf, env=env)
+    srv.start()
+    srv.studies_dir, srv.tmp = studies, tmp
+    return srv
+
+
 # ---- fixtures (session-scoped; registered for every test module by ``pytest_plugins`` in conftest.py) ------------
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """The shared app server (a module that needs a server of its own defines its own ``server`` fixture)."""
     tmp = tmp_path_factory.mktemp("app_server")
-    app = copy_app(tmp / "app")
-    studies = copy_studies(tmp / "studies")
     # the last two PNG images start unlabelled; their labels are what a user submits later
     held = tmp / "held_out"
-    hold_out_image_labels(studies, held)
-    srv = MonaiLabelServer(app, studies, conf=CONF)
-    srv.start()
-    srv.studies_dir = studies
-    srv.tmp = tmp
+    srv = start_app_server(tmp, CONF, prepare=lambda studies: hold_out_image_labels(studies, held))
     srv.held_out = held
     yield srv
     srv.stop()

@@ -21,8 +21,8 @@ import pydicom
 import pytest
 import requests
 import torch
+from app_server_fixtures import start_app_server
 from PIL import Image
-from server_utils import MonaiLabelServer, copy_app, copy_studies
 
 from monailabel_app.lib.label_counter import COUNTER_FILE
 from usseg_models.networks.checkpoint import save_checkpoint
@@ -103,8 +103,6 @@ def wait_listed(url, ids, timeout=30.0) -> set[str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hardening")
-    app = copy_app(tmp / "app")
-    studies = copy_studies(tmp / "studies")
     conf = dict(CONF)
     torch.manual_seed(0)
     for name in ("dsanet", "intrasense"):
@@ -112,9 +110,7 @@ def server(tmp_path_factory):
             save_checkpoint(tmp / f"init_{name}.pt", build_network(name, "small"), name, "small")
         )
     # no background scoring jobs (MONAI Label starts one at start-up and after every active-learning call)
-    srv = MonaiLabelServer(app, studies, conf=conf, env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"})
-    srv.start()
-    srv.studies_dir, srv.tmp = studies, tmp
+    srv = start_app_server(tmp, conf, env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"})
     yield srv
     srv.stop()
 

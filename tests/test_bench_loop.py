@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from test_bench_refine import refuses_missing_checkpoint
 
 from usseg_models.bench.loop import spread_frames
 
@@ -40,10 +41,5 @@ def test_bench_loop_quick_writes_both_curves(tmp_path):
 
 
 def test_bench_loop_refuses_a_missing_base_checkpoint_before_starting_a_server(tmp_path, capsys):
-    from usseg_models.cli.main import main
-
-    missing = tmp_path / "base.pt"
-    assert main(["bench", "loop", "--quick", "--pretrained", str(missing), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert "no such checkpoint file" in err and str(missing) in err and "Traceback" not in err
+    refuses_missing_checkpoint("loop", tmp_path, capsys)
     assert not (tmp_path / "o").exists()

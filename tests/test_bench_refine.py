@@ -38,6 +38,18 @@ def _rows(path):
     return list(csv.DictReader(open(path)))
 
 
+def refuses_missing_checkpoint(bench: str, tmp_path, capsys) -> str:
+    """``usseg bench <bench> --quick --pretrained <missing> --out tmp_path/o`` exits 2 with an error naming the file
+    and no traceback; returns that stderr (also used by ``test_bench_loop.py``)."""
+    from usseg_models.cli.main import main
+
+    missing = tmp_path / "base.pt"
+    assert main(["bench", bench, "--quick", "--pretrained", str(missing), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no such checkpoint file" in err and str(missing) in err and "Traceback" not in err
+    return err
+
+
 def test_copy_scores_only_the_uncorrected_frames(tmp_path):
     from usseg_models.cli.main import main
 
@@ -98,10 +110,7 @@ def test_bench_refine_quick_writes_every_output(tmp_path):
 def test_bench_refine_refuses_a_missing_checkpoint_and_unreadable_data(tmp_path, capsys):
     from usseg_models.cli.main import main
 
-    missing = tmp_path / "base.pt"
-    assert main(["bench", "refine", "--quick", "--pretrained", str(missing), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert "no such checkpoint file" in err and str(missing) in err and "Traceback" not in err
+    err = refuses_missing_checkpoint("refine", tmp_path, capsys)
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
     assert main(["bench", "refine", "--data", str(tmp_path / "nowhere"), "--methods", "copy",

@@ -8,7 +8,7 @@ Examples::
 
 from __future__ import annotations
 
-from pathlib import Path
+from usseg_models.cli.bench_common import add_synthetic_clip_args, print_bench_result
 
 __all__ = ["add_loop_parser", "run_loop_cli"]
 
@@ -29,9 +29,7 @@ def add_loop_parser(sub):
     p.add_argument("--heldout", type=int, default=2, help="clips held out for scoring (the rest are labelled)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per auto-retrain (default 10, quick 1)")
     p.add_argument("--device", default=None, help="server device (cpu, cuda)")
-    p.add_argument("--clips", type=int, default=None, help="synthetic clips (default 8, quick 4)")
-    p.add_argument("--frames", type=int, default=None, help="frames per synthetic clip (default 24, quick 10)")
-    p.add_argument("--size", type=int, default=None, help="synthetic frame size in px (default 128, quick 64)")
+    add_synthetic_clip_args(p, "default 8, quick 4")
     p.set_defaults(func=run_loop_cli)
     return p
 
@@ -43,6 +41,4 @@ def run_loop_cli(args) -> int:
     result = run_loop_bench(args.out, args.data, args.quick, args.config, args.pretrained, ks, args.max_steps,
                             args.time_budget, not args.no_labelling, args.heldout, args.epochs, args.device,
                             frames=args.frames, size=args.size, count=args.clips)
-    print(Path(result["summary"]).read_text())
-    print(f"plot: {result['plot']}")
-    return 0
+    return print_bench_result(result)

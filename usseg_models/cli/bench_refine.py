@@ -9,7 +9,7 @@ Examples::
 
 from __future__ import annotations
 
-from pathlib import Path
+from usseg_models.cli.bench_common import add_synthetic_clip_args, print_bench_result
 
 __all__ = ["add_refine_parser", "run_refine_cli"]
 
@@ -44,9 +44,7 @@ def add_refine_parser(sub):
     p.add_argument("--time-budget", type=float, default=None, help="refinement seconds per run (the product's)")
     p.add_argument("--device", default="cpu", help="torch device of the product's modes (cpu, cuda)")
     p.add_argument("--seed", type=int, default=0, help="seed of the base, the refinement and the synthetic clips")
-    p.add_argument("--clips", type=int, default=None, help="synthetic clips (default 4, quick 1)")
-    p.add_argument("--frames", type=int, default=None, help="frames per synthetic clip (default 24, quick 10)")
-    p.add_argument("--size", type=int, default=None, help="synthetic frame size in px (default 128, quick 64)")
+    add_synthetic_clip_args(p, "default 4, quick 1")
     p.set_defaults(func=run_refine_cli)
     return p
 
@@ -63,6 +61,4 @@ def run_refine_cli(args) -> int:
                               args.untrained, args.config, args.epochs, args.base_data, args.max_steps,
                               args.time_budget, args.device, args.seed, count=args.clips, frames=args.frames,
                               size=args.size)
-    print(Path(result["summary"]).read_text())
-    print(f"plot: {result['plot']}")
-    return 0
+    return print_bench_result(result)

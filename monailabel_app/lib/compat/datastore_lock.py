@@ -55,16 +55,16 @@ class IndexLockMixin:
         super().__init__(*args, **kwargs)
 
     def _on_any_event(self, event) -> None:
-        try:
-            with self._index_lock:
-                super()._on_any_event(event)
-        except Exception:  # noqa: BLE001 - the watcher thread must outlive any single event
-            logger.exception("datastore watcher: failed to handle %s; still watching", event)
+        self._handle_watcher_event("_on_any_event", event)
 
     def _on_modify_event(self, event) -> None:
+        self._handle_watcher_event("_on_modify_event", event)
+
+    def _handle_watcher_event(self, name: str, event) -> None:
+        """``LocalDatastore.<name>(event)`` under the index lock; any exception is logged, never raised."""
         try:
             with self._index_lock:
-                super()._on_modify_event(event)
+                getattr(super(), name)(event)
         except Exception:  # noqa: BLE001 - the watcher thread must outlive any single event
             logger.exception("datastore watcher: failed to handle %s; still watching", event)
 

@@ -13,19 +13,20 @@ from typing import Any
 import numpy as np
 
 from monailabel_app.lib.http import unprocessable
-from monailabel_app.lib.infers.base import UltrasoundInferTask
+from monailabel_app.lib.infers.predictor_task import PredictorInferTask
 from monailabel_app.lib.inputs import spatial_ndim
 from usseg_models.inference.video import DSANetPredictor
 
 __all__ = ["DSANetInfer"]
 
 
-class DSANetInfer(UltrasoundInferTask):
+class DSANetInfer(PredictorInferTask):
     """Segment every frame of a cine with DSANet (see :class:`UltrasoundInferTask` for the arguments)."""
+
+    predictor_class = DSANetPredictor
 
     def __init__(self, store, labels, label_colors, description="DSANet: every frame of an ultrasound cine"):
         super().__init__(store, labels, label_colors, dimension=3, description=description)
-        self._predictor: DSANetPredictor | None = None
 
     def check_input(self, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         ndim = spatial_ndim(array, meta)
@@ -39,12 +40,8 @@ class DSANetInfer(UltrasoundInferTask):
         return array
 
     def predict(self, network: Any, data: np.ndarray) -> np.ndarray:
-        if self._predictor is None:
-            self._predictor = DSANetPredictor(
-                network, self.store.spatial_size, self.store.device, amp=self.store.device.type == "cuda",
-                labels=self.store.labels,
-            )
-        return self.label_values(self._predictor, self._predictor.predict_clip(data))
+        predictor = self.predictor(network)
+        return self.label_values(predictor, predictor.predict_clip(data))
 
     def restore_layout(self, label: np.ndarray, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         expected = tuple(array.shape[:3])

@@ -19,19 +19,20 @@ from typing import Any
 import numpy as np
 
 from monailabel_app.lib.http import unprocessable
-from monailabel_app.lib.infers.base import UltrasoundInferTask
+from monailabel_app.lib.infers.predictor_task import PredictorInferTask
 from monailabel_app.lib.inputs import spatial_ndim
 from usseg_models.inference.image import ImagePredictor
 
 __all__ = ["IntraSenseInfer"]
 
 
-class IntraSenseInfer(UltrasoundInferTask):
+class IntraSenseInfer(PredictorInferTask):
     """Segment one image with IntraSense-Net (see :class:`UltrasoundInferTask` for the arguments)."""
+
+    predictor_class = ImagePredictor
 
     def __init__(self, store, labels, label_colors, description="IntraSense-Net: one ultrasound image"):
         super().__init__(store, labels, label_colors, dimension=2, description=description)
-        self._predictor: ImagePredictor | None = None
 
     def check_input(self, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         ndim = spatial_ndim(array, meta)
@@ -45,12 +46,8 @@ class IntraSenseInfer(UltrasoundInferTask):
         return array
 
     def predict(self, network: Any, data: np.ndarray) -> np.ndarray:
-        if self._predictor is None:
-            self._predictor = ImagePredictor(
-                network, self.store.spatial_size, self.store.device, amp=self.store.device.type == "cuda",
-                labels=self.store.labels,
-            )
-        return self.label_values(self._predictor, self._predictor.predict(data))
+        predictor = self.predictor(network)
+        return self.label_values(predictor, predictor.predict(data))
 
     def restore_layout(self, label: np.ndarray, array: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         shape = tuple(array.shape[: spatial_ndim(array, meta)])  # (X, Y), or (X, Y, 1) for a one-frame cine

@@ -41,13 +41,18 @@ class TrainOptionError(ValueError):
     """An option of a training request is unknown, of the wrong type or out of range (message names it)."""
 
 
-def _int(value: Any, key: str, lo: int, hi: int) -> int:
+def _number(value: Any, key: str, what: str) -> float:
+    """``value`` (a number or a numeric string, not a bool) as a float; else "``key`` must be ``what``"."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise TrainOptionError(f"{key} must be an integer, got {value!r}")
+        raise TrainOptionError(f"{key} must be {what}, got {value!r}")
     try:
-        number = float(value)
+        return float(value)
     except ValueError:
-        raise TrainOptionError(f"{key} must be an integer, got {value!r}") from None
+        raise TrainOptionError(f"{key} must be {what}, got {value!r}") from None
+
+
+def _int(value: Any, key: str, lo: int, hi: int) -> int:
+    number = _number(value, key, "an integer")
     if not math.isfinite(number) or number != int(number):
         raise TrainOptionError(f"{key} must be an integer, got {value!r}")
     if not lo <= int(number) <= hi:
@@ -56,12 +61,7 @@ def _int(value: Any, key: str, lo: int, hi: int) -> int:
 
 
 def _float(value: Any, key: str, lo: float, hi: float, lo_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise TrainOptionError(f"{key} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise TrainOptionError(f"{key} must be a number, got {value!r}") from None
+    number = _number(value, key, "a number")
     if not math.isfinite(number):
         raise TrainOptionError(f"{key} must be a finite number, got {value!r}")
     if number < lo or number > hi or (lo_open and number == lo):
