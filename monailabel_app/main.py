@@ -39,6 +39,7 @@ from monailabel.tasks.activelearning.first import First
 
 from monailabel_app.lib import bootstrap, compat
 from monailabel_app.lib.compat.safe_random import SafeRandom
+from monailabel_app.lib.compat.scoring_queue import CoalescedScoring
 from monailabel_app.lib.configs import CONFIGS
 from monailabel_app.lib.configs.base import conf_value
 from monailabel_app.lib.datastore import SafeLocalDatastore, UltrasoundDicomWebDatastore
@@ -67,7 +68,7 @@ def _refuse_to_start(app_dir: str, exc: Exception) -> None:
     os._exit(2)
 
 
-class USSegApp(MONAILabelApp):
+class USSegApp(CoalescedScoring, MONAILabelApp):
     """MONAI Label app serving the usseg models (see the module docstring)."""
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):

@@ -73,3 +73,71 @@ def test_no_module_outside_compat_reaches_into_monai_label_endpoints():
         if re.search(r"monailabel\.endpoints|monailabel\.app\b|\.router\.routes", text):
             offenders.append(str(path.relative_to(REPO_ROOT)))
     assert not offenders, offenders
+
+
+class _QueueRecorder:
+    """MONAI Label's scoring queue, recorded: ``AsyncTask.run`` appends a SUBMITTED task as the real one does."""
+
+    def __init__(self, monkeypatch):
+        from monailabel.utils.async_tasks import task as task_module
+        from monailabel.utils.async_tasks import utils as task_utils
+
+        self.tasks: list[dict] = []
+        monkeypatch.setitem(task_utils.background_tasks, "scoring", self.tasks)
+
+        def run(method, request=None, params=None, force_sync=False, enqueue=False):
+            assert method == "scoring" and enqueue
+            self.tasks.append({"status": "SUBMITTED", "request": dict(request or {})})
+            return self.tasks[-1], None
+
+        monkeypatch.setattr(task_module.AsyncTask, "run", staticmethod(run))
+
+    def queued(self, status: str = "SUBMITTED") -> list[str]:
+        return [t["request"]["method"] for t in self.tasks if t["status"] == status]
+
+
+def _scoring_app(*bases):
+    """An app of ``bases`` in server mode with two scoring methods, built without MONAI Label's heavy ``__init__``."""
+
+    class App(*bases):
+        def __init__(self):
+            self._server_mode = True
+            self._scoring_methods = {"a": None, "b": None}
+
+    return App()
+
+
+def test_stock_automatic_scoring_queues_one_run_per_request(monkeypatch):
+    from monailabel.interfaces.app import MONAILabelApp
+
+    queue = _QueueRecorder(monkeypatch)
+    app = _scoring_app(MONAILabelApp)
+    for _ in range(5):  # five next-sample requests (or trainings) while nothing has started yet
+        app.async_scoring(None)
+    assert queue.queued() == ["a", "b"] * 5  # ten full scoring runs waiting, each computing the same scores
+
+
+def test_automatic_scoring_is_queued_once_per_method_while_one_waits(monkeypatch):
+    from monailabel.interfaces.app import MONAILabelApp
+
+    from monailabel_app.lib.compat.scoring_queue import CoalescedScoring, waiting_scoring_methods
+
+    queue = _QueueRecorder(monkeypatch)
+    app = _scoring_app(CoalescedScoring, MONAILabelApp)
+    for _ in range(5):
+        app.async_scoring(None)
+    assert queue.queued() == ["a", "b"] and waiting_scoring_methods() == {"a", "b"}
+    queue.tasks[0]["status"] = "RUNNING"  # the worker started "a": the next request queues one more "a" only
+    assert app.async_scoring(None) == {"a": queue.tasks[-1], "b": None}
+    app.async_scoring("a")
+    assert queue.queued() == ["b", "a"] and queue.queued("RUNNING") == ["a"]
+    for task in queue.tasks:
+        task["status"] = "DONE"
+    app.async_scoring("b")  # nothing waiting: queued again
+    assert queue.queued() == ["b"]
+    app._server_mode = False  # a training subprocess asks the server over HTTP: MONAI Label's own path
+
+    calls = []
+    monkeypatch.setattr(MONAILabelApp, "_local_request", lambda self, url, p, action: calls.append(url) or {})
+    app.async_scoring(None)
+    assert calls == ["/scoring/a", "/scoring/b"]

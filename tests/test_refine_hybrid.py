@@ -158,6 +158,30 @@ def test_budget_grows_with_the_number_of_corrections(refine_base_model):
         assert refine_from_corrections(refine_base_model, cine, fixes, SIZE, settings).steps == 0
 
 
+def test_deadline_cuts_the_adaptation_to_the_time_left(refine_base_model):
+    """A clip's first hybrid request computes flows and features before adapting; with a deadline the adaptation
+    gets only what is left (here nothing: the deadline has passed when it starts), and the answer still comes."""
+    settings = RefineSettings(max_steps=1000, time_budget_s=600.0, deadline_s=5.0)
+    assert settings.adapt_seconds(1.0) == 4.0 and settings.adapt_seconds(7.0) == 0.0
+    assert RefineSettings(time_budget_s=1.5, deadline_s=5.0).adapt_seconds(1.0) == 1.5
+    assert RefineSettings(time_budget_s=1.5).adapt_seconds(100.0) == 1.5  # no deadline
+    with pytest.raises(ValueError, match="deadline_s"):
+        RefineSettings(deadline_s=-1.0)
+    clip = simulate_cine(FRAMES, 96, "sector", targets=("chamber",), seed=37)
+    cine, truth = np.asarray(clip.image), np.asarray(clip.label)
+    frames = spaced(3)
+    fixes = {t: truth[..., t] for t in frames}
+    late = refine_from_corrections(refine_base_model, cine, fixes, SIZE,
+                                   RefineSettings(max_steps=1000, time_budget_s=600.0, deadline_s=0.0))
+    assert late.steps == 0 and late.stopped_by == "time", (late.steps, late.stopped_by)
+    for t in frames:
+        np.testing.assert_array_equal(late.masks[..., t], truth[..., t].astype(np.uint8))
+    assert uncorrected_dice(late.masks, truth, frames) >= 0.8
+    free = refine_from_corrections(refine_base_model, cine, fixes, SIZE,
+                                   RefineSettings(max_steps=1000, time_budget_s=600.0, deadline_s=600.0))
+    assert free.steps == RefineSettings(max_steps=1000).steps_for(3)
+
+
 def test_fusion_is_judged_only_on_frames_the_model_was_not_adapted_on():
     """A model that memorised the frames it was adapted on and knows nothing else: scored on those frames (the old
     check) it looks perfect and is fused; scored on held-out frames it is kept out."""

@@ -20,7 +20,9 @@ and long before it serves). It
 
 The other workarounds are used rather than installed: the datastore classes mix in :mod:`.datastore_lock`, the
 app's ``random`` strategy is :class:`.safe_random.SafeRandom`, infer tasks write results through
-:mod:`.result_files`. Outside the server process (a training or scoring subprocess) steps 2–4 install nothing.
+:mod:`.result_files`, and the app class mixes in :class:`.scoring_queue.CoalescedScoring` (automatic scoring queued
+once per method, not once per request). Outside the server process (a training or scoring subprocess) steps 2–4
+install nothing.
 
 ``USSEG_COMPAT_DISABLE`` (a comma-separated list of ``auth``, ``request-guards``, ``threaded-routes``, or ``all``)
 starts the server with those left out, on stock MONAI Label behaviour: for maintainers checking whether a release
@@ -98,6 +100,12 @@ WORKAROUNDS = (
         "tests/test_app_server_results.py::test_answer_saved_by_monai_label_client_survives_the_servers_clean_up",
         "docs/upstream/06-result-file-temp-race.md",
         "client and server share the temp folder and result names: the server deletes the client's answer"),
+    Workaround(
+        "scoring-queue", f"{_HERE}.scoring_queue",
+        "tests/test_compat.py::test_automatic_scoring_is_queued_once_per_method_while_one_waits",
+        "docs/upstream/07-scoring-queue-grows-per-request.md",
+        "every next-sample request and training queues another full scoring run: they pile up and run for minutes",
+        "tests/test_compat.py::test_stock_automatic_scoring_queues_one_run_per_request"),
 )
 
 

@@ -34,6 +34,8 @@ class DSANetConfig(UltrasoundTaskConfig):
             max_steps=int(conf_value(self.conf, self.name, "refine_max_steps", 60)),
             time_budget_s=float(conf_value(self.conf, self.name, "refine_time_budget_s", 1.5)),
             max_concurrent=int(conf_value(self.conf, self.name, "refine_max_concurrent", 1)),
+            deadline_s=(None if (deadline := conf_value(self.conf, self.name, "refine_deadline_s")) is None
+                        else float(deadline)),
         )
         return DSANetRefineInfer(self.store, self.labels, self.label_colors, limits)
 

@@ -31,8 +31,10 @@ Answer: the refined ``(X, Y, T)`` label in the cine's geometry, the corrected fr
 ``refine_max_concurrent`` refinements run at once; more get 429 at once.
 
 Server options (``--conf``): ``refine_max_steps`` (default 60), ``refine_time_budget_s`` (adaptation seconds,
-default 1.5 s: a hybrid answer for a 100-frame clip within ~3 s on 2 CPU cores), ``refine_max_concurrent``
-(default 1).
+default 1.5 s: a hybrid answer for a 100-frame clip within ~3 s on 2 CPU cores), ``refine_deadline_s`` (seconds
+from the start of a hybrid refinement by which its adaptation ends, default ``refine_time_budget_s`` + 0.7 s: a
+clip's first request, which computes the clip's flows and backbone features, adapts for what is left),
+``refine_max_concurrent`` (default 1).
 """
 
 from __future__ import annotations
@@ -69,23 +71,31 @@ __all__ = ["DSANetRefineInfer", "RefineLimits"]
 
 logger = logging.getLogger(__name__)
 
+# what a hybrid request of a clip seen before spends before its adaptation (propagation; flows and features are
+# cached): the default deadline is the adaptation budget plus this, so a clip's first request, which computes its
+# flows and features, adapts for what is left instead of answering later than the edits that follow
+DEADLINE_SLACK_S = 0.7
+
 
 class RefineLimits:
     """Server-side bounds of refinement requests (see the module docstring)."""
 
-    def __init__(self, max_steps: int = 60, time_budget_s: float = 1.5, max_concurrent: int = 1) -> None:
-        if int(max_steps) < 1 or not float(time_budget_s) > 0 or int(max_concurrent) < 1:
+    def __init__(self, max_steps: int = 60, time_budget_s: float = 1.5, max_concurrent: int = 1,
+                 deadline_s: float | None = None) -> None:
+        deadline_s = float(time_budget_s) + DEADLINE_SLACK_S if deadline_s is None else float(deadline_s)
+        if int(max_steps) < 1 or not float(time_budget_s) > 0 or int(max_concurrent) < 1 or not deadline_s > 0:
             raise ValueError(
                 f"refine limits must be positive: max_steps={max_steps}, time_budget_s={time_budget_s}, "
-                f"max_concurrent={max_concurrent}"
+                f"max_concurrent={max_concurrent}, deadline_s={deadline_s}"
             )
         self.max_steps = int(max_steps)
         self.time_budget_s = float(time_budget_s)
+        self.deadline_s = deadline_s
         self.max_concurrent = int(max_concurrent)
         self.slots = threading.BoundedSemaphore(self.max_concurrent)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"max_steps": self.max_steps, "time_budget_s": self.time_budget_s,
+        return {"max_steps": self.max_steps, "time_budget_s": self.time_budget_s, "deadline_s": self.deadline_s,
                 "max_concurrent": self.max_concurrent, "modes": list(REFINE_MODES)}
 
 
@@ -198,6 +208,7 @@ class DSANetRefineInfer(DSANetInfer):
             mode=mode,
             max_steps=int(_bounded_number(request, "max_steps", self.limits.max_steps, int)),
             time_budget_s=_bounded_number(request, "time_budget_s", self.limits.time_budget_s, float),
+            deadline_s=self.limits.deadline_s,
             seed=seed,
         )
         if not self.limits.slots.acquire(blocking=False):
