@@ -6,7 +6,9 @@ tests that need it use the ``shared_data`` fixture and are skipped with a reason
 The shared real servers are session fixtures in two plugin modules registered here: ``app_server_fixtures``
 (``server``, ``client``, ``cine_id``, ``image_png``, ``image_dcm``: the app on the sample studies, for the
 ``test_app_server*`` modules; a module that needs a server of its own defines its own ``server``) and
-``app_auth_fixtures`` (``issuer``, ``auth_server``, ``url``, ``tokens``, ...: authentication on).
+``app_auth_fixtures`` (``issuer``, ``auth_server``, ``url``, ``tokens``, ...: authentication on); and
+``bootstrap_fixtures`` (``bootstrapped``: a fresh app that trained itself on the sample studies, whose published
+checkpoints other tests start from).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest_plugins = ("app_server_fixtures", "app_auth_fixtures", "mrml_support")
+pytest_plugins = ("app_server_fixtures", "app_auth_fixtures", "bootstrap_fixtures", "mrml_support")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("USSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

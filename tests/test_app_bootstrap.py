@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import gzip
 import io
-import time
 
 import nibabel as nib
 import numpy as np
 import pytest
 import requests
 from PIL import Image
-from server_utils import MonaiLabelServer, copy_app, copy_studies
 
 from usseg_models.metrics import dice
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-CONF = {"models": "dsanet,intrasense", "config": "small", "untrained_infer": "refuse", "bootstrap_min_labels": "3",
-        "auto_retrain_after": "0"}
 CINES = ("cine_000", "cine_001", "cine_002", "cine_003")
 
 
@@ -37,44 +33,29 @@ def _truth(studies, image_id):
     raise FileNotFoundError(image_id)
 
 
-def _wait_trained(url, names, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        usseg = requests.get(f"{url}/info/", timeout=30).json()["usseg"]
-        if all(usseg[n]["trained"] for n in names):
-            return usseg
-        time.sleep(3)
-    raise TimeoutError(f"{names} not trained after {timeout} s: {usseg}")
+def test_bootstrap_training_at_first_start(bootstrapped):
+    """The server of :func:`bootstrap_fixtures.bootstrapped` (started here or by an earlier test module)."""
+    url, studies, first = bootstrapped.url, bootstrapped.studies, bootstrapped.first
+    assert first.status_code == 409, first.text
+    detail = first.json()["detail"]
+    assert detail.startswith("model dsanet is not trained yet") and "first training is" in detail, detail
+    assert bootstrapped.trained_at_first is False
 
-
-def test_bootstrap_training_at_first_start(tmp_path):
-    app, studies = copy_app(tmp_path / "app"), copy_studies(tmp_path / "studies")
-    srv = MonaiLabelServer(app, studies, conf=CONF, env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"})
-    url = srv.start()
-    try:
-        first = requests.post(f"{url}/infer/dsanet", params={"image": "cine_000"}, timeout=120)
-        assert first.status_code == 409, first.text
-        detail = first.json()["detail"]
-        assert detail.startswith("model dsanet is not trained yet") and "first training is" in detail, detail
-        assert requests.get(f"{url}/info/", timeout=30).json()["usseg"]["dsanet"]["trained"] is False
-
-        usseg = _wait_trained(url, ["dsanet", "intrasense"], timeout=1500)
-        assert usseg["dsanet"]["history"][-1]["bootstrap"] is True
-        scores = {}
-        for cine in CINES:
-            r = requests.post(f"{url}/infer/dsanet", params={"image": cine, "output": "image"}, timeout=300)
-            assert r.status_code == 200, r.text
-            pred = np.asarray(nib.Nifti1Image.from_bytes(gzip.decompress(r.content)).dataobj) > 0
-            scores[cine] = dice(pred, _truth(studies, cine), frame_axis=-1)
-        assert np.mean(list(scores.values())) >= 0.7, scores
-        assert min(scores.values()) >= 0.5, scores
-        images = {}
-        for image in ("image_000", "image_001", "image_002", "image_003"):
-            r = requests.post(f"{url}/infer/intrasense", params={"image": image, "output": "image"}, timeout=120)
-            assert r.status_code == 200, r.text
-            pred = np.asarray(Image.open(io.BytesIO(r.content))) > 0
-            truth = np.asarray(Image.open(studies / "labels" / "final" / f"{image}.png")) > 0
-            images[image] = dice(pred, truth, frame_axis=None)
-        assert np.mean(list(images.values())) >= 0.7, images
-    finally:
-        srv.stop()
+    usseg = bootstrapped.usseg
+    assert usseg["dsanet"]["history"][-1]["bootstrap"] is True
+    scores = {}
+    for cine in CINES:
+        r = requests.post(f"{url}/infer/dsanet", params={"image": cine, "output": "image"}, timeout=300)
+        assert r.status_code == 200, r.text
+        pred = np.asarray(nib.Nifti1Image.from_bytes(gzip.decompress(r.content)).dataobj) > 0
+        scores[cine] = dice(pred, _truth(studies, cine), frame_axis=-1)
+    assert np.mean(list(scores.values())) >= 0.7, scores
+    assert min(scores.values()) >= 0.5, scores
+    images = {}
+    for image in ("image_000", "image_001", "image_002", "image_003"):
+        r = requests.post(f"{url}/infer/intrasense", params={"image": image, "output": "image"}, timeout=120)
+        assert r.status_code == 200, r.text
+        pred = np.asarray(Image.open(io.BytesIO(r.content))) > 0
+        truth = np.asarray(Image.open(studies / "labels" / "final" / f"{image}.png")) > 0
+        images[image] = dice(pred, truth, frame_axis=None)
+    assert np.mean(list(images.values())) >= 0.7, images

