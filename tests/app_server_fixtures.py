@@ -102,7 +102,8 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app_server")
     # the last two PNG images start unlabelled; their labels are what a user submits later
     held = tmp / "held_out"
-    srv = start_app_server(tmp, CONF, prepare=lambda studies: hold_out_image_labels(studies, held))
+    srv = start_app_server(tmp, CONF, env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"},  # the product default
+                           prepare=lambda studies: hold_out_image_labels(studies, held))
     srv.held_out = held
     yield srv
     srv.stop()

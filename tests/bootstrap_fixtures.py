@@ -62,7 +62,7 @@ def _wait_trained(url: str, names, timeout: float) -> dict:
 def bootstrapped(tmp_path_factory) -> Bootstrapped:
     tmp = tmp_path_factory.mktemp("bootstrapped")
     app, studies = copy_app(tmp / "app"), copy_studies(tmp / "studies")
-    srv = MonaiLabelServer(app, studies, conf=BOOTSTRAP_CONF, env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"})
+    srv = MonaiLabelServer(app, studies, conf=BOOTSTRAP_CONF)
     url = srv.start()
     try:
         first = requests.post(f"{url}/infer/dsanet", params={"image": "cine_000"}, timeout=120)

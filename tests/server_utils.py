@@ -56,13 +56,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Test servers do not start a bootstrap training by themselves (it would compete with the test for the CPU) and
 # answer inference with the untrained network instead of 409; tests of those behaviours override both.
 TEST_CONF_DEFAULTS = {"bootstrap_min_labels": "0", "untrained_infer": "allow"}
+# Nor do they score by themselves: MONAI Label's automatic scoring starts a scoring subprocess (the app imported
+# again, then DSANet over every unlabelled cine) at start-up, after each active-learning request and after each
+# training, competing with the test for the CPU. The shared server of the test_app_server* modules keeps it on (the
+# product default; tests/test_app_server_labels.py checks its queue), and tests of scoring ask for a run.
+TEST_ENV_DEFAULTS = {"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
 
 
 class MonaiLabelServer(launcher.MonaiLabelServer):
-    """:class:`usseg_models.serving.launcher.MonaiLabelServer` with :data:`TEST_CONF_DEFAULTS` under the given conf."""
+    """:class:`usseg_models.serving.launcher.MonaiLabelServer` with :data:`TEST_CONF_DEFAULTS` under the given conf
+    and :data:`TEST_ENV_DEFAULTS` under the given environment."""
 
     def __init__(self, app_dir, studies_dir, conf=None, env=None, **kwargs):
-        super().__init__(app_dir, studies_dir, conf={**TEST_CONF_DEFAULTS, **dict(conf or {})}, env=env, **kwargs)
+        super().__init__(app_dir, studies_dir, conf={**TEST_CONF_DEFAULTS, **dict(conf or {})},
+                         env={**TEST_ENV_DEFAULTS, **dict(env or {})}, **kwargs)
 SAMPLE_STUDIES = REPO_ROOT / "sample-data" / "studies"
 
 

@@ -110,7 +110,7 @@ def server(tmp_path_factory):
             save_checkpoint(tmp / f"init_{name}.pt", build_network(name, "small"), name, "small")
         )
     # no background scoring jobs (MONAI Label starts one at start-up and after every active-learning call)
-    srv = start_app_server(tmp, conf, env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"})
+    srv = start_app_server(tmp, conf)
     yield srv
     srv.stop()
 

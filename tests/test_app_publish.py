@@ -57,7 +57,7 @@ def test_worse_retrain_kept_as_candidate_force_publishes_rollback_restores(tmp_p
     stale.mkdir(parents=True)
     (stale / "leftover.pt").write_bytes(b"x")
     conf = {"models": "dsanet", "config": "small", "auto_retrain_after": "0", "pretrained_path": str(good_checkpoint)}
-    srv = MonaiLabelServer(app, studies, conf=conf, env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"})
+    srv = MonaiLabelServer(app, studies, conf=conf)
     url = srv.start()
     try:
         assert not stale.exists(), "a stale training folder survived the start"

@@ -33,7 +33,7 @@ CONF = {"models": "dsanet", "config": "small", "untrained_infer": "refuse", "boo
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("refine")
     app, studies = copy_app(root / "app"), copy_studies(root / "studies")
-    srv = MonaiLabelServer(app, studies, conf=CONF, env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"})
+    srv = MonaiLabelServer(app, studies, conf=CONF)
     srv.start()
     yield {"url": srv.url, "app": app, "studies": studies, "root": root}
     srv.stop()

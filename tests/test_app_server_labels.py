@@ -29,6 +29,11 @@ def test_active_learning_returns_unlabelled_study(server, client):
     assert client.next_sample("first", {})["id"] not in labelled
     r = requests.post(f"{server.url}/activelearning/nosuch", json={}, timeout=30)
     assert r.status_code == 404
+    # each of those five requests asked for an automatic scoring run (this server keeps MONAI Label's default):
+    # at most one waits to start (compat.scoring_queue; stock MONAI Label queues one per request, about 10 s each)
+    tasks = requests.get(f"{server.url}/scoring/", params={"all": True}, timeout=30).json()
+    waiting = [t for t in tasks if t["status"] == "SUBMITTED"]
+    assert len(waiting) <= 1, [(t["status"], t["request"].get("method")) for t in tasks]
 
 
 def test_slicer_plugin_sequence(server, cine_id, tmp_path):
