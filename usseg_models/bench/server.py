@@ -78,7 +78,9 @@ def private_server(folder: Path, config: str, device: str | None, url: str | Non
     conf = {"models": "dsanet", "config": config, "auto_retrain_after": "0", "bootstrap_min_labels": "0"}
     if device:
         conf["device"] = device
-    server = MonaiLabelServer(prepare_app_dir(folder / "app"), studies, conf=conf)
+    # no automatic scoring: its subprocess (started with the server) would share the CPU with the timed requests
+    server = MonaiLabelServer(prepare_app_dir(folder / "app"), studies, conf=conf,
+                              env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "false"})
     try:
         yield server.start(timeout=600)
     finally:
