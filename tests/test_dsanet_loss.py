@@ -77,3 +77,16 @@ def test_bad_input():
         DSANetLoss()((outs[0], outs[1], torch.zeros(1, 1, 3, 3)), masks)
     with pytest.raises(ValueError, match="weights"):
         DSANetLoss(weights=(1.0, -1.0, 1.0))
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 64, 64), (2, 4, 96, 80), (1, 1, 20, 20)])
+def test_box_mean_equals_the_2d_average_pool_of_f3net(shape):
+    """The boundary weight's 31 × 31 window mean, as two 1-D passes, is F3Net's ``avg_pool2d(g, 31, 1, 15)``
+    (padding counted; also on frames smaller than the window)."""
+    from usseg_models.losses.common import box_mean
+
+    g = (torch.rand(shape, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    reference = torch.nn.functional.avg_pool2d(g, kernel_size=31, stride=1, padding=15)
+    assert box_mean(g, 31).shape == reference.shape
+    assert torch.allclose(box_mean(g, 31), reference, atol=1e-6)
+    assert not torch.allclose(box_mean(g, 7), reference, atol=1e-3)  # the window size matters

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["soft_dice_loss", "structure_loss", "cross_entropy", "class_probabilities", "one_hot_target"]
+__all__ = ["soft_dice_loss", "structure_loss", "box_mean", "cross_entropy", "class_probabilities", "one_hot_target"]
 
 
 def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -85,6 +85,15 @@ def soft_dice_loss(
     return _reduce(1 - dice.mean(1), reduction)
 
 
+def box_mean(x: torch.Tensor, size: int = 31) -> torch.Tensor:
+    """Mean of each ``size × size`` window, zero-padded to keep the shape: ``F.avg_pool2d(x, size, 1, size // 2)``
+    (padding counted), computed as two 1-D passes (``2·size`` instead of ``size²`` operations per pixel: 15× fewer
+    for F3Net's 31, the costliest part of the DSANet loss on a CPU before)."""
+    half = size // 2
+    rows = F.avg_pool2d(x, kernel_size=(size, 1), stride=1, padding=(half, 0))
+    return F.avg_pool2d(rows, kernel_size=(1, size), stride=1, padding=(0, half))
+
+
 def structure_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """F3Net structure loss (Wei et al., AAAI 2020): boundary-weighted BCE + weighted IoU, as the DSANet release
     uses it (``docs/paper-readings.md``, "DSANet: loss").
@@ -97,7 +106,7 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = 
     logits = logits.float()
     channels = logits.shape[1]
     onehot = one_hot_target(target, channels)
-    weit = 1 + 5 * torch.abs(F.avg_pool2d(onehot, kernel_size=31, stride=1, padding=15) - onehot)
+    weit = 1 + 5 * torch.abs(box_mean(onehot, 31) - onehot)
     prob = class_probabilities(logits)
     if channels == 1:
         wbce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
