@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest_plugins = ("app_server_fixtures", "app_auth_fixtures", "bootstrap_fixtures", "mrml_support")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel run: every process this worker starts (servers, their training subprocesses, CLI runs) uses one
+    # OpenMP thread. Two workers' processes with two spinning OpenMP threads each on two cores made epochs 18x slower.
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+pytest_plugins = ("app_server_fixtures", "app_auth_fixtures", "bootstrap_fixtures", "mrml_support", "xdist_groups")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("USSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -81,3 +87,4 @@ def refine_base_model():
         loss_fn(model(x), y).backward()
         opt.step()
     return model.eval()
+

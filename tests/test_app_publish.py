@@ -107,3 +107,16 @@ def test_too_small_a_validation_set_publishes_only_with_force():
     assert should_publish(0.9, 0.5, 0.01, True, has_live=True, val_frames=5, min_val_frames=16)[0]
     assert should_publish(0.9, 0.5, 0.01, False, has_live=True, val_frames=16, min_val_frames=16)[0]
     assert should_publish(0.9, None, 0.01, False, has_live=False, val_frames=1, min_val_frames=16)[0]
+
+
+def test_too_small_a_validation_set_keeps_the_last_epoch_not_the_best_scoring_one(tmp_path):
+    from monailabel_app.lib.trainers.base import chosen_checkpoint
+
+    best, last = tmp_path / "best.pt", tmp_path / "last.pt"
+    result = {"best_checkpoint": str(best), "last_checkpoint": str(last)}
+    # one validation image (the sample studies' IntraSense-Net split) is too few to pick an epoch by ...
+    assert chosen_checkpoint(result, 1, 16) == ("last", str(last))
+    # ... enough frames are not; no validation at all: the trainer's "best" is its last epoch
+    assert chosen_checkpoint(result, 16, 16) == ("best", str(best))
+    assert chosen_checkpoint({"best_checkpoint": str(best)}, 0, 16) == ("best", str(best))
+    assert chosen_checkpoint(result, 0, 16) == ("last", str(last))

@@ -60,7 +60,7 @@ from usseg_models.errors import UssegError
 from usseg_models.labels import LabelSet
 from usseg_models.networks.checkpoint import load_checkpoint, read_checkpoint
 
-__all__ = ["UltrasoundTrainTask", "run_training", "json_safe", "WORK_DIR", "clean_stale_work"]
+__all__ = ["UltrasoundTrainTask", "run_training", "chosen_checkpoint", "json_safe", "WORK_DIR", "clean_stale_work"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,26 @@ def _training_labels(labels: LabelSet) -> LabelSet | None:
     """What the datasets and the training function get: the set for several structures, ``None`` for one (the
     one-structure path binarises masks exactly as before label sets)."""
     return None if labels.is_binary else labels
+
+
+def chosen_checkpoint(result: dict[str, Any], val_frames: int, min_val_frames: int) -> tuple[str, str | None]:
+    """Which checkpoint of a training ``result`` becomes the candidate: ``("best", path)`` or ``("last", path)``.
+
+    The epoch of the best validation Dice is kept only when the validation set has at least ``min_val_frames``
+    labelled frames (the same bar as a publish decision, :func:`~monailabel_app.lib.trainers.publish.should_publish`).
+    On fewer, picking an epoch by validation Dice is noise: on the sample studies (one validation image) the best
+    epoch of IntraSense-Net's first training was epoch 56-57 of 150, which missed the small lesion of a *training*
+    image (Dice 0.0-0.19; the last epoch: 0.86-0.89), so the last epoch is kept instead.
+    """
+    best, last = result.get("best_checkpoint"), result.get("last_checkpoint")
+    if val_frames >= min_val_frames and best:
+        return "best", best
+    if last:
+        if val_frames:
+            logger.info("%d validation frames (< min_val_frames %d): the last epoch is kept, not the best-scoring one",
+                        val_frames, min_val_frames)
+        return "last", last
+    return "best", best
 
 
 def run_training(network: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -287,10 +307,13 @@ class UltrasoundTrainTask(TrainTask):
             if _training_labels(self.labels) is not None:
                 kwargs["labels"] = self.labels.to_json()
             result = self._train(kwargs, opts, work)
-            checkpoint = result.get("best_checkpoint") or result.get("last_checkpoint")
+            val_data = (_datasets(self.store.name, self.store.config, val, False, seed, _training_labels(self.labels))
+                        if val else None)
+            min_frames = int(opts.get("min_val_frames", DEFAULT_MIN_VAL_FRAMES))
+            kept, checkpoint = chosen_checkpoint(result, len(val_data) if val_data is not None else 0, min_frames)
             if not checkpoint or not os.path.isfile(checkpoint):
                 raise RuntimeError(f"training of {self.store.name} wrote no checkpoint")
-            decision = self._decide(checkpoint, val, opts, device, seed)
+            decision = self._decide(checkpoint, val_data, opts, device, min_frames)
             record = {"score": decision["candidate_dice"], "live_score": decision["live_dice"],
                       "labelled_studies": len(records), "train_studies": len(train), "val_studies": len(val),
                       "reason": decision["reason"], "bootstrap": bool(opts.get("bootstrap"))}
@@ -311,6 +334,7 @@ class UltrasoundTrainTask(TrainTask):
                 "epochs": kwargs["epochs"],
                 "best_dice": result.get("best_dice"),
                 "best_epoch": result.get("best_epoch"),
+                "kept": kept,
                 "initial_val_dice": result.get("initial_val_dice"),
                 "world_size": result.get("world_size", 1),
                 "history": result.get("history", []),
@@ -326,16 +350,18 @@ class UltrasoundTrainTask(TrainTask):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _decide(self, checkpoint: str, val: list, opts: dict[str, Any], device: str, seed: int) -> dict[str, Any]:
-        """Score the candidate and the live model on the validation studies; decide whether to publish."""
+    def _decide(self, checkpoint: str, dataset: Any, opts: dict[str, Any], device: str,
+                min_frames: int) -> dict[str, Any]:
+        """Score the candidate and the live model on the validation ``dataset`` (``None``: no validation studies);
+        decide whether to publish."""
         live_path = self.store.weights_path()
         if live_path is not None and not self._fits_labels(live_path):
             live_path = None  # a model of another label set is not a live model of this one (the store refuses it)
         candidate_dice = live_dice = None
         candidate_structures: dict[str, float] = {}
         val_frames = 0
+        val = dataset is not None
         if val:
-            dataset = _datasets(self.store.name, self.store.config, val, False, seed, _training_labels(self.labels))
             val_frames = len(dataset)
             candidate = load_checkpoint(checkpoint)[0]
             candidate_dice = score_model(self.store.name, candidate, dataset, device)
@@ -348,7 +374,6 @@ class UltrasoundTrainTask(TrainTask):
                     logger.warning("%s: live model %s cannot be scored (%s)", self.store.name, live_path, exc)
         if candidate_dice is not None and not math.isfinite(candidate_dice):
             candidate_dice = None
-        min_frames = int(opts.get("min_val_frames", DEFAULT_MIN_VAL_FRAMES))
         publish, reason = should_publish(candidate_dice, live_dice, float(opts["tolerance"]),
                                          bool(opts.get("force")), has_live=live_path is not None,
                                          val_frames=val_frames if val else None, min_val_frames=min_frames)

@@ -18,7 +18,8 @@ refused (a misspelt ``max_epoch`` must not silently train with the default). Acc
 ``tolerance``      float, 0..1: a candidate is published when ``candidate >= live - tolerance``
 ``min_val_frames`` int, 0..100000: fewer labelled validation frames (cine frames or images) than this and a
                    candidate replaces a live model only with ``force`` (default :data:`DEFAULT_MIN_VAL_FRAMES`;
-                   frames of one clip are alike, so this is a floor, not a guarantee)
+                   frames of one clip are alike, so this is a floor, not a guarantee); below it the candidate
+                   is the last epoch, not the best-scoring one (:func:`~.base.chosen_checkpoint`)
 ``bootstrap``      bool (set by the app for the first training at start-up)
 =================  =======================================================================================
 """
