@@ -10,7 +10,7 @@ of CPU). Here, instead:
   through pytest's own fixture resolution, so a new test using one is grouped without a list to update) merged
   into one group; it writes the map to a file the controller named (``workerinput``);
 - the controller's scheduler (:class:`GroupScheduling`, xdist's ``loadscope`` scheduling with that map as the scope)
-  hands out whole groups.
+  hands out whole groups, in the workers' collection order, which :func:`heavy_first` made heaviest group first.
 
 Registered in ``tests/conftest.py`` (``pytest_plugins``); without ``-n`` nothing here runs.
 """
@@ -65,14 +65,34 @@ def pytest_configure_node(node):
     node.workerinput[_INPUT_KEY] = config._usseg_groups_file
 
 
+def heavy_first(items, groups: dict[str, str]) -> list:
+    """``items`` with the groups likely to take longest first (a long group started last would finish alone):
+    groups sharing an expensive session fixture, then groups with ``slow`` tests, then by number of tests; the
+    collection order is kept inside a group and between equals."""
+    stats: dict[str, list[int]] = {}
+    for item in items:
+        group = groups[item.nodeid.split("::", 1)[0]]
+        s = stats.setdefault(group, [0, 0, 0])
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        s[0] = max(s[0], sum(name in defs and defs[name][-1].scope == "session" for name in EXPENSIVE_SESSION_FIXTURES))
+        s[1] += item.get_closest_marker("slow") is not None
+        s[2] += 1
+    rank = {g: i for i, g in enumerate(sorted(stats, key=lambda g: (-stats[g][0], -bool(stats[g][1]), -stats[g][2])))}
+    return sorted(items, key=lambda item: rank[groups[item.nodeid.split("::", 1)[0]]])
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Worker: write the module groups (every worker collects the same tests and writes the same map)."""
+    """Worker: order the tests heaviest group first and write the module groups (every worker collects the same
+    tests, in the same order, and writes the same map)."""
     path = getattr(config, "workerinput", {}).get(_INPUT_KEY)
     if not path:
         return
+    groups = module_groups(items)
+    items[:] = heavy_first(items, groups)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
     with os.fdopen(fd, "w") as f:
-        json.dump(module_groups(items), f)
+        json.dump(groups, f)
     os.replace(tmp, path)
 
 
@@ -95,6 +115,7 @@ def pytest_xdist_make_scheduler(config, log):
                 self.groups = json.loads(Path(path).read_text()) if path and os.path.exists(path) else {}
             return self.groups.get(module, module)
 
+    config.option.loadscopereorder = False  # the workers' collection order is already heaviest group first
     return GroupScheduling(config, log)
 
 
