@@ -87,4 +87,3 @@ def refine_base_model():
         loss_fn(model(x), y).backward()
         opt.step()
     return model.eval()
-

@@ -29,6 +29,16 @@ EXPENSIVE_SESSION_FIXTURES = ("server", "auth_server", "bootstrapped", "refine_b
 _INPUT_KEY = "usseg_xdist_groups"
 
 
+def _module(item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _shared_fixtures(item) -> list[str]:
+    """The :data:`EXPENSIVE_SESSION_FIXTURES` ``item`` uses (as resolved by pytest: session-scoped ones only)."""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return [name for name in EXPENSIVE_SESSION_FIXTURES if name in defs and defs[name][-1].scope == "session"]
+
+
 def module_groups(items) -> dict[str, str]:
     """Module path -> group name (the first module of the group): modules sharing an expensive session fixture
     are merged (union-find)."""
@@ -41,12 +51,10 @@ def module_groups(items) -> dict[str, str]:
 
     owner: dict[str, str] = {}
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
+        module = _module(item)
         find(module)
-        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        for name in EXPENSIVE_SESSION_FIXTURES:
-            if name in defs and defs[name][-1].scope == "session":
-                parent[find(module)] = find(owner.setdefault(name, module))
+        for name in _shared_fixtures(item):
+            parent[find(module)] = find(owner.setdefault(name, module))
     return {m: find(m) for m in parent}
 
 
@@ -71,14 +79,12 @@ def heavy_first(items, groups: dict[str, str]) -> list:
     collection order is kept inside a group and between equals."""
     stats: dict[str, list[int]] = {}
     for item in items:
-        group = groups[item.nodeid.split("::", 1)[0]]
-        s = stats.setdefault(group, [0, 0, 0])
-        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        s[0] = max(s[0], sum(name in defs and defs[name][-1].scope == "session" for name in EXPENSIVE_SESSION_FIXTURES))
+        s = stats.setdefault(groups[_module(item)], [0, 0, 0])
+        s[0] = max(s[0], len(_shared_fixtures(item)))
         s[1] += item.get_closest_marker("slow") is not None
         s[2] += 1
     rank = {g: i for i, g in enumerate(sorted(stats, key=lambda g: (-stats[g][0], -bool(stats[g][1]), -stats[g][2])))}
-    return sorted(items, key=lambda item: rank[groups[item.nodeid.split("::", 1)[0]]])
+    return sorted(items, key=lambda item: rank[groups[_module(item)]])
 
 
 @pytest.hookimpl(trylast=True)
