@@ -4,6 +4,12 @@ The decisive test builds a clip label whose *unreviewed* frames are deliberately
 truth: background marked as target) and trains on it with ``reviewed_frames``; the model must follow the truth,
 not the wrong frames. The same training without the reviewed-frame restriction is the control: it is pulled
 towards the wrong masks, which shows the test can fail.
+
+Six of sixteen frames are reviewed, so the wrong frames are the majority and the control follows them. Measured
+(two clip pairs x two seeds, 100 steps): reviewed-only training scores Dice 0.59-0.70 with the truth and 0.02-0.04
+with the complement; the control 0.01-0.04 with the truth and 0.80-0.98 with the complement. With ten of sixteen
+reviewed and 150 steps (the earlier recipe, 50 % slower) the control was merely confused (0.03-0.63 either way) and
+on one of the four draws scored *less* with the complement than the reviewed-only model, so it showed nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from usseg_models.networks import build_network
 
 SIZE = 64
 FRAMES = 16
-REVIEWED = (0, 1, 2, 5, 6, 7, 10, 11, 12, 15)
+REVIEWED = (0, 3, 6, 9, 12, 15)
 
 
 def _write_clip(folder: Path, seed: int, wrong_unreviewed: bool) -> tuple[Path, Path, np.ndarray]:
@@ -43,7 +49,7 @@ def _write_clip(folder: Path, seed: int, wrong_unreviewed: bool) -> tuple[Path, 
     return image, label, cine.label
 
 
-def _train(dataset: ClipWindowDataset, steps: int = 150, seed: int = 0) -> torch.nn.Module:
+def _train(dataset: ClipWindowDataset, steps: int = 100, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = build_network("dsanet", "small")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -107,9 +113,9 @@ def test_training_does_not_follow_wrong_unreviewed_frames(tmp_path):
     bad_truth, bad_wrong = score(_train(ClipWindowDataset(everything, SIZE, augment=True)))
     # reviewed-only training segments the lesion, not its complement
     assert good_truth > good_wrong + 0.2, (good_truth, good_wrong)
-    # the control, trained on the wrong frames too, is pulled towards the complement (the size of the pull depends
-    # on the random draws; test_unreviewed_masks_never_reach_the_weights below is the exact check)
-    assert bad_wrong > good_wrong, (bad_wrong, good_wrong)
+    # the control, trained on the wrong frames too, follows the complement (test_unreviewed_masks_never_reach_the_weights
+    # below is the exact check)
+    assert bad_wrong > bad_truth + 0.2 and bad_wrong > good_wrong + 0.2, (bad_truth, bad_wrong, good_wrong)
 
 
 def _weights(model: torch.nn.Module) -> torch.Tensor:
