@@ -113,8 +113,8 @@ def test_training_does_not_follow_wrong_unreviewed_frames(tmp_path):
     bad_truth, bad_wrong = score(_train(ClipWindowDataset(everything, SIZE, augment=True)))
     # reviewed-only training segments the lesion, not its complement
     assert good_truth > good_wrong + 0.2, (good_truth, good_wrong)
-    # the control, trained on the wrong frames too, follows the complement (test_unreviewed_masks_never_reach_the_weights
-    # below is the exact check)
+    # the control, trained on the wrong frames too, follows the complement
+    # (test_unreviewed_masks_never_reach_the_weights below is the exact check)
     assert bad_wrong > bad_truth + 0.2 and bad_wrong > good_wrong + 0.2, (bad_truth, bad_wrong, good_wrong)
 
 
