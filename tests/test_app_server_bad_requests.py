@@ -66,9 +66,9 @@ def test_bad_uploads_get_4xx_and_server_survives(server, image_dcm, cine_id, tmp
         assert_alive(server.url)
     # wrong dimensionality: an image to the cine model and a cine to the image model
     r = multipart_infer(server.url, "dsanet", image_dcm)
-    assert r.status_code == 422 and "cine" in r.json()["detail"]
+    assert r.status_code == 422 and "needs a cine" in r.json()["detail"] and "got one image of" in r.json()["detail"]
     r = multipart_infer(server.url, "intrasense", server.studies_dir / f"{cine_id}.dcm")
-    assert r.status_code == 422 and "2D" in r.json()["detail"]
+    assert r.status_code == 422 and "2D" in r.json()["detail"] and "got a cine of" in r.json()["detail"]
     # wrong model, ids with paths, server-side paths
     r = multipart_infer(server.url, "nosuchmodel", image_dcm)
     assert r.status_code == 404 and "nosuchmodel" in r.json()["detail"]

@@ -129,3 +129,16 @@ def test_reader_verify_suffix(us_dicom_dir, tmp_path):
     assert not reader.verify_suffix("frame.png")
     with pytest.raises(ValueError):
         UltrasoundDicomReader(grayscale="yes")
+
+
+def test_error_messages_tell_frames_from_colour_channels(us_dicom_dir):
+    """A single colour image is (X, Y, 3) and a 3-frame grey cine (X, Y, 3): the wording of the server's 422 must
+    not let a user read the colour channels as frames."""
+    from usseg_models.io.layout import describe_array
+
+    arr, meta = read_dicom(us_dicom_dir / "OBXXXX1A.dcm")
+    assert describe_array(arr, meta) == "one image of 800 x 600 px, 3 colour channels"
+    arr, meta = read_dicom(us_dicom_dir / "OBXXXX1A_2frame.dcm")
+    assert describe_array(arr, meta) == "a cine of 2 frame(s) of 800 x 600 px, 3 colour channels"
+    grey = np.zeros((64, 48, 3), np.uint8)
+    assert describe_array(grey, {"original_channel_dim": "no_channel"}) == "a cine of 3 frame(s) of 64 x 48 px"

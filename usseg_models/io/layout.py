@@ -7,12 +7,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["spatial_ndim", "base_meta"]
+__all__ = ["spatial_ndim", "describe_array", "base_meta"]
 
 
 def spatial_ndim(array: Any, meta: dict[str, Any]) -> int:
     """Number of spatial ``(X, Y[, T])`` axes of a reader array, not counting a channel-last colour axis."""
     return array.ndim - (1 if meta.get("original_channel_dim") == -1 else 0)
+
+
+def describe_array(array: Any, meta: dict[str, Any]) -> str:
+    """A reader array in a user's words, for error messages: ``"one image of 800 x 600 px, 3 colour channels"``,
+    ``"a cine of 2 frames of 800 x 600 px"``; frames and colour channels are never both called axes of a shape."""
+    ndim = spatial_ndim(array, meta)
+    shape = tuple(int(n) for n in array.shape)
+    colour = f", {shape[-1]} colour channels" if ndim < len(shape) else ""
+    if ndim == 2:
+        return f"one image of {shape[0]} x {shape[1]} px{colour}"
+    if ndim == 3:
+        return f"a cine of {shape[2]} frame(s) of {shape[0]} x {shape[1]} px{colour}"
+    return f"an array shaped {shape} ({ndim} spatial axes{colour})"
 
 
 def base_meta(path, arr: np.ndarray, affine: np.ndarray, colour: bool, fmt: str) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import numpy as np
 
 from monailabel_app.lib.http import unprocessable
 from monailabel_app.lib.infers.predictor_task import PredictorInferTask
-from monailabel_app.lib.inputs import spatial_ndim
 from usseg_models.inference.video import DSANetPredictor
+from usseg_models.io.layout import describe_array, spatial_ndim
 
 __all__ = ["DSANetInfer"]
 
@@ -32,8 +32,8 @@ class DSANetInfer(PredictorInferTask):
         ndim = spatial_ndim(array, meta)
         if ndim != 3:
             raise unprocessable(
-                f"dsanet needs a cine (X, Y, T): a multi-frame DICOM or a 3D volume; got an array shaped "
-                f"{tuple(array.shape)} ({ndim} spatial axes). Use the 'intrasense' model for single images."
+                f"dsanet needs a cine (X, Y, T): a multi-frame DICOM, a video or a 3D volume; got "
+                f"{describe_array(array, meta)}. Use the 'intrasense' model for single images."
             )
         if array.shape[2] < 1:
             raise unprocessable("the cine has zero frames")

@@ -20,8 +20,8 @@ import numpy as np
 
 from monailabel_app.lib.http import unprocessable
 from monailabel_app.lib.infers.predictor_task import PredictorInferTask
-from monailabel_app.lib.inputs import spatial_ndim
 from usseg_models.inference.image import ImagePredictor
+from usseg_models.io.layout import describe_array, spatial_ndim
 
 __all__ = ["IntraSenseInfer"]
 
@@ -40,8 +40,8 @@ class IntraSenseInfer(PredictorInferTask):
             return array[:, :, 0]
         if ndim != 2:
             raise unprocessable(
-                f"intrasense needs a 2D image (X, Y), a one-slice volume (X, Y, 1) or a cine of one frame; got an "
-                f"array shaped {tuple(array.shape)}. Use the 'dsanet' model for cines."
+                f"intrasense needs a 2D image (X, Y), a one-slice volume (X, Y, 1) or a cine of one frame; got "
+                f"{describe_array(array, meta)}. Use the 'dsanet' model for cines."
             )
         return array
 
