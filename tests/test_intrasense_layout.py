@@ -75,4 +75,5 @@ def test_cine_is_refused_with_422(task, tmp_path):
     with pytest.raises(HTTPException) as err:
         task({"image": str(src)})
     assert err.value.status_code == 422
-    assert "2D" in err.value.detail and "(16, 12, 3)" in err.value.detail and "dsanet" in err.value.detail
+    detail = err.value.detail
+    assert "2D" in detail and "got a cine of 3 frame(s) of 16 x 12 px" in detail and "dsanet" in detail
