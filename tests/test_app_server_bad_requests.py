@@ -7,6 +7,7 @@ answering. The server is the one of every ``test_app_server*.py`` module (:mod:`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -50,6 +51,17 @@ def bad_uploads(folder: Path, good_dicom: Path, good_cine: Path) -> dict[str, Pa
     return files
 
 
+#: MONAI Label's temporary copy of an upload (``NamedTemporaryFile(suffix=...).name``), in any temp folder
+TEMP_COPY = re.compile(r"/tmp[a-z0-9_]{8}(\.|\b)")
+
+
+def assert_names_the_upload(detail: str, uploaded: str) -> None:
+    """An error about an uploaded file names it as the user sent it, never by the server's temporary copy."""
+    assert not TEMP_COPY.search(detail), f"the message names the server's temporary copy: {detail}"
+    if "/" in detail or uploaded in detail:  # messages that name a file at all name this one
+        assert uploaded in detail, f"{uploaded} not named in: {detail}"
+
+
 def assert_alive(url):
     r = requests.get(f"{url}/info/", timeout=30)
     assert r.status_code == 200
@@ -63,6 +75,7 @@ def test_bad_uploads_get_4xx_and_server_survives(server, image_dcm, cine_id, tmp
             r = multipart_infer(server.url, model, path)
             assert 400 <= r.status_code < 500, f"{what} on {model}: HTTP {r.status_code} {r.text[:300]}"
             assert r.json().get("detail"), f"{what}: no message"
+            assert_names_the_upload(r.json()["detail"], path.name)
         assert_alive(server.url)
     # wrong dimensionality: an image to the cine model and a cine to the image model
     r = multipart_infer(server.url, "dsanet", image_dcm)
@@ -84,11 +97,17 @@ def test_bad_uploads_get_4xx_and_server_survives(server, image_dcm, cine_id, tmp
     with open(files["truncated"], "rb") as f:
         r = requests.put(f"{server.url}/datastore/image", params={"image": "trunc"}, files={"file": ("t.dcm", f)})
     assert 400 <= r.status_code < 500
+    assert_names_the_upload(r.json()["detail"], "t.dcm")
     with open(files["not_dicom"], "rb") as f:
         r = requests.put(
             f"{server.url}/datastore/label", params={"image": cine_id}, files={"label": ("l.nii.gz", f)}
         )
     assert 400 <= r.status_code < 500
+    assert_names_the_upload(r.json()["detail"], "l.nii.gz")
+    with open(files["four_d"], "rb") as f:  # a label the reader refuses names the user's file
+        r = requests.put(f"{server.url}/datastore/label", params={"image": cine_id},
+                         files={"label": ("my_label.nii.gz", f)})
+    assert r.status_code == 422 and r.json()["detail"].startswith("my_label.nii.gz: "), r.text[:300]
     for params in ({"image": "../" + cine_id}, {"image": cine_id, "tag": "../../escape"}):
         r = requests.put(f"{server.url}/datastore/label", params=params,
                          files={"label": ("l.nii.gz", b"\x00" * 10)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import time
 
 import nibabel as nib
@@ -46,14 +47,21 @@ def test_the_switch_names_only_installed_workarounds(monkeypatch):
     assert compat.disabled() == set()
 
 
-def test_stock_request_handling_answers_wrong_requests_with_200_or_500(stock):
-    """request-guards: DELETE of a label that is not stored is 200 ``{}``; infer params that are not JSON are 500."""
+def test_stock_request_handling_answers_wrong_requests_with_200_or_500(stock, tmp_path):
+    """request-guards: DELETE of a label that is not stored is 200 ``{}``; infer params that are not JSON are 500;
+    an error about an uploaded file names the server's temporary copy of it, not the file the user sent."""
     assert "left out (stock behaviour)" in stock.log_text()
     r = requests.delete(f"{stock.url}/datastore/label", params={"id": "../x", "tag": "final"}, timeout=60)
     assert (r.status_code, r.json()) == (200, {})
     r = requests.post(f"{stock.url}/infer/dsanet", params={"image": "cine_000"}, data={"params": "{not json"},
                       timeout=120)
     assert r.status_code == 500
+    four_d = tmp_path / "four_d.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4, 2), np.uint8), np.eye(4)), str(four_d))
+    r = requests.put(f"{stock.url}/datastore/label", params={"image": "cine_000"},
+                     files={"label": ("my_label.nii.gz", four_d.read_bytes())}, timeout=60)
+    detail = r.json()["detail"]
+    assert r.status_code == 422 and "my_label" not in detail and re.search(r"/tmp[a-z0-9_]{8}\.nii\.gz", detail)
 
 
 def test_stock_infer_route_blocks_every_other_request(stock, tmp_path):

@@ -20,6 +20,9 @@ request                                         answer
                                                 409 when the file in use is the pretrained one (0.8.5 renamed
                                                 the user's own ``pretrained_path`` file to ``*.deleted``); 404
                                                 when the model has no checkpoint file
+any guarded request with an uploaded file       an error about the upload names the user's file (``clip.nii.gz``),
+                                                not the server's temporary copy (0.8.5 copies each upload to
+                                                ``/tmp/tmpXXXXXXXX<suffix>`` and forgets the name)
 ==============================================  ===================================================================
 
 Install it before anything copies these functions (e.g. :mod:`monailabel_app.lib.threaded_routes`); installing
@@ -34,6 +37,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -44,7 +48,7 @@ from fastapi import HTTPException
 
 from monailabel_app.lib.http import bad_request, http_error_for, not_found, unprocessable
 
-__all__ = ["install_request_guards", "json_object"]
+__all__ = ["install_request_guards", "json_object", "name_uploads"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +68,33 @@ def json_object(text: Any, field: str = "params") -> dict[str, Any]:
     return value
 
 
+_UPLOAD_FIELDS = ("file", "label")  # the UploadFile arguments of run_inference, add_image and save_label
+
+
+def _uploads_by_suffix(bound: inspect.BoundArguments) -> dict[str, list[str]]:
+    """``{suffix: [file names as uploaded]}``; the suffix by MONAI Label's own rule for its temporary copy."""
+    found: dict[str, list[str]] = {}
+    for field in _UPLOAD_FIELDS:
+        filename = getattr(bound.arguments.get(field), "filename", None)
+        if isinstance(filename, str) and filename:
+            found.setdefault("".join(pathlib.Path(filename).suffixes), []).append(os.path.basename(filename))
+    return found
+
+
+def name_uploads(detail: str, uploads: dict[str, list[str]]) -> str:
+    """``detail`` with each of MONAI Label's temporary upload copies (``NamedTemporaryFile(suffix=...).name``:
+    ``<tempdir>/tmp`` + 8 characters + the upload's suffixes) replaced by the name the user uploaded; where two
+    uploads share the suffix, by both names."""
+    for suffix, names in uploads.items():
+        pattern = re.escape(os.path.join(tempfile.gettempdir(), "tmp")) + r"[a-z0-9_]{8}" + re.escape(suffix)
+        shown = names[0] if len(names) == 1 else "one of the uploads (" + ", ".join(names) + ")"
+        detail = re.sub(pattern + r"(?!\w)", lambda _, shown=shown: shown, detail)
+    return detail
+
+
 def _guard(module: Any, name: str, check: Callable[[inspect.BoundArguments], None]) -> bool:
-    """Replace ``module.name`` by a wrapper that runs ``check(bound arguments)`` first."""
+    """Replace ``module.name`` by a wrapper that runs ``check(bound arguments)`` first, and names uploaded files in
+    the errors it answers (:func:`name_uploads`)."""
     original = getattr(module, name, None)
     if original is None:
         logger.warning("MONAI Label has no %s.%s; its request guard is not installed", module.__name__, name)
@@ -79,7 +108,13 @@ def _guard(module: Any, name: str, check: Callable[[inspect.BoundArguments], Non
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         check(bound)
-        return original(*args, **kwargs)
+        try:
+            return original(*args, **kwargs)
+        except HTTPException as exc:
+            uploads = _uploads_by_suffix(bound)
+            if uploads and isinstance(exc.detail, str):
+                exc.detail = name_uploads(exc.detail, uploads)
+            raise
 
     setattr(guarded, _MARK, True)
     setattr(module, name, guarded)
