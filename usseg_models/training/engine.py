@@ -12,6 +12,7 @@ Only rank 0 writes files and shows the tqdm bar.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -304,5 +305,12 @@ def fit(
         "device": str(dev),
         "model": model,
     }
+    if ddp_model is not model:
+        # Free DDP's Reducer while the process group is still registered. Left to the end of this frame, the Reducer
+        # can hold the group's last reference; its destructor then joins gloo's worker threads with the GIL held
+        # while a worker waits for the GIL to free a finished all-reduce: a deadlock (torch 2.13, 1 hang in 25
+        # two-rank CPU runs). The group itself is released by ``ctx.close`` through torch's GIL-free destructor.
+        ddp_model = None
+        gc.collect()
     ctx.close()
     return result
