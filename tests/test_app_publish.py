@@ -116,7 +116,8 @@ def test_too_small_a_validation_set_keeps_the_last_epoch_not_the_best_scoring_on
     result = {"best_checkpoint": str(best), "last_checkpoint": str(last)}
     # one validation image (the sample studies' IntraSense-Net split) is too few to pick an epoch by ...
     assert chosen_checkpoint(result, 1, 16) == ("last", str(last))
-    # ... enough frames are not; no validation at all: the trainer's "best" is its last epoch
+    # ... enough frames are; with no validation at all the last epoch is kept too (the trainer's "best" would be
+    # its lowest training loss), unless there is no last checkpoint
     assert chosen_checkpoint(result, 16, 16) == ("best", str(best))
     assert chosen_checkpoint({"best_checkpoint": str(best)}, 0, 16) == ("best", str(best))
     assert chosen_checkpoint(result, 0, 16) == ("last", str(last))

@@ -17,7 +17,7 @@ def spatial_ndim(array: Any, meta: dict[str, Any]) -> int:
 
 def describe_array(array: Any, meta: dict[str, Any]) -> str:
     """A reader array in a user's words, for error messages: ``"one image of 800 x 600 px, 3 colour channels"``,
-    ``"a cine of 2 frames of 800 x 600 px"``; frames and colour channels are never both called axes of a shape."""
+    ``"a cine of 2 frame(s) of 800 x 600 px"``; frames and colour channels are never both called axes of a shape."""
     ndim = spatial_ndim(array, meta)
     shape = tuple(int(n) for n in array.shape)
     colour = f", {shape[-1]} colour channels" if ndim < len(shape) else ""
